@@ -1,0 +1,128 @@
+//! Errors of the two layers a user meets: building a pipeline ([`DeployError`])
+//! and calling it ([`PipelineError`]).
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+/// The error type a step may return, boxed. Any `E: Into<BoxError>` works as a
+/// step's error (`std::io::Error`, `String`, `anyhow::Error`, your own enum).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why one call of a [`Pipeline`](crate::Pipeline) failed.
+///
+/// Cheap to clone: a failure inside a shared (fan-out) node reaches every
+/// consumer of that node.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn parse(s: String) -> Result<i64, std::num::ParseIntError> {
+///     s.parse()
+/// }
+///
+/// let p = parse(Input::<String>::new()).deploy()?;
+/// let err = p.call("x".to_string()).unwrap_err();
+/// assert_eq!(err.step(), Some("parse"));
+/// assert!(err.to_string().contains("invalid digit"));
+/// # Ok::<(), pipeline_core::DeployError>(())
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A step returned `Err`.
+    #[error("step `{step}` failed: {source}")]
+    Step {
+        /// The step's name.
+        step: &'static str,
+        /// The step's own error.
+        #[source]
+        source: Arc<dyn StdError + Send + Sync + 'static>,
+    },
+    /// A route node got a key that none of its branches handles and it has no
+    /// `otherwise` branch.
+    #[error(
+        "route `{route}` has no branch for key {key}; add `.branch({key}, ..)` or `.otherwise(..)`"
+    )]
+    NoBranch {
+        /// The route's label (its key node's name).
+        route: String,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+    /// The blocking [`Pipeline::call`](crate::Pipeline::call) was used on a
+    /// thread that runs an async runtime, where blocking would stall it.
+    #[error("`Pipeline::call` blocks and was called from inside an async runtime; use `call_async(..).await` there")]
+    BlockingCallInAsyncContext,
+    /// The pipeline could not start its async runtime.
+    #[error("could not start the pipeline's runtime: {0}")]
+    Runtime(Arc<std::io::Error>),
+    /// A broken internal invariant: please report it.
+    #[error("internal error in pipeline-core: {0} (please report this)")]
+    Internal(&'static str),
+}
+
+impl PipelineError {
+    /// The step this error comes from, if it comes from one.
+    pub fn step(&self) -> Option<&'static str> {
+        match self {
+            PipelineError::Step { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn step_failed(step: &'static str, source: BoxError) -> Self {
+        PipelineError::Step {
+            step,
+            source: Arc::from(source),
+        }
+    }
+}
+
+/// Why a graph could not be deployed.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn add(a: i64, b: i64) -> i64 { a + b }
+///
+/// // Two separate inputs: a pipeline takes exactly one.
+/// let err = add(Input::<i64>::new(), Input::<i64>::new()).deploy().unwrap_err();
+/// assert!(matches!(err, DeployError::SeveralInputs { count: 2 }));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// A model step's constructor failed.
+    #[error("step `{step}`: the constructor of replica {replica} failed: {source}")]
+    Build {
+        /// The step's name.
+        step: &'static str,
+        /// The replica's index.
+        replica: usize,
+        /// The constructor's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The graph reads no [`Input`](crate::Input).
+    #[error("the graph reads no `Input`; start it from `Input::<T>::new()`")]
+    NoInput,
+    /// The graph has more than one [`Input`](crate::Input) node.
+    #[error("the graph has {count} `Input` nodes but a pipeline takes one input; make one `Input::<T>::new().shared()` and clone it where it is needed")]
+    SeveralInputs {
+        /// How many `Input` nodes there are.
+        count: usize,
+    },
+    /// A route has two branches for one key.
+    #[error("route `{route}` has two branches for key {key}")]
+    DuplicateBranch {
+        /// The route's label.
+        route: String,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+    /// A shared node was lowered in an inconsistent way (a bug).
+    #[error("internal error in pipeline-core: {0} (please report this)")]
+    Internal(&'static str),
+}

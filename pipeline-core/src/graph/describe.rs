@@ -1,0 +1,236 @@
+//! A printable picture of a graph: [`Graph`], with DOT and Mermaid output.
+//! Built by walking the typed nodes without consuming them, so a graph can be
+//! printed before it is deployed.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::step::{Mode, StepInfo, StepKind};
+
+/// Index of a node in a [`Graph`].
+pub type NodeId = usize;
+
+/// What kind of node a [`GraphNode`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeKind {
+    /// The pipeline's input.
+    Input,
+    /// A `#[step]`.
+    Step {
+        /// Function or model.
+        kind: StepKind,
+        /// The requested mode.
+        mode: Mode,
+        /// The requested replicas.
+        replicas: usize,
+    },
+    /// A list of nodes gathered into one `Vec`.
+    Gather,
+    /// A route: runs the one branch whose key matches.
+    Route,
+}
+
+/// One node of a [`Graph`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphNode {
+    /// Its index.
+    pub id: NodeId,
+    /// Its label: the step's name, `input`, `gather` or `route`.
+    pub label: String,
+    /// What it is.
+    pub kind: NodeKind,
+    /// The Rust type it produces.
+    pub output: &'static str,
+    /// Whether several nodes consume it (a `.shared()` node).
+    pub shared: bool,
+    /// Its upstream nodes, each with an edge label (a route's keys).
+    pub inputs: Vec<(NodeId, Option<String>)>,
+}
+
+/// The shape of a graph: nodes and edges, printable as DOT or Mermaid.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn add_one(x: i64) -> i64 { x + 1 }
+///
+/// let node = add_one(Input::<i64>::new());
+/// let graph = node.graph();
+/// assert_eq!(graph.nodes().len(), 2);
+/// assert!(graph.to_dot().contains("\"add_one\""));
+/// assert!(graph.to_mermaid().starts_with("flowchart LR"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Graph {
+    nodes: Vec<GraphNode>,
+}
+
+impl Graph {
+    /// The nodes, upstream before downstream; the last one is the output.
+    pub fn nodes(&self) -> &[GraphNode] {
+        &self.nodes
+    }
+
+    /// The step nodes, in graph order.
+    pub fn steps(&self) -> impl Iterator<Item = &GraphNode> {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::Step { .. }))
+    }
+
+    /// Graphviz DOT text (`dot -Tsvg`).
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n  node [shape=box];\n");
+        for n in &self.nodes {
+            let shape = match n.kind {
+                NodeKind::Input => "ellipse",
+                NodeKind::Gather => "invtriangle",
+                NodeKind::Route => "diamond",
+                NodeKind::Step { .. } => "box",
+            };
+            let _ = writeln!(
+                out,
+                "  n{} [label=\"{}\", shape={shape}, tooltip=\"{}\"];",
+                n.id,
+                escape(&self.caption(n)),
+                escape(n.output)
+            );
+        }
+        for n in &self.nodes {
+            for (from, label) in &n.inputs {
+                match label {
+                    Some(l) => {
+                        let _ = writeln!(out, "  n{from} -> n{} [label=\"{}\"];", n.id, escape(l));
+                    }
+                    None => {
+                        let _ = writeln!(out, "  n{from} -> n{};", n.id);
+                    }
+                }
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// Mermaid flowchart text.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for n in &self.nodes {
+            let caption = self.caption(n).replace('"', "#quot;");
+            let (open, close) = match n.kind {
+                NodeKind::Input => ("([", "])"),
+                NodeKind::Gather => ("[/", "\\]"),
+                NodeKind::Route => ("{", "}"),
+                NodeKind::Step { .. } => ("[", "]"),
+            };
+            let _ = writeln!(out, "  n{}{open}\"{caption}\"{close}", n.id);
+        }
+        for n in &self.nodes {
+            for (from, label) in &n.inputs {
+                match label {
+                    Some(l) => {
+                        let _ = writeln!(
+                            out,
+                            "  n{from} -->|\"{}\"| n{}",
+                            l.replace('"', "#quot;"),
+                            n.id
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(out, "  n{from} --> n{}", n.id);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn caption(&self, n: &GraphNode) -> String {
+        match &n.kind {
+            NodeKind::Step { mode, replicas, .. } if *mode == Mode::Actors => {
+                format!("{} (actors x{replicas})", n.label)
+            }
+            NodeKind::Step { mode, .. } if *mode == Mode::Tasks => format!("{} (tasks)", n.label),
+            _ => n.label.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Graph {
+    /// Prints the Mermaid form.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_mermaid())
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Collects [`GraphNode`]s while nodes describe themselves.
+#[derive(Debug, Default)]
+pub struct GraphBuilder {
+    graph: Graph,
+    shared: HashMap<usize, NodeId>,
+}
+
+impl GraphBuilder {
+    pub(crate) fn finish(self) -> Graph {
+        self.graph
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        label: impl Into<String>,
+        kind: NodeKind,
+        output: &'static str,
+        inputs: Vec<(NodeId, Option<String>)>,
+    ) -> NodeId {
+        let id = self.graph.nodes.len();
+        self.graph.nodes.push(GraphNode {
+            id,
+            label: label.into(),
+            kind,
+            output,
+            shared: false,
+            inputs,
+        });
+        id
+    }
+
+    pub(crate) fn step(
+        &mut self,
+        info: &StepInfo,
+        output: &'static str,
+        inputs: Vec<NodeId>,
+    ) -> NodeId {
+        let kind = NodeKind::Step {
+            kind: info.kind,
+            mode: info.mode,
+            replicas: info.replicas,
+        };
+        self.push(
+            info.name,
+            kind,
+            output,
+            inputs.into_iter().map(|i| (i, None)).collect(),
+        )
+    }
+
+    /// Describes a shared node once, however many consumers it has.
+    pub(crate) fn shared(
+        &mut self,
+        key: usize,
+        describe: impl FnOnce(&mut Self) -> NodeId,
+    ) -> NodeId {
+        if let Some(&id) = self.shared.get(&key) {
+            return id;
+        }
+        let id = describe(self);
+        self.graph.nodes[id].shared = true;
+        self.shared.insert(key, id);
+        id
+    }
+}

@@ -1,0 +1,205 @@
+//! Per-request routing: a key node picks one branch; only that branch runs.
+
+use std::any::type_name;
+use std::fmt::Debug;
+
+use super::{describe::NodeKind, Edge, GraphBuilder, Node, NodeId, Produces, Upstream};
+use crate::error::{DeployError, PipelineError};
+use crate::runtime::{CallCx, DynEval, Eval, Lowering};
+
+/// Starts a route on `key`: a node whose output picks the branch to run.
+///
+/// Each call evaluates `key`, then runs only the branch registered for that
+/// key (or the `otherwise` branch). All branches must produce one type,
+/// checked at compile time.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[derive(Clone)]
+/// struct Req { model: &'static str, x: i64 }
+///
+/// #[step]
+/// fn pick(r: Req) -> &'static str { r.model }
+/// #[step]
+/// fn small(r: Req) -> i64 { r.x + 1 }
+/// #[step]
+/// fn large(r: Req) -> i64 { r.x * 1000 }
+///
+/// let req = Input::<Req>::new().shared();
+/// let p = route(pick(req.clone()))
+///     .branch("small", small(req.clone()))
+///     .branch("large", large(req))
+///     .deploy()?;
+/// assert_eq!(p.call(Req { model: "small", x: 2 })?, 3);
+/// assert_eq!(p.call(Req { model: "large", x: 2 })?, 2000);
+/// assert!(p.call(Req { model: "huge", x: 2 }).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn route<K>(key: K) -> RouteStart<K>
+where
+    K: Upstream,
+    K::Output: PartialEq + Debug + Sync,
+{
+    RouteStart { key }
+}
+
+/// A route with no branch yet; [`branch`](RouteStart::branch) fixes the
+/// output type.
+#[derive(Debug)]
+pub struct RouteStart<K> {
+    key: K,
+}
+
+impl<K> RouteStart<K>
+where
+    K: Upstream,
+    K::Output: PartialEq + Debug + Sync,
+{
+    /// Runs `node` when the key equals `key`.
+    pub fn branch<B>(self, key: K::Output, node: B) -> Route<K, B::Output>
+    where
+        B: Upstream<Input = K::Input>,
+    {
+        Route {
+            key: self.key,
+            branches: vec![(key, node.boxed())],
+            otherwise: None,
+        }
+    }
+}
+
+/// A route node (see [`route`]).
+pub struct Route<K: Upstream, O> {
+    key: K,
+    branches: Vec<(K::Output, Node<K::Input, O>)>,
+    otherwise: Option<Node<K::Input, O>>,
+}
+
+impl<K: Upstream, O> Debug for Route<K, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Route<{}, {}> ({} branches)",
+            type_name::<K>(),
+            type_name::<O>(),
+            self.branches.len()
+        )
+    }
+}
+
+impl<K, O> Route<K, O>
+where
+    K: Upstream,
+    K::Output: PartialEq + Debug + Sync,
+    O: Send + 'static,
+{
+    /// Runs `node` when the key equals `key`. It must produce what the first
+    /// branch produces.
+    pub fn branch<B>(mut self, key: K::Output, node: B) -> Self
+    where
+        B: Produces<O> + Upstream<Input = K::Input>,
+    {
+        self.branches.push((key, Edge::new(node).boxed()));
+        self
+    }
+
+    /// Runs `node` when no branch matches (without it, such a call fails with
+    /// [`PipelineError::NoBranch`]).
+    pub fn otherwise<B>(mut self, node: B) -> Self
+    where
+        B: Produces<O> + Upstream<Input = K::Input>,
+    {
+        self.otherwise = Some(Edge::new(node).boxed());
+        self
+    }
+
+    fn label(&self) -> String {
+        "route".to_string()
+    }
+}
+
+impl<K, O> Upstream for Route<K, O>
+where
+    K: Upstream,
+    K::Output: PartialEq + Debug + Sync,
+    O: Send + 'static,
+{
+    type Input = K::Input;
+    type Output = O;
+    type Eval = RouteEval<K::Eval, O>;
+
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+        let label = self.label();
+        for (i, (a, _)) in self.branches.iter().enumerate() {
+            if self.branches[..i].iter().any(|(b, _)| b == a) {
+                return Err(DeployError::DuplicateBranch {
+                    route: label,
+                    key: format!("{a:?}"),
+                });
+            }
+        }
+        let key = self.key.lower(lowering)?;
+        let mut branches = Vec::with_capacity(self.branches.len());
+        for (k, node) in self.branches {
+            branches.push((k, node.lower(lowering)?));
+        }
+        let otherwise = self.otherwise.map(|n| n.lower(lowering)).transpose()?;
+        Ok(RouteEval {
+            label,
+            key,
+            branches,
+            otherwise,
+        })
+    }
+
+    fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
+        let mut inputs = vec![(self.key.describe(graph), Some("key".to_string()))];
+        for (k, node) in &self.branches {
+            inputs.push((node.describe(graph), Some(format!("{k:?}"))));
+        }
+        if let Some(node) = &self.otherwise {
+            inputs.push((node.describe(graph), Some("otherwise".to_string())));
+        }
+        graph.push(self.label(), NodeKind::Route, type_name::<O>(), inputs)
+    }
+}
+
+#[doc(hidden)]
+pub struct RouteEval<E: Eval, O> {
+    label: String,
+    key: E,
+    branches: Vec<(E::Output, Box<dyn DynEval<O>>)>,
+    otherwise: Option<Box<dyn DynEval<O>>>,
+}
+
+impl<E: Eval, O> Debug for RouteEval<E, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteEval")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E, O> Eval for RouteEval<E, O>
+where
+    E: Eval,
+    E::Output: PartialEq + Debug + Sync,
+    O: Send + 'static,
+{
+    type Output = O;
+    async fn eval(&self, cx: &CallCx<'_>) -> Result<O, PipelineError> {
+        let key = self.key.eval(cx).await?;
+        let branch = self
+            .branches
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, b)| b)
+            .or(self.otherwise.as_ref())
+            .ok_or_else(|| PipelineError::NoBranch {
+                route: self.label.clone(),
+                key: format!("{key:?}"),
+            })?;
+        branch.eval_boxed(cx).await
+    }
+}

@@ -1,0 +1,90 @@
+//! The runnable form of a graph: every node lowers to an [`Eval`], a typed
+//! value that computes its output for one call from a [`CallCx`].
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use tokio::sync::OnceCell;
+
+use crate::error::PipelineError;
+
+/// A shared node's value for one call, computed once (success or failure).
+pub(crate) type SlotValue = Result<Box<dyn Any + Send + Sync>, PipelineError>;
+
+/// Per-call state: the call's input and one slot per shared node.
+#[derive(Debug)]
+pub struct CallCx<'c> {
+    /// Points at a `Mutex<Option<In>>` owned by the call.
+    input: &'c (dyn Any + Send + Sync),
+    slots: Box<[OnceCell<SlotValue>]>,
+}
+
+impl<'c> CallCx<'c> {
+    pub(crate) fn new<In: Send + 'static>(input: &'c Mutex<Option<In>>, slots: usize) -> Self {
+        CallCx {
+            input,
+            slots: (0..slots).map(|_| OnceCell::new()).collect(),
+        }
+    }
+
+    pub(crate) fn take_input<T: 'static>(&self) -> Result<T, PipelineError> {
+        let slot = self
+            .input
+            .downcast_ref::<Mutex<Option<T>>>()
+            .ok_or(PipelineError::Internal(
+                "input type differs from the graph's",
+            ))?;
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or(PipelineError::Internal("input read twice"))
+    }
+
+    pub(crate) fn slot(&self, index: usize) -> Result<&OnceCell<SlotValue>, PipelineError> {
+        self.slots
+            .get(index)
+            .ok_or(PipelineError::Internal("shared slot out of range"))
+    }
+}
+
+/// A lowered node: computes its output for one call.
+pub trait Eval: Send + Sync + 'static {
+    /// What the node produces.
+    type Output: Send + 'static;
+    /// Computes the output for the call `cx`.
+    fn eval<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> impl Future<Output = Result<Self::Output, PipelineError>> + Send + 'a;
+}
+
+/// A boxed future, as object-safe evaluation returns it.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object-safe [`Eval`], for type-erased nodes (`Node<I, O>`, route branches,
+/// the pipeline's root).
+pub trait DynEval<O>: Send + Sync + 'static {
+    /// Computes the output, boxing the future.
+    fn eval_boxed<'a>(&'a self, cx: &'a CallCx<'_>) -> BoxFuture<'a, Result<O, PipelineError>>;
+}
+
+impl<E: Eval> DynEval<E::Output> for E {
+    fn eval_boxed<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> BoxFuture<'a, Result<E::Output, PipelineError>> {
+        Box::pin(self.eval(cx))
+    }
+}
+
+impl<O: Send + 'static> Eval for Box<dyn DynEval<O>> {
+    type Output = O;
+    fn eval<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> impl Future<Output = Result<O, PipelineError>> + Send + 'a {
+        (**self).eval_boxed(cx)
+    }
+}

@@ -1,0 +1,191 @@
+//! What a `#[step]` is at run time: its static description ([`StepInfo`]), the
+//! context a replica is built with ([`ReplicaContext`]), and the hidden
+//! [`StepFn`] contract the macro implements. This module owns no scheduling:
+//! where and how a step runs is `runtime`'s business.
+
+use std::future::Future;
+
+use crate::error::BoxError;
+
+mod node;
+
+pub use node::StepNode;
+#[doc(hidden)]
+pub use node::{EdgeList, EdgesEval, StepEval};
+
+/// How a step is run, as chosen by `#[step(mode = "...")]`.
+///
+/// ```
+/// use pipeline_core::Mode;
+/// assert_eq!(Mode::default(), Mode::Local);
+/// assert_eq!(Mode::Actors.as_str(), "actors");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Inline in the caller: no spawn, no channel.
+    #[default]
+    Local,
+    /// Each invocation is its own task; stateless.
+    Tasks,
+    /// Long-lived replicas, each with its own state and mailbox.
+    Actors,
+}
+
+impl Mode {
+    /// The name used in `#[step(mode = "...")]`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Local => "local",
+            Mode::Tasks => "tasks",
+            Mode::Actors => "actors",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a step is a plain function or a model type with per-replica state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepKind {
+    /// `#[step] fn ...`
+    Function,
+    /// `#[step] impl Model { fn new(..); fn call(..) }`
+    Model,
+}
+
+/// Everything the `#[step]` attribute said about a step, fixed at compile time.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::{Mode, StepFn};
+///
+/// #[step(mode = "actors", replicas = 3)]
+/// fn embed(x: i64) -> i64 { x }
+///
+/// let info = <embed<Input<i64>> as StepFn>::INFO;
+/// assert_eq!((info.name, info.mode, info.replicas), ("embed", Mode::Actors, 3));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepInfo {
+    /// The function's or the model type's name.
+    pub name: &'static str,
+    /// The requested mode.
+    pub mode: Mode,
+    /// The requested number of replicas (1 unless actors).
+    pub replicas: usize,
+    /// Function or model.
+    pub kind: StepKind,
+    /// Whether the body is an `async fn`.
+    pub is_async: bool,
+}
+
+/// A compute device a replica may own.
+///
+/// ```
+/// use pipeline_core::Device;
+/// assert_eq!(Device::Cuda(1).to_string(), "cuda:1");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Device {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// The CUDA device with this index.
+    Cuda(usize),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// What a model step's constructor learns about the replica it builds.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// struct Scaler { factor: i64 }
+///
+/// #[step]
+/// impl Scaler {
+///     fn new(ctx: &ReplicaContext, factor: i64) -> Self {
+///         assert_eq!(ctx.device(), Device::Cpu);
+///         Scaler { factor: factor * (ctx.index() as i64 + 1) }
+///     }
+///     fn call(&self, x: i64) -> i64 { x * self.factor }
+/// }
+///
+/// let p = Scaler::bind(10, Input::<i64>::new()).deploy()?;
+/// assert_eq!(p.call(2)?, 20);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaContext {
+    pub(crate) step: &'static str,
+    pub(crate) index: usize,
+    pub(crate) replicas: usize,
+    pub(crate) device: Device,
+}
+
+impl ReplicaContext {
+    /// A context for building a model by hand, e.g. in a unit test.
+    pub fn new(step: &'static str, index: usize, replicas: usize, device: Device) -> Self {
+        ReplicaContext {
+            step,
+            index,
+            replicas,
+            device,
+        }
+    }
+    /// The step's name.
+    pub fn step(&self) -> &'static str {
+        self.step
+    }
+    /// This replica's index, `0..replicas()`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+    /// How many replicas the step has.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+    /// The device this replica owns.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+}
+
+/// The contract between `#[step]` and the runtime. Implemented by the macro;
+/// you should not need to implement or call it yourself.
+///
+/// For a function step it is implemented on the node type with plain
+/// `Input<_>` parameters (`add_one<Input<i64>>`), for a model step on the
+/// model type.
+pub trait StepFn: Send + Sync + 'static {
+    /// The step's inputs, as a tuple (`(i64,)` for one input).
+    type Inputs: Send + 'static;
+    /// What the step produces (the `T` of `-> T` or `-> Result<T, E>`).
+    type Output: Send + 'static;
+    /// One replica's state: `()` for functions, the model (behind a lock
+    /// where `call` takes `&mut self`).
+    type State: Send + Sync + 'static;
+    /// The constructor's arguments, cloned into each replica.
+    type Init: Clone + Send + Sync + 'static;
+    /// What the attribute said.
+    const INFO: StepInfo;
+    /// Builds one replica.
+    fn build(ctx: &ReplicaContext, init: &Self::Init) -> Result<Self::State, BoxError>;
+    /// Runs the step once.
+    fn call(
+        state: &Self::State,
+        inputs: Self::Inputs,
+    ) -> impl Future<Output = Result<Self::Output, BoxError>> + Send + '_;
+}

@@ -1,0 +1,148 @@
+//! The generic node behind every `#[step]`: [`StepNode`] holds the step's
+//! checked input edges and init args; it lowers to a [`StepEval`] that
+//! evaluates the inputs concurrently and hands them to the step's runner.
+
+use std::any::type_name;
+use std::fmt::Debug;
+
+use super::StepFn;
+use crate::error::{DeployError, PipelineError};
+use crate::graph::{GraphBuilder, NodeId, Upstream};
+use crate::runtime::{CallCx, Eval, Lowering, Runner};
+
+/// A call of a step on its inputs, before deployment. Model steps'
+/// `bind(..)` returns one; function steps wrap one in their generated node
+/// type.
+pub struct StepNode<S: StepFn, E> {
+    edges: E,
+    init: S::Init,
+}
+
+impl<S: StepFn, E> StepNode<S, E> {
+    #[doc(hidden)]
+    pub fn new(init: S::Init, edges: E) -> Self {
+        StepNode { edges, init }
+    }
+}
+
+impl<S: StepFn, E> Debug for StepNode<S, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StepNode<{}>", S::INFO.name)
+    }
+}
+
+impl<S, E> Upstream for StepNode<S, E>
+where
+    S: StepFn,
+    E: EdgeList<Inputs = S::Inputs>,
+{
+    type Input = E::Input;
+    type Output = S::Output;
+    type Eval = StepEval<S, E::Eval>;
+
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+        let edges = self.edges.lower(lowering)?;
+        let runner = lowering.runner::<S>(self.init)?;
+        Ok(StepEval { edges, runner })
+    }
+
+    fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
+        let inputs = self.edges.describe(graph);
+        graph.step(&S::INFO, type_name::<S::Output>(), inputs)
+    }
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct StepEval<S: StepFn, E> {
+    edges: E,
+    runner: Runner<S>,
+}
+
+impl<S, E> Eval for StepEval<S, E>
+where
+    S: StepFn,
+    E: EdgesEval<Inputs = S::Inputs>,
+{
+    type Output = S::Output;
+    async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
+        let inputs = self.edges.eval(cx).await?;
+        self.runner.run(inputs).await
+    }
+}
+
+/// A step's input edges: a tuple of nodes that all read the same pipeline
+/// input.
+#[doc(hidden)]
+pub trait EdgeList: Send + 'static {
+    type Input: Send + 'static;
+    type Inputs: Send + 'static;
+    type Eval: EdgesEval<Inputs = Self::Inputs>;
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError>;
+    fn describe(&self, graph: &mut GraphBuilder) -> Vec<NodeId>;
+}
+
+/// Evaluates a step's inputs (concurrently when there are several).
+#[doc(hidden)]
+pub trait EdgesEval: Send + Sync + 'static {
+    type Inputs: Send + 'static;
+    fn eval<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> impl std::future::Future<Output = Result<Self::Inputs, PipelineError>> + Send + 'a;
+}
+
+impl<A: Upstream> EdgeList for (A,) {
+    type Input = A::Input;
+    type Inputs = (A::Output,);
+    type Eval = (A::Eval,);
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+        Ok((self.0.lower(lowering)?,))
+    }
+    fn describe(&self, graph: &mut GraphBuilder) -> Vec<NodeId> {
+        vec![self.0.describe(graph)]
+    }
+}
+
+impl<A: Eval> EdgesEval for (A,) {
+    type Inputs = (A::Output,);
+    async fn eval(&self, cx: &CallCx<'_>) -> Result<Self::Inputs, PipelineError> {
+        Ok((self.0.eval(cx).await?,))
+    }
+}
+
+macro_rules! edge_tuples {
+    ($first:ident $($rest:ident)+) => {
+        #[allow(non_snake_case)]
+        impl<$first: Upstream, $($rest: Upstream<Input = $first::Input>),+> EdgeList for ($first, $($rest),+) {
+            type Input = $first::Input;
+            type Inputs = ($first::Output, $($rest::Output),+);
+            type Eval = ($first::Eval, $($rest::Eval),+);
+            fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+                let ($first, $($rest),+) = self;
+                Ok(($first.lower(lowering)?, $($rest.lower(lowering)?),+))
+            }
+            fn describe(&self, graph: &mut GraphBuilder) -> Vec<NodeId> {
+                let ($first, $($rest),+) = self;
+                vec![$first.describe(graph), $($rest.describe(graph)),+]
+            }
+        }
+
+        #[allow(non_snake_case)]
+        impl<$first: Eval, $($rest: Eval),+> EdgesEval for ($first, $($rest),+) {
+            type Inputs = ($first::Output, $($rest::Output),+);
+            async fn eval(&self, cx: &CallCx<'_>) -> Result<Self::Inputs, PipelineError> {
+                let ($first, $($rest),+) = self;
+                futures::try_join!($first.eval(cx), $($rest.eval(cx)),+)
+            }
+        }
+    };
+}
+
+edge_tuples!(A B);
+edge_tuples!(A B C);
+edge_tuples!(A B C D);
+edge_tuples!(A B C D E);
+edge_tuples!(A B C D E F);
+edge_tuples!(A B C D E F G);
+edge_tuples!(A B C D E F G H);

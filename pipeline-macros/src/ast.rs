@@ -1,0 +1,375 @@
+//! This crate's model of a step, read from the annotated item and checked:
+//! a function step ([`FnStep`]) or a model step ([`ModelStep`]). Each
+//! problem is recorded in the `Ctxt`, spanned on the user's tokens.
+
+use proc_macro2::{Ident, Span};
+use syn::spanned::Spanned;
+use syn::{
+    FnArg, GenericArgument, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, PathArguments,
+    ReturnType, Signature, Type,
+};
+
+use crate::ctxt::Ctxt;
+
+/// The most inputs a step may take (pipeline-core implements edge tuples up
+/// to this arity).
+const MAX_INPUTS: usize = 8;
+
+pub(crate) enum Step {
+    Fn(FnStep),
+    Model(ModelStep),
+}
+
+/// What a step's body returns.
+pub(crate) struct Output {
+    /// The value type the graph sees.
+    pub(crate) ty: Type,
+    /// `-> Result<T, E>`: the error is boxed into the pipeline error.
+    pub(crate) fallible: bool,
+}
+
+/// One input of a step.
+pub(crate) struct StepInput {
+    /// A name for the generated constructor's parameter.
+    pub(crate) name: Ident,
+    pub(crate) ty: Type,
+}
+
+pub(crate) struct FnStep {
+    pub(crate) item: ItemFn,
+    pub(crate) inputs: Vec<StepInput>,
+    pub(crate) output: Output,
+    pub(crate) is_async: bool,
+}
+
+pub(crate) struct ModelStep {
+    pub(crate) item: ItemImpl,
+    pub(crate) self_ty: Type,
+    pub(crate) name: String,
+    pub(crate) ctor: Ctor,
+    pub(crate) call: Call,
+}
+
+pub(crate) struct Ctor {
+    pub(crate) vis: syn::Visibility,
+    pub(crate) takes_context: bool,
+    pub(crate) args: Vec<StepInput>,
+    pub(crate) fallible: bool,
+}
+
+pub(crate) struct Call {
+    pub(crate) mutable: bool,
+    pub(crate) is_async: bool,
+    pub(crate) inputs: Vec<StepInput>,
+    pub(crate) output: Output,
+}
+
+pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Item> {
+    match item {
+        Item::Fn(f) => match fn_step(&f, cx) {
+            Some(step) => Ok(Step::Fn(step)),
+            None => Err(Item::Fn(f)),
+        },
+        Item::Impl(i) => match model_step(&i, cx) {
+            Some(step) => Ok(Step::Model(step)),
+            None => Err(Item::Impl(i)),
+        },
+        other => {
+            let (what, span) = match &other {
+                Item::Struct(s) => (
+                    "a struct",
+                    s.struct_token
+                        .span
+                        .join(s.ident.span())
+                        .unwrap_or(s.ident.span()),
+                ),
+                Item::Enum(e) => (
+                    "an enum",
+                    e.enum_token
+                        .span
+                        .join(e.ident.span())
+                        .unwrap_or(e.ident.span()),
+                ),
+                Item::Trait(t) => (
+                    "a trait",
+                    t.trait_token
+                        .span
+                        .join(t.ident.span())
+                        .unwrap_or(t.ident.span()),
+                ),
+                Item::Mod(m) => (
+                    "a module",
+                    m.mod_token
+                        .span
+                        .join(m.ident.span())
+                        .unwrap_or(m.ident.span()),
+                ),
+                _ => ("this item", other.span()),
+            };
+            cx.push(syn::Error::new(
+                span,
+                format!(
+                    "`#[step]` goes on a `fn` or on the `impl` block of a model type, not on {what}; \
+                     for a model write `#[step] impl Model {{ fn new(..) -> Self {{ .. }} fn call(&mut self, x: In) -> Out {{ .. }} }}`"
+                ),
+            ));
+            Err(other)
+        }
+    }
+}
+
+fn fn_step(item: &ItemFn, cx: &Ctxt) -> Option<FnStep> {
+    let sig = &item.sig;
+    let before = cx_errors(cx);
+    check_signature(sig, cx);
+    if let Some(FnArg::Receiver(r)) = sig.inputs.first() {
+        cx.error_spanned(
+            r,
+            "a function step takes no `self`; put `#[step]` on the `impl` block for a model step",
+        );
+    }
+    let inputs = step_inputs(sig.inputs.iter(), sig, cx);
+    let output = output_of(&sig.output);
+    (cx_errors(cx) == before).then(|| FnStep {
+        item: item.clone(),
+        inputs,
+        output,
+        is_async: sig.asyncness.is_some(),
+    })
+}
+
+fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
+    let before = cx_errors(cx);
+    if let Some((_, path, _)) = &item.trait_ {
+        cx.error_spanned(
+            path,
+            "`#[step]` goes on the model's own `impl` block (`impl Model { .. }`), not on a trait impl",
+        );
+        return None;
+    }
+    if !item.generics.params.is_empty() {
+        cx.error_spanned(
+            &item.generics,
+            "generic model steps are not supported; make the model type concrete",
+        );
+    }
+    let self_ty = (*item.self_ty).clone();
+    let name = match &self_ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    };
+    let Some(name) = name else {
+        cx.error_spanned(
+            &self_ty,
+            "a model step must be a named type (`impl Model { .. }`)",
+        );
+        return None;
+    };
+    let method = |wanted: &str| {
+        item.items.iter().find_map(|i| match i {
+            ImplItem::Fn(f) if f.sig.ident == wanted => Some(f),
+            _ => None,
+        })
+    };
+    let ctor = match method("new") {
+        Some(f) => ctor(f, cx),
+        None => {
+            cx.error_spanned(
+                &self_ty,
+                format!(
+                    "model step `{name}` has no constructor: add `fn new(args..) -> Self` \
+                     (optionally taking `ctx: &ReplicaContext` first; it may return `Result<Self, E>`)"
+                ),
+            );
+            None
+        }
+    };
+    let call = match method("call") {
+        Some(f) => call(f, cx),
+        None => {
+            cx.error_spanned(
+                &self_ty,
+                format!(
+                    "model step `{name}` has no `call` method: add `fn call(&mut self, input: In) -> Out` (or `&self`)"
+                ),
+            );
+            None
+        }
+    };
+    let (ctor, call) = (ctor?, call?);
+    (cx_errors(cx) == before).then(|| ModelStep {
+        item: item.clone(),
+        self_ty,
+        name,
+        ctor,
+        call,
+    })
+}
+
+fn ctor(f: &ImplItemFn, cx: &Ctxt) -> Option<Ctor> {
+    let sig = &f.sig;
+    check_signature(sig, cx);
+    if let Some(a) = &sig.asyncness {
+        cx.error_spanned(a, "the constructor `new` must not be `async`: it runs once per replica, on the replica's own thread");
+    }
+    let mut args = sig.inputs.iter().peekable();
+    if let Some(FnArg::Receiver(r)) = args.peek() {
+        cx.error_spanned(r, "the constructor `new` takes no `self`");
+        return None;
+    }
+    let takes_context = matches!(args.peek(), Some(FnArg::Typed(t)) if is_context(&t.ty));
+    if takes_context {
+        args.next();
+    }
+    let inputs = typed_inputs(args, cx, "constructor argument");
+    let ret = output_of(&sig.output);
+    Some(Ctor {
+        vis: f.vis.clone(),
+        takes_context,
+        args: inputs,
+        fallible: ret.fallible,
+    })
+}
+
+fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
+    let sig = &f.sig;
+    check_signature(sig, cx);
+    let mutable = match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() => r.mutability.is_some(),
+        Some(FnArg::Receiver(r)) => {
+            cx.error_spanned(r, "`call` must take `&self` or `&mut self`: the replica keeps the model between calls");
+            return None;
+        }
+        _ => {
+            cx.error_spanned(
+                &sig.ident,
+                "`call` must take `&self` or `&mut self` as its first parameter",
+            );
+            return None;
+        }
+    };
+    let inputs = step_inputs(sig.inputs.iter().skip(1), sig, cx);
+    Some(Call {
+        mutable,
+        is_async: sig.asyncness.is_some(),
+        inputs,
+        output: output_of(&sig.output),
+    })
+}
+
+fn check_signature(sig: &Signature, cx: &Ctxt) {
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned(
+            &sig.generics,
+            "generic steps are not supported; give the step concrete types",
+        );
+    }
+    if let Some(v) = &sig.variadic {
+        cx.error_spanned(v, "variadic functions cannot be steps");
+    }
+}
+
+fn step_inputs<'a>(
+    args: impl Iterator<Item = &'a FnArg>,
+    sig: &Signature,
+    cx: &Ctxt,
+) -> Vec<StepInput> {
+    let inputs = typed_inputs(args, cx, "step input");
+    if inputs.is_empty() {
+        cx.error_spanned(
+            &sig.ident,
+            format!(
+                "step `{}` takes no input: a step needs at least one, e.g. `fn {}(x: In) -> Out`",
+                sig.ident, sig.ident
+            ),
+        );
+    } else if inputs.len() > MAX_INPUTS {
+        cx.error_spanned(
+            &sig.inputs,
+            format!("a step takes at most {MAX_INPUTS} inputs; group them in a struct"),
+        );
+    }
+    inputs
+}
+
+fn typed_inputs<'a>(
+    args: impl Iterator<Item = &'a FnArg>,
+    cx: &Ctxt,
+    what: &str,
+) -> Vec<StepInput> {
+    let mut out = Vec::new();
+    for (i, arg) in args.enumerate() {
+        let FnArg::Typed(t) = arg else { continue };
+        match &*t.ty {
+            Type::Reference(r) => cx.error_spanned(
+                r,
+                format!("a {what} is an owned value passed between steps: take `{}` instead of a reference", quote::quote!(#r).to_string().trim_start_matches('&').trim_start_matches(" mut").trim()),
+            ),
+            Type::ImplTrait(it) => cx.error_spanned(it, format!("a {what} needs a concrete type, not `impl Trait`")),
+            _ => {}
+        }
+        let name = match &*t.pat {
+            Pat::Ident(p) if p.subpat.is_none() => Ident::new(&p.ident.to_string(), p.ident.span()),
+            _ => Ident::new(&format!("input{i}"), Span::call_site()),
+        };
+        out.push(StepInput {
+            name,
+            ty: (*t.ty).clone(),
+        });
+    }
+    out
+}
+
+fn output_of(ret: &ReturnType) -> Output {
+    match ret {
+        ReturnType::Default => Output {
+            ty: syn::parse_quote!(()),
+            fallible: false,
+        },
+        ReturnType::Type(_, ty) => match result_ok_type(ty) {
+            Some(ok) => Output {
+                ty: ok,
+                fallible: true,
+            },
+            None => Output {
+                ty: (**ty).clone(),
+                fallible: false,
+            },
+        },
+    }
+}
+
+/// `T` of a return type spelled `Result<T, E>` or `Result<T>` (any path
+/// ending in `Result`): such steps are fallible.
+fn result_ok_type(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+fn is_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => match &*r.elem {
+            Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "ReplicaContext"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn cx_errors(cx: &Ctxt) -> usize {
+    cx.len()
+}

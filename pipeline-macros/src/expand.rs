@@ -1,0 +1,374 @@
+//! Code generation. Generated code names everything by absolute path through
+//! `::pipeline_core::__private` and prefixes its own names with `__`, so it
+//! works whatever the user's module shadows (`Result`, `Ok`, `Vec`, ...).
+//!
+//! For `#[step] fn add(a: i64, b: i64) -> i64` it writes:
+//! - `struct add<__A0, __A1>`: the node type (holds the checked edges);
+//! - `fn add<__A0, __A1>(a: __A0, b: __A1) -> add<__A0, __A1>` whose
+//!   `Produces<i64>` bounds are the edge checks, reported at the argument;
+//! - `impl add<Input<i64>, Input<i64>> { fn call(a, b) -> i64 { body } }`, so
+//!   `add::call(1, 2)` runs the body directly;
+//! - the hidden `StepFn` and `Upstream` impls.
+//!
+//! For `#[step] impl Model { fn new(..); fn call(&mut self, ..) }` it keeps
+//! the impl, adds `Model::bind(init.., inputs..)` and the `StepFn` impl.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::Item;
+
+use crate::ast::{self, FnStep, ModelStep, Output, Step, StepInput};
+use crate::attr::{self, StepAttr};
+use crate::ctxt::Ctxt;
+
+pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::default();
+    let attr = attr::parse(args, &cx);
+    let item: Item = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    // Attribute mistakes still expand (with defaults for the bad keys), so
+    // code that uses the step compiles and each mistake is one error.
+    let mut out = match ast::parse(item, &cx) {
+        Ok(Step::Fn(step)) => expand_fn(&step, &attr),
+        Ok(Step::Model(step)) => expand_model(&step, &attr),
+        Err(item) => item.into_token_stream(),
+    };
+    out.extend(cx.into_compile_errors());
+    out
+}
+
+fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream {
+    let mode = Ident::new(attr.mode.variant(), Span::call_site());
+    let kind = Ident::new(kind, Span::call_site());
+    let replicas = attr.replicas;
+    quote! {
+        ::pipeline_core::__private::StepInfo {
+            name: #name,
+            mode: ::pipeline_core::__private::Mode::#mode,
+            replicas: #replicas,
+            kind: ::pipeline_core::__private::StepKind::#kind,
+            is_async: #is_async,
+        }
+    }
+}
+
+fn generics(inputs: &[StepInput]) -> Vec<Ident> {
+    (0..inputs.len())
+        .map(|i| format_ident!("__A{}", i))
+        .collect()
+}
+
+/// `where __A0: Produces<T0>, ...`, spanned on each parameter's type so the
+/// "required by this bound" note points at the user's parameter.
+fn edge_bounds(gens: &[Ident], inputs: &[StepInput]) -> TokenStream {
+    let bounds = gens.iter().zip(inputs).map(|(g, input)| {
+        let ty = &input.ty;
+        quote_spanned!(ty.span()=> #g: ::pipeline_core::__private::Produces<#ty>)
+    });
+    quote!(#(#bounds),*)
+}
+
+fn edges_type(gens: &[Ident], inputs: &[StepInput]) -> TokenStream {
+    let tys = inputs.iter().map(|i| &i.ty);
+    quote!((#(::pipeline_core::__private::Edge<#gens, #tys>,)*))
+}
+
+/// The value of one run of the user's body on `args`, as
+/// `Result<Output, BoxError>` (`.await`ed inside when the body is async).
+fn run_body(
+    callee: TokenStream,
+    args: &[impl ToTokens],
+    output: &Output,
+    is_async: bool,
+) -> TokenStream {
+    let invoke = if is_async {
+        quote!(#callee(#(#args),*).await)
+    } else {
+        quote!(#callee(#(#args),*))
+    };
+    if output.fallible {
+        quote!(::core::result::Result::map_err(#invoke, ::core::convert::Into::<::pipeline_core::__private::BoxError>::into))
+    } else {
+        quote!(::core::result::Result::<_, ::pipeline_core::__private::BoxError>::Ok(#invoke))
+    }
+}
+
+/// The body of `StepFn::call`: a ready future for sync bodies (the body runs
+/// when called, with no state machine), an `async move` block for async ones.
+fn call_body(
+    callee: TokenStream,
+    args: &[impl ToTokens],
+    output: &Output,
+    is_async: bool,
+) -> TokenStream {
+    let value = run_body(callee, args, output, is_async);
+    if is_async {
+        quote!(async move { #value })
+    } else {
+        quote!(::pipeline_core::__private::ready(#value))
+    }
+}
+
+fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
+    let syn::ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+        ..
+    } = &step.item;
+    let name = &sig.ident;
+    let name_str = name.to_string();
+    let gens = generics(&step.inputs);
+    let tys: Vec<_> = step.inputs.iter().map(|i| &i.ty).collect();
+    let args: Vec<_> = step.inputs.iter().map(|i| &i.name).collect();
+    let vars: Vec<_> = (0..tys.len()).map(|i| format_ident!("__in{}", i)).collect();
+    let out_ty = &step.output.ty;
+    let marker = quote!(#name<#(::pipeline_core::__private::Input<#tys>),*>);
+    let edges = edges_type(&gens, &step.inputs);
+    let node_ty = quote!(::pipeline_core::__private::StepNode<#marker, #edges>);
+    let bounds = edge_bounds(&gens, &step.inputs);
+    let info = info(&name_str, attr, "Function", step.is_async);
+    let body = call_body(quote!(<#marker>::call), &vars, &step.output, step.is_async);
+    let mut call_sig = sig.clone();
+    call_sig.ident = Ident::new("call", sig.ident.span());
+    let struct_doc = format!(
+        "The node type of the `{name_str}` step. `{name_str}(..)` on upstream nodes makes one; \
+         `{name_str}::call(..)` runs the step's body directly."
+    );
+
+    quote! {
+        #[doc = #struct_doc]
+        #[allow(non_camel_case_types)]
+        #[must_use = "a step node does nothing until its graph is deployed"]
+        #vis struct #name<#(#gens),*>
+        where #(#gens: ::pipeline_core::__private::Upstream),*
+        {
+            __node: #node_ty,
+        }
+
+        #(#attrs)*
+        #[allow(clippy::too_many_arguments)]
+        #vis fn #name<#(#gens),*>(#(#args: #gens),*) -> #name<#(#gens),*>
+        where #bounds
+        {
+            #name {
+                __node: ::pipeline_core::__private::StepNode::new(
+                    (),
+                    (#(::pipeline_core::__private::Edge::new(#args),)*),
+                ),
+            }
+        }
+
+        impl #marker {
+            #(#attrs)*
+            #[allow(clippy::too_many_arguments)]
+            #vis #call_sig #block
+        }
+
+        #[automatically_derived]
+        impl<#(#gens),*> ::core::fmt::Debug for #name<#(#gens),*>
+        where #(#gens: ::pipeline_core::__private::Upstream),*
+        {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Debug::fmt(&self.__node, f)
+            }
+        }
+
+        #[automatically_derived]
+        impl ::pipeline_core::__private::StepFn for #marker {
+            type Inputs = (#(#tys,)*);
+            type Output = #out_ty;
+            type State = ();
+            type Init = ();
+            const INFO: ::pipeline_core::__private::StepInfo = #info;
+
+            fn build(
+                _: &::pipeline_core::__private::ReplicaContext,
+                _: &(),
+            ) -> ::core::result::Result<(), ::pipeline_core::__private::BoxError> {
+                ::core::result::Result::Ok(())
+            }
+
+            fn call(
+                _: &(),
+                (#(#vars,)*): (#(#tys,)*),
+            ) -> impl ::pipeline_core::__private::Future<
+                Output = ::core::result::Result<#out_ty, ::pipeline_core::__private::BoxError>,
+            > + ::core::marker::Send + '_ {
+                #body
+            }
+        }
+
+        #[automatically_derived]
+        impl<#(#gens),*> ::pipeline_core::__private::Upstream for #name<#(#gens),*>
+        where
+            #(#gens: ::pipeline_core::__private::Upstream,)*
+            #node_ty: ::pipeline_core::__private::Upstream,
+        {
+            type Input = <#node_ty as ::pipeline_core::__private::Upstream>::Input;
+            type Output = <#node_ty as ::pipeline_core::__private::Upstream>::Output;
+            type Eval = <#node_ty as ::pipeline_core::__private::Upstream>::Eval;
+
+            fn lower(
+                self,
+                lowering: &mut ::pipeline_core::__private::Lowering<'_>,
+            ) -> ::core::result::Result<Self::Eval, ::pipeline_core::__private::DeployError> {
+                ::pipeline_core::__private::Upstream::lower(self.__node, lowering)
+            }
+
+            fn describe(
+                &self,
+                graph: &mut ::pipeline_core::__private::GraphBuilder,
+            ) -> ::pipeline_core::__private::NodeId {
+                ::pipeline_core::__private::Upstream::describe(&self.__node, graph)
+            }
+        }
+    }
+}
+
+fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
+    let item = &step.item;
+    let self_ty = &step.self_ty;
+    let call = &step.call;
+    let ctor = &step.ctor;
+    let gens = generics(&call.inputs);
+    let tys: Vec<_> = call.inputs.iter().map(|i| &i.ty).collect();
+    let init_tys: Vec<_> = ctor.args.iter().map(|i| &i.ty).collect();
+    let init_names: Vec<_> = ctor.args.iter().map(|i| &i.name).collect();
+    // Inputs keep their names unless a constructor argument has the same.
+    let in_names: Vec<Ident> = call
+        .inputs
+        .iter()
+        .map(|i| {
+            if init_names.iter().any(|n| **n == i.name) {
+                format_ident!("{}_node", i.name)
+            } else {
+                i.name.clone()
+            }
+        })
+        .collect();
+    let vars: Vec<_> = (0..tys.len()).map(|i| format_ident!("__in{}", i)).collect();
+    let init_vars: Vec<_> = (0..init_tys.len())
+        .map(|i| format_ident!("__init{}", i))
+        .collect();
+    let out_ty = &call.output.ty;
+    let edges = edges_type(&gens, &call.inputs);
+    let bounds = edge_bounds(&gens, &call.inputs);
+    let info = info(&step.name, attr, "Model", call.is_async);
+    let ctor_vis = &ctor.vis;
+    let p = quote!(::pipeline_core::__private);
+
+    let ctx_arg = ctor.takes_context.then(|| quote!(__ctx,));
+    let mut build = quote!(<#self_ty>::new(#ctx_arg #(#init_vars),*));
+    if ctor.fallible {
+        build = quote!(::core::result::Result::map_err(#build, ::core::convert::Into::<#p::BoxError>::into)?);
+    }
+    let (state_ty, wrap, callee_state, body) = match (call.mutable, call.is_async) {
+        (false, _) => (
+            quote!(#self_ty),
+            quote!(__model),
+            quote!(),
+            call_body(
+                quote!(<#self_ty>::call),
+                &prepend(quote!(__state), &vars),
+                &call.output,
+                call.is_async,
+            ),
+        ),
+        (true, false) => (
+            quote!(#p::StdMutex<#self_ty>),
+            quote!(#p::StdMutex::new(__model)),
+            quote!(let mut __guard = __state.lock().unwrap_or_else(#p::PoisonError::into_inner);),
+            call_body(
+                quote!(<#self_ty>::call),
+                &prepend(quote!(&mut *__guard), &vars),
+                &call.output,
+                false,
+            ),
+        ),
+        (true, true) => (
+            quote!(#p::AsyncMutex<#self_ty>),
+            quote!(#p::AsyncMutex::new(__model)),
+            quote!(),
+            {
+                let value = run_body(
+                    quote!(<#self_ty>::call),
+                    &prepend(quote!(&mut *__guard), &vars),
+                    &call.output,
+                    true,
+                );
+                quote!(async move {
+                    let mut __guard = __state.lock().await;
+                    #value
+                })
+            },
+        ),
+    };
+    let bind_doc = format!(
+        "Makes a `{}` step node: the constructor's arguments (cloned into each replica), then the upstream nodes.",
+        step.name
+    );
+
+    quote! {
+        #item
+
+        impl #self_ty {
+            #[doc = #bind_doc]
+            #[allow(clippy::too_many_arguments)]
+            #ctor_vis fn bind<#(#gens),*>(
+                #(#init_names: #init_tys,)*
+                #(#in_names: #gens),*
+            ) -> #p::StepNode<#self_ty, #edges>
+            where #bounds
+            {
+                #p::StepNode::new(
+                    (#(#init_names,)*),
+                    (#(#p::Edge::new(#in_names),)*),
+                )
+            }
+        }
+
+        #[automatically_derived]
+        impl #p::StepFn for #self_ty {
+            type Inputs = (#(#tys,)*);
+            type Output = #out_ty;
+            type State = #state_ty;
+            type Init = (#(#init_tys,)*);
+            const INFO: #p::StepInfo = #info;
+
+            fn build(
+                __ctx: &#p::ReplicaContext,
+                __init: &Self::Init,
+            ) -> ::core::result::Result<Self::State, #p::BoxError> {
+                let _ = __ctx;
+                let (#(#init_vars,)*) = ::core::clone::Clone::clone(__init);
+                let __model = #build;
+                ::core::result::Result::Ok(#wrap)
+            }
+
+            fn call(
+                __state: &Self::State,
+                (#(#vars,)*): Self::Inputs,
+            ) -> impl #p::Future<
+                Output = ::core::result::Result<#out_ty, #p::BoxError>,
+            > + ::core::marker::Send + '_ {
+                #callee_state
+                #body
+            }
+        }
+    }
+}
+
+fn prepend(first: TokenStream, vars: &[Ident]) -> Vec<TokenStream> {
+    std::iter::once(first)
+        .chain(vars.iter().map(|v| v.to_token_stream()))
+        .collect()
+}

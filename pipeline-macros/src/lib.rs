@@ -1,0 +1,21 @@
+//! The `#[step]` attribute. Use it through `pipeline_core::step`; its
+//! documentation lives there.
+//!
+//! The work is split as serde and thiserror split theirs:
+//! `attr` parses the attribute's keys, `ast` reads the item into this crate's
+//! model of a step (checking it), `expand` writes the code. Every error is
+//! collected by `ctxt` and reported at once, each on the user's tokens.
+
+mod ast;
+mod attr;
+mod ctxt;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Turns a function or a model type's `impl` block into a typed pipeline
+/// step. See `pipeline_core::step` for the full documentation.
+#[proc_macro_attribute]
+pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::step(args.into(), item.into()).into()
+}

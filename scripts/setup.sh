@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up for this repository on a fresh machine.
+#
+# Installs libtorch (the PyPI `torch` wheel, which ships libtorch's headers and
+# shared libraries) into a per-user cache shared by every clone, then writes
+# `.cargo/config.toml` in this clone so that plain `cargo build`, `cargo test
+# --all-features` and `cargo run` find it without exported variables.
+#
+# Re-running is quick: an existing install is checked and reused.
+#
+# Variables (all optional):
+#   PIPELINE_TORCH_DIR   where the venv lives (default ~/.cache/pipeline-rs/torch-<ver>)
+#   PIPELINE_PYTHON      the python used to make the venv (default python3)
+set -euo pipefail
+
+TORCH_VERSION="2.13.0"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/pipeline-rs"
+venv="${PIPELINE_TORCH_DIR:-$cache_root/torch-$TORCH_VERSION}"
+python="${PIPELINE_PYTHON:-python3}"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+command -v "$python" >/dev/null || die "$python not found: install Python 3.9+ with pip and venv"
+
+venv_python="$venv/bin/python"
+installed_version() {
+  [ -x "$venv_python" ] || return 1
+  "$venv_python" - <<'PY' 2>/dev/null
+import importlib.metadata as m
+print(m.version("torch"))
+PY
+}
+
+current="$(installed_version || true)"
+if [ "${current%%+*}" = "$TORCH_VERSION" ]; then
+  say "libtorch $current already installed in $venv"
+else
+  say "installing torch==$TORCH_VERSION from PyPI into $venv (about 4.7 GB, a few minutes the first time)"
+  mkdir -p "$(dirname "$venv")"
+  # A half-finished earlier attempt is replaced, never patched.
+  rm -rf "$venv.partial"
+  "$python" -m venv "$venv.partial" || die "could not create a venv with $python (on Debian: apt-get install python3-venv)"
+  "$venv.partial/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
+      "torch==$TORCH_VERSION" \
+    || die "pip could not install torch==$TORCH_VERSION; check that PyPI is reachable (pip config, proxy)"
+  # venv scripts carry absolute paths, so the venv is built where it will live
+  # only after a successful install: rename is atomic enough for one user.
+  rm -rf "$venv"
+  mv "$venv.partial" "$venv"
+  # Fix the shebangs/activate that still name the .partial path.
+  grep -rl "$venv.partial" "$venv/bin" 2>/dev/null | xargs -r sed -i "s#$venv.partial#$venv#g"
+  current="$(installed_version)" || die "torch installed but cannot be imported from $venv"
+  say "installed torch $current"
+fi
+
+torch_dir="$("$venv_python" -W ignore -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+[ -f "$torch_dir/lib/libtorch.so" ] || die "libtorch.so not found under $torch_dir/lib"
+[ -d "$torch_dir/include/torch" ] || die "libtorch headers not found under $torch_dir/include"
+
+# Link flags: rpath so binaries find libtorch without LD_LIBRARY_PATH.
+mkdir -p "$repo_root/.cargo"
+cat > "$repo_root/.cargo/config.toml" <<TOML
+# Written by scripts/setup.sh; safe to delete and regenerate. Not committed.
+[env]
+LIBTORCH = "$torch_dir"
+PIPELINE_TORCH_PYTHON = "$venv_python"
+
+[target.x86_64-unknown-linux-gnu]
+rustflags = ["-C", "link-arg=-Wl,-rpath,$torch_dir/lib"]
+TOML
+say "wrote .cargo/config.toml (LIBTORCH=$torch_dir)"
