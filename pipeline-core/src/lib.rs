@@ -26,10 +26,14 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::graph::{
-        CastEval, Edge, GatherEval, GraphBuilder, InputEval, NodeId, RouteEval, SharedEval,
+        edge, CastEval, GatherEval, GraphBuilder, InputEval, Node, NodeId, RouteEval, SharedEval,
     };
     pub use crate::runtime::{CallCx, DynEval, Eval, Lowering, Runner};
-    pub use crate::step::{EdgeList, EdgesEval, StepEval, StepFn, StepInfo, StepKind, StepNode};
+    /// The evaluator of a type-erased node producing `T`.
+    pub type BoxedEval<T> = Box<dyn DynEval<T>>;
+    pub use crate::step::{
+        EdgeList, EdgesEval, StepEval, StepFn, StepInfo, StepKind, StepNode, StepOutput,
+    };
     pub use crate::{
         BoxError, DeployError, Device, Input, Mode, Produces, ReplicaContext, Upstream,
     };

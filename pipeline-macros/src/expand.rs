@@ -65,19 +65,32 @@ fn generics(inputs: &[StepInput]) -> Vec<Ident> {
         .collect()
 }
 
-/// `where __A0: Produces<T0>, ...`, spanned on each parameter's type so the
-/// "required by this bound" note points at the user's parameter.
+/// The constructor's bounds: `__A0: Produces<T0>` (spanned on the parameter's
+/// type, so "required by this bound" points at it) and, for the other
+/// inputs, `Produces<Ti> + Upstream<Input = <__A0 as Upstream>::Input>` (all
+/// inputs of one step read the same pipeline input).
 fn edge_bounds(gens: &[Ident], inputs: &[StepInput]) -> TokenStream {
-    let bounds = gens.iter().zip(inputs).map(|(g, input)| {
+    let p = quote!(::pipeline_core::__private);
+    let bounds = gens.iter().zip(inputs).enumerate().map(|(i, (g, input))| {
         let ty = &input.ty;
-        quote_spanned!(ty.span()=> #g: ::pipeline_core::__private::Produces<#ty>)
+        let g = Ident::new(&g.to_string(), ty.span());
+        let same_input =
+            (i > 0).then(|| quote!(+ #p::Upstream<Input = <__A0 as #p::Upstream>::Input>));
+        quote_spanned!(ty.span()=> #g: #p::Produces<#ty> #same_input)
     });
     quote!(#(#bounds),*)
 }
 
-fn edges_type(gens: &[Ident], inputs: &[StepInput]) -> TokenStream {
+/// The type-erased input edges of a step reading pipeline input `input`.
+fn edges_type(input: &TokenStream, inputs: &[StepInput]) -> TokenStream {
     let tys = inputs.iter().map(|i| &i.ty);
-    quote!((#(::pipeline_core::__private::Edge<#gens, #tys>,)*))
+    quote!((#(::pipeline_core::__private::Node<#input, #tys>,)*))
+}
+
+/// `(edge::<T0, _>(a), edge::<T1, _>(b), ..)`: checks and erases each edge.
+fn edges_value(names: &[&Ident], inputs: &[StepInput]) -> TokenStream {
+    let tys = inputs.iter().map(|i| &i.ty);
+    quote!((#(::pipeline_core::__private::edge::<#tys, _>(#names),)*))
 }
 
 /// The value of one run of the user's body on `args`, as
@@ -124,6 +137,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
         block,
         ..
     } = &step.item;
+    let p = quote!(::pipeline_core::__private);
     let name = &sig.ident;
     let name_str = name.to_string();
     let gens = generics(&step.inputs);
@@ -131,39 +145,36 @@ fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
     let args: Vec<_> = step.inputs.iter().map(|i| &i.name).collect();
     let vars: Vec<_> = (0..tys.len()).map(|i| format_ident!("__in{}", i)).collect();
     let out_ty = &step.output.ty;
-    let marker = quote!(#name<#(::pipeline_core::__private::Input<#tys>),*>);
-    let edges = edges_type(&gens, &step.inputs);
-    let node_ty = quote!(::pipeline_core::__private::StepNode<#marker, #edges>);
+    // `name<()>` carries the body (`name::call`) and the StepFn impl; nodes
+    // are `name<PipelineInput>`.
+    let marker = quote!(#name<()>);
+    let edges = edges_type(&quote!(__I), &step.inputs);
+    let edges_value = edges_value(&args, &step.inputs);
     let bounds = edge_bounds(&gens, &step.inputs);
     let info = info(&name_str, attr, "Function", step.is_async);
     let body = call_body(quote!(<#marker>::call), &vars, &step.output, step.is_async);
     let mut call_sig = sig.clone();
     call_sig.ident = Ident::new("call", sig.ident.span());
     let struct_doc = format!(
-        "The node type of the `{name_str}` step. `{name_str}(..)` on upstream nodes makes one; \
-         `{name_str}::call(..)` runs the step's body directly."
+        "The node type of the `{name_str}` step on a pipeline whose input is `__I`. \
+         `{name_str}(..)` on upstream nodes makes one; `{name_str}::call(..)` runs the step's body directly."
     );
 
     quote! {
         #[doc = #struct_doc]
         #[allow(non_camel_case_types)]
         #[must_use = "a step node does nothing until its graph is deployed"]
-        #vis struct #name<#(#gens),*>
-        where #(#gens: ::pipeline_core::__private::Upstream),*
-        {
-            __node: #node_ty,
+        #vis struct #name<__I> {
+            __node: #p::StepNode<#marker, #edges>,
         }
 
         #(#attrs)*
         #[allow(clippy::too_many_arguments)]
-        #vis fn #name<#(#gens),*>(#(#args: #gens),*) -> #name<#(#gens),*>
+        #vis fn #name<#(#gens),*>(#(#args: #gens),*) -> #name<<__A0 as #p::Upstream>::Input>
         where #bounds
         {
             #name {
-                __node: ::pipeline_core::__private::StepNode::new(
-                    (),
-                    (#(::pipeline_core::__private::Edge::new(#args),)*),
-                ),
+                __node: #p::StepNode::new((), #edges_value),
             }
         }
 
@@ -174,61 +185,60 @@ fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
         }
 
         #[automatically_derived]
-        impl<#(#gens),*> ::core::fmt::Debug for #name<#(#gens),*>
-        where #(#gens: ::pipeline_core::__private::Upstream),*
-        {
+        impl<__I> ::core::fmt::Debug for #name<__I> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                ::core::fmt::Debug::fmt(&self.__node, f)
+                ::core::fmt::Formatter::write_str(f, #name_str)
             }
         }
 
         #[automatically_derived]
-        impl ::pipeline_core::__private::StepFn for #marker {
+        impl #p::StepFn for #marker {
             type Inputs = (#(#tys,)*);
             type Output = #out_ty;
             type State = ();
             type Init = ();
-            const INFO: ::pipeline_core::__private::StepInfo = #info;
+            const INFO: #p::StepInfo = #info;
 
             fn build(
-                _: &::pipeline_core::__private::ReplicaContext,
+                _: &#p::ReplicaContext,
                 _: &(),
-            ) -> ::core::result::Result<(), ::pipeline_core::__private::BoxError> {
+            ) -> ::core::result::Result<(), #p::BoxError> {
                 ::core::result::Result::Ok(())
             }
 
             fn call(
                 _: &(),
                 (#(#vars,)*): (#(#tys,)*),
-            ) -> impl ::pipeline_core::__private::Future<
-                Output = ::core::result::Result<#out_ty, ::pipeline_core::__private::BoxError>,
+            ) -> impl #p::Future<
+                Output = ::core::result::Result<#out_ty, #p::BoxError>,
             > + ::core::marker::Send + '_ {
                 #body
             }
         }
 
         #[automatically_derived]
-        impl<#(#gens),*> ::pipeline_core::__private::Upstream for #name<#(#gens),*>
-        where
-            #(#gens: ::pipeline_core::__private::Upstream,)*
-            #node_ty: ::pipeline_core::__private::Upstream,
-        {
-            type Input = <#node_ty as ::pipeline_core::__private::Upstream>::Input;
-            type Output = <#node_ty as ::pipeline_core::__private::Upstream>::Output;
-            type Eval = <#node_ty as ::pipeline_core::__private::Upstream>::Eval;
+        impl<__I: ::core::marker::Send + 'static> #p::Upstream for #name<__I> {
+            type Input = __I;
+            type Output = #out_ty;
+            type Eval = #p::StepEval<#marker, (#(#p::BoxedEval<#tys>,)*)>;
 
             fn lower(
                 self,
-                lowering: &mut ::pipeline_core::__private::Lowering<'_>,
-            ) -> ::core::result::Result<Self::Eval, ::pipeline_core::__private::DeployError> {
-                ::pipeline_core::__private::Upstream::lower(self.__node, lowering)
+                lowering: &mut #p::Lowering<'_>,
+            ) -> ::core::result::Result<Self::Eval, #p::DeployError> {
+                #p::Upstream::lower(self.__node, lowering)
             }
 
-            fn describe(
-                &self,
-                graph: &mut ::pipeline_core::__private::GraphBuilder,
-            ) -> ::pipeline_core::__private::NodeId {
-                ::pipeline_core::__private::Upstream::describe(&self.__node, graph)
+            fn describe(&self, graph: &mut #p::GraphBuilder) -> #p::NodeId {
+                #p::Upstream::describe(&self.__node, graph)
+            }
+        }
+
+        #[automatically_derived]
+        impl<__I: ::core::marker::Send + 'static> #p::Produces<#out_ty> for #name<__I> {
+            #[inline(always)]
+            fn cast(output: #out_ty) -> #out_ty {
+                output
             }
         }
     }
@@ -255,16 +265,18 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
             }
         })
         .collect();
+    let in_refs: Vec<&Ident> = in_names.iter().collect();
     let vars: Vec<_> = (0..tys.len()).map(|i| format_ident!("__in{}", i)).collect();
     let init_vars: Vec<_> = (0..init_tys.len())
         .map(|i| format_ident!("__init{}", i))
         .collect();
     let out_ty = &call.output.ty;
-    let edges = edges_type(&gens, &call.inputs);
+    let p = quote!(::pipeline_core::__private);
+    let edges = edges_type(&quote!(<__A0 as #p::Upstream>::Input), &call.inputs);
+    let edges_value = edges_value(&in_refs, &call.inputs);
     let bounds = edge_bounds(&gens, &call.inputs);
     let info = info(&step.name, attr, "Model", call.is_async);
     let ctor_vis = &ctor.vis;
-    let p = quote!(::pipeline_core::__private);
 
     let ctx_arg = ctor.takes_context.then(|| quote!(__ctx,));
     let mut build = quote!(<#self_ty>::new(#ctx_arg #(#init_vars),*));
@@ -329,10 +341,7 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
             ) -> #p::StepNode<#self_ty, #edges>
             where #bounds
             {
-                #p::StepNode::new(
-                    (#(#init_names,)*),
-                    (#(#p::Edge::new(#in_names),)*),
-                )
+                #p::StepNode::new((#(#init_names,)*), #edges_value)
             }
         }
 
@@ -362,6 +371,14 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
             > + ::core::marker::Send + '_ {
                 #callee_state
                 #body
+            }
+        }
+
+        #[automatically_derived]
+        impl #p::StepOutput<#out_ty> for #self_ty {
+            #[inline(always)]
+            fn cast_output(output: #out_ty) -> #out_ty {
+                output
             }
         }
     }

@@ -74,12 +74,12 @@ pub trait Upstream: Sized + Send + 'static {
     /// assert_eq!(p.call(21)?, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn shared(self) -> Shared<Self>
+    fn shared(self) -> Shared<Self::Input, Self::Output>
     where
         Self::Output: Clone + Sync,
     {
         Shared {
-            node: Arc::new(Mutex::new(Some(self))),
+            node: Arc::new(Mutex::new(Some(self.boxed()))),
         }
     }
 
@@ -98,10 +98,12 @@ pub trait Upstream: Sized + Send + 'static {
     /// assert_eq!(p.call(1)?, 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn then<F, N>(self, step: F) -> N
-    where
-        F: FnOnce(Self) -> N,
-    {
+    ///
+    /// `step` is a function (a step's name, or a closure that captures
+    /// nothing): taking a function pointer lets rustc report a mismatched
+    /// step once, at `step`. For a model step with constructor arguments,
+    /// write `Model::bind(args, node)`.
+    fn then<N>(self, step: fn(Self) -> N) -> N {
         step(self)
     }
 
@@ -168,56 +170,77 @@ pub trait Upstream: Sized + Send + 'static {
 /// The edge check: `N: Produces<T>` holds when node `N`'s output is `T`.
 ///
 /// Generated step constructors require it of each argument, so a mismatched
-/// edge is reported at the argument, once.
+/// edge is reported at the argument, once. It is implemented for each node
+/// type with its concrete output (never through a projection), so rustc can
+/// name the problem: "`shout<String>` is not a node producing `i64`".
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` does not produce `{T}`",
+    message = "`{Self}` is not a node producing `{T}`",
     label = "this input must produce `{T}`",
-    note = "a step's input must be a node whose output type is exactly the parameter's type; convert with a small `#[step]` in between if needed"
+    note = "a step node's type is `step_name<PipelineInput>`; an input must be a node whose output type is exactly the parameter's type (add a small `#[step]` in between to convert)"
 )]
 pub trait Produces<T>: Upstream {
     #[doc(hidden)]
     fn cast(output: Self::Output) -> T;
 }
 
-#[diagnostic::do_not_recommend]
-impl<U: Upstream> Produces<U::Output> for U {
+impl<T: Send + 'static> Produces<T> for Input<T> {
     #[inline(always)]
-    fn cast(output: U::Output) -> U::Output {
+    fn cast(output: T) -> T {
         output
     }
 }
 
-/// A checked edge into a step: the upstream node and the proof (a cast
-/// function, the identity) that it produces `T`. Built by the generated
-/// constructors; holding the proof keeps every later bound free of `T`, so a
-/// wrong edge gives exactly one error.
+impl<I: Send + 'static, O: Send + 'static> Produces<O> for Node<I, O> {
+    #[inline(always)]
+    fn cast(output: O) -> O {
+        output
+    }
+}
+
+impl<I: Send + 'static, O: Clone + Send + Sync + 'static> Produces<O> for Shared<I, O> {
+    #[inline(always)]
+    fn cast(output: O) -> O {
+        output
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<U: Produces<T>, T: Send + 'static> Produces<Vec<T>> for Vec<U> {
+    fn cast(output: Vec<U::Output>) -> Vec<T> {
+        output.into_iter().map(U::cast).collect()
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<U: Produces<T>, T: Send + 'static, const N: usize> Produces<Vec<T>> for [U; N] {
+    fn cast(output: Vec<U::Output>) -> Vec<T> {
+        output.into_iter().map(U::cast).collect()
+    }
+}
+
+/// Checks an edge and erases the upstream node's type: the one place where
+/// generated constructors turn an argument into a step input.
+///
+/// Erasing here keeps node and evaluator types flat however long the graph
+/// (typed nesting overflows rustc's limits near 20 steps); the cost is one
+/// boxed future per hop.
 #[doc(hidden)]
-pub struct Edge<A: Upstream, T> {
+#[inline]
+pub fn edge<T: Send + 'static, A: Produces<T>>(up: A) -> Node<A::Input, T> {
+    Cast {
+        up,
+        cast: <A as Produces<T>>::cast,
+    }
+    .boxed()
+}
+
+/// Applies the (identity) cast that `Produces<T>` proved.
+struct Cast<A: Upstream, T> {
     up: A,
     cast: fn(A::Output) -> T,
 }
 
-impl<A: Upstream, T> Edge<A, T> {
-    /// Checks `A` against `T`.
-    #[inline]
-    pub fn new(up: A) -> Self
-    where
-        A: Produces<T>,
-    {
-        Edge {
-            up,
-            cast: <A as Produces<T>>::cast,
-        }
-    }
-}
-
-impl<A: Upstream, T> Debug for Edge<A, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Edge<{}, {}>", type_name::<A>(), type_name::<T>())
-    }
-}
-
-impl<A: Upstream, T: Send + 'static> Upstream for Edge<A, T> {
+impl<A: Upstream, T: Send + 'static> Upstream for Cast<A, T> {
     type Input = A::Input;
     type Output = T;
     type Eval = CastEval<A::Eval, T>;
@@ -309,17 +332,17 @@ impl<T: Send + 'static> Eval for InputEval<T> {
 
 /// A fan-out point made by [`Upstream::shared`]: cloning it gives more
 /// handles to the same node, which runs once per call.
-pub struct Shared<A: Upstream> {
-    node: Arc<Mutex<Option<A>>>,
+pub struct Shared<I, O> {
+    node: Arc<Mutex<Option<Node<I, O>>>>,
 }
 
-impl<A: Upstream> Shared<A> {
+impl<I, O> Shared<I, O> {
     fn key(&self) -> usize {
         Arc::as_ptr(&self.node) as *const () as usize
     }
 }
 
-impl<A: Upstream> Clone for Shared<A> {
+impl<I, O> Clone for Shared<I, O> {
     fn clone(&self) -> Self {
         Shared {
             node: Arc::clone(&self.node),
@@ -327,24 +350,24 @@ impl<A: Upstream> Clone for Shared<A> {
     }
 }
 
-impl<A: Upstream> Debug for Shared<A> {
+impl<I, O> Debug for Shared<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Shared<{}>", type_name::<A>())
+        write!(f, "Shared<{}, {}>", type_name::<I>(), type_name::<O>())
     }
 }
 
-impl<A> Upstream for Shared<A>
+impl<I, O> Upstream for Shared<I, O>
 where
-    A: Upstream,
-    A::Output: Clone + Sync,
+    I: Send + 'static,
+    O: Clone + Send + Sync + 'static,
 {
-    type Input = A::Input;
-    type Output = A::Output;
-    type Eval = SharedEval<A::Eval>;
+    type Input = I;
+    type Output = O;
+    type Eval = SharedEval<O>;
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         let key = self.key();
-        if let Some(eval) = lowering.shared_get::<SharedEval<A::Eval>>(key) {
+        if let Some(eval) = lowering.shared_get::<SharedEval<O>>(key) {
             return Ok(eval);
         }
         let node = self
@@ -353,9 +376,8 @@ where
             .unwrap_or_else(PoisonError::into_inner)
             .take()
             .ok_or(DeployError::Internal("shared node lowered twice"))?;
-        let inner = Arc::new(node.lower(lowering)?);
         let eval = SharedEval {
-            inner,
+            inner: Arc::from(node.lower(lowering)?),
             slot: lowering.new_slot(),
         };
         lowering.shared_put(key, eval.clone());
@@ -367,25 +389,29 @@ where
         graph.shared(self.key(), move |graph| {
             match node.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
                 Some(node) => node.describe(graph),
-                None => graph.push(
-                    "(deployed)",
-                    NodeKind::Gather,
-                    type_name::<A::Output>(),
-                    Vec::new(),
-                ),
+                None => graph.push("(deployed)", NodeKind::Gather, type_name::<O>(), Vec::new()),
             }
         })
     }
 }
 
+/// A shared node's evaluator. The upstream's type is erased here: it runs
+/// once per call, so the one boxed future costs nothing noticeable, and it
+/// keeps each consumer's type from repeating the whole upstream graph
+/// (which would make rustc's type nesting grow with the fan-out).
 #[doc(hidden)]
-#[derive(Debug)]
-pub struct SharedEval<E> {
-    inner: Arc<E>,
+pub struct SharedEval<O> {
+    inner: Arc<dyn DynEval<O>>,
     slot: usize,
 }
 
-impl<E> Clone for SharedEval<E> {
+impl<O> Debug for SharedEval<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedEval<{}>(slot {})", type_name::<O>(), self.slot)
+    }
+}
+
+impl<O> Clone for SharedEval<O> {
     fn clone(&self) -> Self {
         SharedEval {
             inner: Arc::clone(&self.inner),
@@ -394,25 +420,24 @@ impl<E> Clone for SharedEval<E> {
     }
 }
 
-impl<E> Eval for SharedEval<E>
+impl<O> Eval for SharedEval<O>
 where
-    E: Eval,
-    E::Output: Clone + Sync,
+    O: Clone + Send + Sync + 'static,
 {
-    type Output = E::Output;
-    async fn eval(&self, cx: &CallCx<'_>) -> Result<E::Output, PipelineError> {
+    type Output = O;
+    async fn eval(&self, cx: &CallCx<'_>) -> Result<O, PipelineError> {
         let value = cx
             .slot(self.slot)?
             .get_or_init(|| async {
                 self.inner
-                    .eval(cx)
+                    .eval_boxed(cx)
                     .await
                     .map(|v| Box::new(v) as Box<dyn std::any::Any + Send + Sync>)
             })
             .await;
         match value {
             Ok(v) => v
-                .downcast_ref::<E::Output>()
+                .downcast_ref::<O>()
                 .cloned()
                 .ok_or(PipelineError::Internal("shared slot holds another type")),
             Err(e) => Err(e.clone()),

@@ -3,7 +3,7 @@
 use std::any::type_name;
 use std::fmt::Debug;
 
-use super::{describe::NodeKind, Edge, GraphBuilder, Node, NodeId, Produces, Upstream};
+use super::{describe::NodeKind, edge, GraphBuilder, Node, NodeId, Produces, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::runtime::{CallCx, DynEval, Eval, Lowering};
 
@@ -100,7 +100,7 @@ where
     where
         B: Produces<O> + Upstream<Input = K::Input>,
     {
-        self.branches.push((key, Edge::new(node).boxed()));
+        self.branches.push((key, edge::<O, B>(node)));
         self
     }
 
@@ -110,12 +110,24 @@ where
     where
         B: Produces<O> + Upstream<Input = K::Input>,
     {
-        self.otherwise = Some(Edge::new(node).boxed());
+        self.otherwise = Some(edge::<O, B>(node));
         self
     }
 
     fn label(&self) -> String {
         "route".to_string()
+    }
+}
+
+impl<K, O> Produces<O> for Route<K, O>
+where
+    K: Upstream,
+    K::Output: PartialEq + Debug + Sync,
+    O: Send + 'static,
+{
+    #[inline(always)]
+    fn cast(output: O) -> O {
+        output
     }
 }
 

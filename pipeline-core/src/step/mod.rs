@@ -169,7 +169,7 @@ impl ReplicaContext {
 /// For a function step it is implemented on the node type with plain
 /// `Input<_>` parameters (`add_one<Input<i64>>`), for a model step on the
 /// model type.
-pub trait StepFn: Send + Sync + 'static {
+pub trait StepFn: 'static {
     /// The step's inputs, as a tuple (`(i64,)` for one input).
     type Inputs: Send + 'static;
     /// What the step produces (the `T` of `-> T` or `-> Result<T, E>`).
@@ -188,4 +188,12 @@ pub trait StepFn: Send + Sync + 'static {
         state: &Self::State,
         inputs: Self::Inputs,
     ) -> impl Future<Output = Result<Self::Output, BoxError>> + Send + '_;
+}
+
+/// `S: StepOutput<T>` when step `S` produces `T`: implemented by the macro
+/// with the concrete output type, so that an edge mismatch on a model step
+/// is reported as "does not produce" rather than as a projection mismatch.
+#[doc(hidden)]
+pub trait StepOutput<T>: StepFn {
+    fn cast_output(output: Self::Output) -> T;
 }

@@ -5,9 +5,9 @@
 use std::any::type_name;
 use std::fmt::Debug;
 
-use super::StepFn;
+use super::{StepFn, StepOutput};
 use crate::error::{DeployError, PipelineError};
-use crate::graph::{GraphBuilder, NodeId, Upstream};
+use crate::graph::{GraphBuilder, NodeId, Produces, Upstream};
 use crate::runtime::{CallCx, Eval, Lowering, Runner};
 
 /// A call of a step on its inputs, before deployment. Model steps'
@@ -49,6 +49,18 @@ where
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         let inputs = self.edges.describe(graph);
         graph.step(&S::INFO, type_name::<S::Output>(), inputs)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<S, E, T> Produces<T> for StepNode<S, E>
+where
+    S: StepOutput<T>,
+    E: EdgeList<Inputs = S::Inputs>,
+{
+    #[inline(always)]
+    fn cast(output: S::Output) -> T {
+        S::cast_output(output)
     }
 }
 

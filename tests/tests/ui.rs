@@ -1,0 +1,14 @@
+//! Compile-time checks: each mistake in `ui/<category>/*.rs` must be one
+//! error at the user's tokens, as recorded in the `.stderr` snapshot beside
+//! it. The snapshots are made by stable Rust 1.95 (other versions word
+//! diagnostics differently); regenerate with `TRYBUILD=overwrite cargo test
+//! -p pipeline-tests --test ui` and read the diff before committing.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("ui/pass/*.rs");
+    t.compile_fail("ui/edges/*.rs");
+    t.compile_fail("ui/attr/*.rs");
+    t.compile_fail("ui/item/*.rs");
+}
