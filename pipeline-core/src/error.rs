@@ -27,23 +27,19 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// assert!(err.to_string().contains("invalid digit"));
 /// # Ok::<(), pipeline_core::DeployError>(())
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum PipelineError {
-    /// A step returned `Err`.
-    #[error("step `{step}` failed: {source}")]
+    /// A step returned `Err`. `std::error::Error::source` gives the step's
+    /// own error, which downcasts to its type.
     Step {
         /// The step's name.
         step: &'static str,
         /// The step's own error.
-        #[source]
-        source: Arc<dyn StdError + Send + Sync + 'static>,
+        error: StepError,
     },
     /// A route node got a key that none of its branches handles and it has no
     /// `otherwise` branch.
-    #[error(
-        "route `{route}` has no branch for key {key}; add `.branch({key}, ..)` or `.otherwise(..)`"
-    )]
     NoBranch {
         /// The route's label (its key node's name).
         route: String,
@@ -52,14 +48,40 @@ pub enum PipelineError {
     },
     /// The blocking [`Pipeline::call`](crate::Pipeline::call) was used on a
     /// thread that runs an async runtime, where blocking would stall it.
-    #[error("`Pipeline::call` blocks and was called from inside an async runtime; use `call_async(..).await` there")]
     BlockingCallInAsyncContext,
     /// The pipeline could not start its async runtime.
-    #[error("could not start the pipeline's runtime: {0}")]
     Runtime(Arc<std::io::Error>),
     /// A broken internal invariant: please report it.
-    #[error("internal error in pipeline-core: {0} (please report this)")]
     Internal(&'static str),
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::Step { step, error } => write!(f, "step `{step}` failed: {error}"),
+            PipelineError::NoBranch { route, key } => write!(
+                f,
+                "route `{route}` has no branch for key {key}; add `.branch({key}, ..)` or `.otherwise(..)`"
+            ),
+            PipelineError::BlockingCallInAsyncContext => f.write_str(
+                "`Pipeline::call` blocks and was called from inside an async runtime; use `call_async(..).await` there",
+            ),
+            PipelineError::Runtime(e) => write!(f, "could not start the pipeline's runtime: {e}"),
+            PipelineError::Internal(what) => {
+                write!(f, "internal error in pipeline-core: {what} (please report this)")
+            }
+        }
+    }
+}
+
+impl StdError for PipelineError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            PipelineError::Step { error, .. } => Some(error.get()),
+            PipelineError::Runtime(e) => Some(&**e),
+            _ => None,
+        }
+    }
 }
 
 impl PipelineError {
@@ -71,11 +93,41 @@ impl PipelineError {
         }
     }
 
-    pub(crate) fn step_failed(step: &'static str, source: BoxError) -> Self {
+    pub(crate) fn step_failed(step: &'static str, error: BoxError) -> Self {
         PipelineError::Step {
             step,
-            source: Arc::from(source),
+            error: StepError(Arc::from(error)),
         }
+    }
+}
+
+/// A step's own error, shared (cheap to clone). Its `source()` is the
+/// step's error itself, so `downcast_ref` finds the step's error type.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn parse(s: String) -> Result<i64, std::num::ParseIntError> { s.parse() }
+///
+/// let err = parse(Input::<String>::new()).deploy()?.call("x".into()).unwrap_err();
+/// let source = std::error::Error::source(&err).unwrap();
+/// assert!(source.downcast_ref::<std::num::ParseIntError>().is_some());
+/// # Ok::<(), pipeline_core::DeployError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StepError(Arc<dyn StdError + Send + Sync + 'static>);
+
+impl StepError {
+    /// The step's error.
+    pub fn get(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
     }
 }
 

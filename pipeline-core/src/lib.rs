@@ -5,7 +5,7 @@ mod graph;
 mod runtime;
 mod step;
 
-pub use error::{BoxError, DeployError, PipelineError};
+pub use error::{BoxError, DeployError, PipelineError, StepError};
 pub use graph::{
     route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteStart, Shared,
     Upstream,

@@ -1,0 +1,403 @@
+//! Graph semantics in local mode: fan-out runs once, gather keeps order,
+//! routes run only the chosen branch, errors name their step, deploy checks
+//! the graph, and pipelines serve many threads at once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pipeline_core::prelude::*;
+use pipeline_core::{NodeKind, StepFn};
+
+static PREPROCESS_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[step]
+fn preprocess(x: i64) -> i64 {
+    PREPROCESS_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 10
+}
+
+#[step]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+#[step]
+fn add_two(x: i64) -> i64 {
+    x + 2
+}
+
+#[step]
+fn combine(xs: Vec<i64>) -> Vec<i64> {
+    xs
+}
+
+#[test]
+fn shared_node_runs_once_per_call() {
+    let pre = preprocess(Input::<i64>::new()).shared();
+    let p = combine(vec![
+        add_one(pre.clone()).boxed(),
+        add_two(pre.clone()).boxed(),
+        pre.boxed(),
+    ])
+    .deploy()
+    .unwrap();
+    let before = PREPROCESS_RUNS.load(Ordering::SeqCst);
+    assert_eq!(p.call(1).unwrap(), vec![11, 12, 10]);
+    assert_eq!(PREPROCESS_RUNS.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(p.call(2).unwrap(), vec![21, 22, 20]);
+    assert_eq!(PREPROCESS_RUNS.load(Ordering::SeqCst) - before, 2);
+}
+
+struct Model {
+    bias: i64,
+}
+
+#[step]
+impl Model {
+    fn new(bias: i64) -> Self {
+        Model { bias }
+    }
+    fn call(&self, x: i64) -> i64 {
+        x + self.bias
+    }
+}
+
+#[test]
+fn ensemble_of_model_instances_gathers_in_order() {
+    let pre = Input::<i64>::new().shared();
+    let models = [1, 10, 100].map(|b| Model::bind(b, pre.clone()));
+    let p = combine(models).deploy().unwrap();
+    assert_eq!(p.call(5).unwrap(), vec![6, 15, 105]);
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    model: String,
+    x: i64,
+}
+
+static SMALL_RUNS: AtomicUsize = AtomicUsize::new(0);
+static LARGE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[step]
+fn pick(r: Request) -> String {
+    r.model
+}
+
+#[step]
+fn small(r: Request) -> i64 {
+    SMALL_RUNS.fetch_add(1, Ordering::SeqCst);
+    r.x + 1
+}
+
+#[step]
+fn large(r: Request) -> i64 {
+    LARGE_RUNS.fetch_add(1, Ordering::SeqCst);
+    r.x * 100
+}
+
+#[test]
+fn route_runs_only_the_chosen_branch() {
+    let req = Input::<Request>::new().shared();
+    let p = route(pick(req.clone()))
+        .branch("small".to_string(), small(req.clone()))
+        .branch("large".to_string(), large(req))
+        .deploy()
+        .unwrap();
+    let call = |model: &str| {
+        p.call(Request {
+            model: model.into(),
+            x: 3,
+        })
+    };
+    let (s0, l0) = (
+        SMALL_RUNS.load(Ordering::SeqCst),
+        LARGE_RUNS.load(Ordering::SeqCst),
+    );
+    assert_eq!(call("small").unwrap(), 4);
+    assert_eq!(
+        (
+            SMALL_RUNS.load(Ordering::SeqCst) - s0,
+            LARGE_RUNS.load(Ordering::SeqCst) - l0
+        ),
+        (1, 0)
+    );
+    assert_eq!(call("large").unwrap(), 300);
+    assert_eq!(
+        (
+            SMALL_RUNS.load(Ordering::SeqCst) - s0,
+            LARGE_RUNS.load(Ordering::SeqCst) - l0
+        ),
+        (1, 1)
+    );
+
+    let err = call("medium").unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::NoBranch { key, .. } if key == "\"medium\""),
+        "{err}"
+    );
+}
+
+#[step]
+fn fallback(r: Request) -> i64 {
+    r.x + 1
+}
+
+#[test]
+fn route_otherwise_catches_unknown_keys_and_duplicate_keys_fail_deploy() {
+    let req = Input::<Request>::new().shared();
+    let p = route(pick(req.clone()))
+        .branch("large".to_string(), large(req.clone()))
+        .otherwise(fallback(req))
+        .deploy()
+        .unwrap();
+    assert_eq!(
+        p.call(Request {
+            model: "other".into(),
+            x: 1
+        })
+        .unwrap(),
+        2
+    );
+
+    let req = Input::<Request>::new().shared();
+    let err = route(pick(req.clone()))
+        .branch("a".to_string(), small(req.clone()))
+        .branch("a".to_string(), large(req))
+        .deploy()
+        .unwrap_err();
+    assert!(matches!(err, DeployError::DuplicateBranch { .. }), "{err}");
+}
+
+#[derive(Debug)]
+enum ParseError {
+    Empty,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("empty input")
+    }
+}
+impl std::error::Error for ParseError {}
+
+#[step]
+fn parse(s: String) -> Result<i64, ParseError> {
+    if s.is_empty() {
+        Err(ParseError::Empty)
+    } else {
+        Ok(s.len() as i64)
+    }
+}
+
+#[test]
+fn step_errors_name_the_step_and_keep_the_source() {
+    let p = add_one(parse(Input::<String>::new())).deploy().unwrap();
+    assert_eq!(p.call("abc".into()).unwrap(), 4);
+    let err = p.call(String::new()).unwrap_err();
+    assert_eq!(err.step(), Some("parse"));
+    assert_eq!(err.to_string(), "step `parse` failed: empty input");
+    let source = std::error::Error::source(&err).expect("source kept");
+    assert!(source.downcast_ref::<ParseError>().is_some());
+}
+
+#[test]
+fn failure_in_a_shared_node_reaches_every_consumer_once() {
+    let parsed = parse(Input::<String>::new()).shared();
+    let p = combine(vec![
+        add_one(parsed.clone()).boxed(),
+        add_two(parsed).boxed(),
+    ])
+    .deploy()
+    .unwrap();
+    let err = p.call(String::new()).unwrap_err();
+    assert_eq!(err.step(), Some("parse"));
+}
+
+struct Flaky;
+
+#[step]
+impl Flaky {
+    fn new(fail: bool) -> Result<Self, String> {
+        if fail {
+            Err("weights not found".to_string())
+        } else {
+            Ok(Flaky)
+        }
+    }
+    fn call(&mut self, x: i64) -> i64 {
+        x
+    }
+}
+
+#[test]
+fn constructor_failure_fails_deploy_naming_the_step() {
+    let err = Flaky::bind(true, Input::<i64>::new()).deploy().unwrap_err();
+    assert!(matches!(
+        err,
+        DeployError::Build {
+            step: "Flaky",
+            replica: 0,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("weights not found"), "{err}");
+    assert!(Flaky::bind(false, Input::<i64>::new()).deploy().is_ok());
+}
+
+#[test]
+fn deploy_checks_the_input_count() {
+    #[step]
+    fn add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+    let err = add(Input::<i64>::new(), Input::<i64>::new())
+        .deploy()
+        .unwrap_err();
+    assert!(matches!(err, DeployError::SeveralInputs { count: 2 }));
+    let err = combine(Vec::<Input<i64>>::new()).deploy().unwrap_err();
+    assert!(matches!(err, DeployError::NoInput));
+}
+
+#[step(mode = "actors", replicas = 2)]
+fn heavy(x: i64) -> i64 {
+    x
+}
+
+#[step(mode = "tasks")]
+async fn light(x: i64) -> i64 {
+    tokio::task::yield_now().await;
+    x
+}
+
+#[test]
+fn every_step_runs_locally_and_the_report_says_so() {
+    let p = light(heavy(Input::<i64>::new())).deploy().unwrap();
+    assert_eq!(p.call(7).unwrap(), 7);
+    let report = p.report();
+    assert_eq!(report.len(), 2);
+    assert_eq!(
+        (report[0].step, report[0].requested, report[0].running),
+        ("heavy", Mode::Actors, Mode::Local)
+    );
+    assert!(report[0].note.is_some());
+    assert_eq!(
+        (report[1].step, report[1].requested),
+        ("light", Mode::Tasks)
+    );
+
+    let p = light(heavy(Input::<i64>::new()))
+        .deploy_with(DeployOptions::local())
+        .unwrap();
+    assert!(p.report()[0].note.unwrap().contains("DeployOptions::local"));
+    assert_eq!(<heavy<()> as StepFn>::INFO.replicas, 2);
+}
+
+#[test]
+fn graph_prints_as_dot_and_mermaid_before_deploy() {
+    let pre = preprocess(Input::<i64>::new()).shared();
+    let node = combine([add_one(pre.clone()), add_one(pre)]);
+    let graph = node.graph();
+    let kinds: Vec<_> = graph.nodes().iter().map(|n| n.label.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "input",
+            "preprocess",
+            "add_one",
+            "add_one",
+            "gather",
+            "combine"
+        ]
+    );
+    assert!(graph.nodes()[1].shared);
+    assert!(matches!(graph.nodes()[0].kind, NodeKind::Input));
+
+    let dot = graph.to_dot();
+    assert!(dot.starts_with("digraph pipeline {"));
+    assert!(
+        dot.contains("n1 -> n2;") && dot.contains("n1 -> n3;"),
+        "{dot}"
+    );
+    assert!(dot.contains("label=\"combine\""));
+    let mermaid = graph.to_mermaid();
+    assert!(
+        mermaid.contains("n1 --> n2") && mermaid.contains("n4 --> n5"),
+        "{mermaid}"
+    );
+
+    // The deployed pipeline keeps the same picture.
+    assert_eq!(node.deploy().unwrap().graph(), &graph);
+}
+
+#[test]
+fn route_graph_labels_branches_with_their_keys() {
+    let req = Input::<Request>::new().shared();
+    let node = route(pick(req.clone()))
+        .branch("small".to_string(), small(req.clone()))
+        .otherwise(fallback(req));
+    let dot = node.graph().to_dot();
+    assert!(
+        dot.contains("[label=\"key\"]") && dot.contains("[label=\"\\\"small\\\"\"]"),
+        "{dot}"
+    );
+    assert!(dot.contains("[label=\"otherwise\"]"));
+}
+
+#[test]
+fn many_threads_call_one_pipeline() {
+    let p = add_two(add_one(Input::<i64>::new())).deploy().unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                (0..500)
+                    .map(|i| p.call(t * 1000 + i).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for (t, h) in threads.into_iter().enumerate() {
+        let got = h.join().unwrap();
+        let want: Vec<i64> = (0..500).map(|i| t as i64 * 1000 + i + 3).collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test]
+async fn call_async_from_a_runtime_and_blocking_call_refuses_there() {
+    let p = light(add_one(Input::<i64>::new())).deploy().unwrap();
+    assert_eq!(p.call_async(1).await.unwrap(), 2);
+    assert!(matches!(
+        p.call(1),
+        Err(PipelineError::BlockingCallInAsyncContext)
+    ));
+}
+
+struct Counter {
+    n: Arc<AtomicUsize>,
+}
+
+#[step]
+impl Counter {
+    fn new(n: Arc<AtomicUsize>) -> Self {
+        Counter { n }
+    }
+    async fn call(&mut self, x: i64) -> i64 {
+        self.n.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        x
+    }
+}
+
+#[test]
+fn async_mut_model_keeps_state_between_calls() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let p = Counter::bind(n.clone(), Input::<i64>::new())
+        .deploy()
+        .unwrap();
+    for i in 0..5 {
+        assert_eq!(p.call(i).unwrap(), i);
+    }
+    assert_eq!(n.load(Ordering::SeqCst), 5);
+}
