@@ -4,12 +4,81 @@ mod error;
 mod graph;
 mod runtime;
 mod step;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 pub use error::{BoxError, DeployError, PipelineError, StepError};
 pub use graph::{
     route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteStart, Shared,
     Upstream,
 };
+/// Turns a function or a model type's `impl` block into a typed pipeline
+/// step.
+///
+/// # On a function
+///
+/// `#[step] fn name(a: A, b: B) -> Out` (or `-> Result<Out, E>`, or
+/// `async fn`) generates:
+///
+/// - `name(a, b)`: the node constructor. Each argument is a node whose output
+///   must be exactly the parameter's type, checked at compile time;
+/// - `name<In>`: the node type, for a pipeline whose input is `In`;
+/// - `name::call(a, b)`: the original body, for unit tests.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn parse(s: String) -> Result<i64, std::num::ParseIntError> { s.parse() }
+///
+/// #[step]
+/// async fn add(a: i64, b: i64) -> i64 { a + b }
+///
+/// let x = parse(Input::<String>::new()).shared();
+/// let p = add(x.clone(), x).deploy()?;
+/// assert_eq!(p.call("21".into())?, 42);
+/// assert_eq!(parse::call("7".into()), Ok(7));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # On a model type
+///
+/// Put `#[step]` on the type's own `impl` block. It needs a constructor
+/// `fn new(..) -> Self` (or `-> Result<Self, E>`), which may take
+/// `ctx: &ReplicaContext` first, and a method `fn call(&self, ..)` or
+/// `fn call(&mut self, ..)` (sync or `async`). It generates
+/// `Model::bind(constructor args.., input nodes..)`, with the visibility of
+/// `new`. The constructor arguments are cloned into each replica, so they
+/// must be `Clone`.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// struct Adder { increment: i64 }
+///
+/// #[step]
+/// impl Adder {
+///     fn new(increment: i64) -> Self { Adder { increment } }
+///     fn call(&self, x: i64) -> i64 { x + self.increment }
+/// }
+///
+/// let p = Adder::bind(2, Input::<i64>::new()).deploy()?;
+/// assert_eq!(p.call(2)?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Attribute keys
+///
+/// | key | values | default |
+/// | --- | --- | --- |
+/// | `mode` | `"local"`, `"tasks"`, `"actors"` | `"local"` |
+/// | `replicas` | a whole number >= 1, with `mode = "actors"` only | 1 |
+/// | `batch(..)` | reserved for dynamic batching (rejected for now) | |
+///
+/// Unknown keys, duplicate keys, bad values, `replicas` without actors,
+/// unsupported items (structs, trait impls, generic or input-less
+/// functions, reference inputs) and model types without `new` or `call`
+/// are compile errors on the offending tokens.
 pub use pipeline_macros::step;
 pub use runtime::{DeployOptions, Pipeline, StepReport};
 pub use step::{Device, Mode, ReplicaContext, StepFn, StepInfo, StepKind, StepNode};

@@ -58,7 +58,6 @@ pub(crate) struct Ctor {
 }
 
 pub(crate) struct Call {
-    pub(crate) mutable: bool,
     pub(crate) is_async: bool,
     pub(crate) inputs: Vec<StepInput>,
     pub(crate) output: Output,
@@ -234,8 +233,8 @@ fn ctor(f: &ImplItemFn, cx: &Ctxt) -> Option<Ctor> {
 fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
     let sig = &f.sig;
     check_signature(sig, cx);
-    let mutable = match sig.inputs.first() {
-        Some(FnArg::Receiver(r)) if r.reference.is_some() => r.mutability.is_some(),
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() => {}
         Some(FnArg::Receiver(r)) => {
             cx.error_spanned(r, "`call` must take `&self` or `&mut self`: the replica keeps the model between calls");
             return None;
@@ -247,10 +246,9 @@ fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
             );
             return None;
         }
-    };
+    }
     let inputs = step_inputs(sig.inputs.iter().skip(1), sig, cx);
     Some(Call {
-        mutable,
         is_async: sig.asyncness.is_some(),
         inputs,
         output: output_of(&sig.output),

@@ -283,46 +283,32 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
     if ctor.fallible {
         build = quote!(::core::result::Result::map_err(#build, ::core::convert::Into::<#p::BoxError>::into)?);
     }
-    let (state_ty, wrap, callee_state, body) = match (call.mutable, call.is_async) {
-        (false, _) => (
-            quote!(#self_ty),
-            quote!(__model),
-            quote!(),
-            call_body(
-                quote!(<#self_ty>::call),
-                &prepend(quote!(__state), &vars),
-                &call.output,
-                call.is_async,
-            ),
-        ),
-        (true, false) => (
-            quote!(#p::StdMutex<#self_ty>),
-            quote!(#p::StdMutex::new(__model)),
-            quote!(let mut __guard = __state.lock().unwrap_or_else(#p::PoisonError::into_inner);),
-            call_body(
-                quote!(<#self_ty>::call),
-                &prepend(quote!(&mut *__guard), &vars),
-                &call.output,
-                false,
-            ),
-        ),
-        (true, true) => (
+    // One call at a time per replica, whether `call` takes `&self` or
+    // `&mut self`: models are often `Send` but not `Sync` (a `tch::Tensor`
+    // is), and a replica's lock is uncontended once replicas own their
+    // state. Async bodies hold the lock across `.await`, so they get an
+    // async mutex.
+    let args = prepend(quote!(&mut *__guard), &vars);
+    let (state_ty, wrap, body) = if call.is_async {
+        let value = run_body(quote!(<#self_ty>::call), &args, &call.output, true);
+        (
             quote!(#p::AsyncMutex<#self_ty>),
             quote!(#p::AsyncMutex::new(__model)),
-            quote!(),
-            {
-                let value = run_body(
-                    quote!(<#self_ty>::call),
-                    &prepend(quote!(&mut *__guard), &vars),
-                    &call.output,
-                    true,
-                );
-                quote!(async move {
-                    let mut __guard = __state.lock().await;
-                    #value
-                })
-            },
-        ),
+            quote!(async move {
+                let mut __guard = __state.lock().await;
+                #value
+            }),
+        )
+    } else {
+        let value = call_body(quote!(<#self_ty>::call), &args, &call.output, false);
+        (
+            quote!(#p::StdMutex<#self_ty>),
+            quote!(#p::StdMutex::new(__model)),
+            quote!({
+                let mut __guard = __state.lock().unwrap_or_else(#p::PoisonError::into_inner);
+                #value
+            }),
+        )
     };
     let bind_doc = format!(
         "Makes a `{}` step node: the constructor's arguments (cloned into each replica), then the upstream nodes.",
@@ -369,7 +355,6 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
             ) -> impl #p::Future<
                 Output = ::core::result::Result<#out_ty, #p::BoxError>,
             > + ::core::marker::Send + '_ {
-                #callee_state
                 #body
             }
         }

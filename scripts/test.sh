@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test with all features, after the one-time set-up.
+# This is the README's test command and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "[test] cargo test --workspace --all-features" >&2
+cargo test --workspace --all-features
