@@ -61,6 +61,8 @@ torch_dir="$("$venv_python" -W ignore -c 'import os, torch; print(os.path.dirnam
 [ -d "$torch_dir/include/torch" ] || die "libtorch headers not found under $torch_dir/include"
 
 # Link flags: rpath so binaries find libtorch without LD_LIBRARY_PATH.
+# libtorch_cuda.so is not linked here (that would load CUDA into every test
+# binary); pipeline_core::torch loads it at run time when it exists.
 mkdir -p "$repo_root/.cargo"
 cat > "$repo_root/.cargo/config.toml" <<TOML
 # Written by scripts/setup.sh; safe to delete and regenerate. Not committed.
@@ -70,5 +72,9 @@ PIPELINE_TORCH_PYTHON = "$venv_python"
 
 [target.x86_64-unknown-linux-gnu]
 rustflags = ["-C", "link-arg=-Wl,-rpath,$torch_dir/lib"]
+
+# Doctests are linked by rustdoc, which reads these instead.
+[build]
+rustdocflags = ["-C", "link-arg=-Wl,-rpath,$torch_dir/lib"]
 TOML
 say "wrote .cargo/config.toml (LIBTORCH=$torch_dir)"

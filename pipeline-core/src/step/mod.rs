@@ -66,7 +66,7 @@ pub enum StepKind {
 /// #[step(mode = "actors", replicas = 3)]
 /// fn embed(x: i64) -> i64 { x }
 ///
-/// let info = <embed<Input<i64>> as StepFn>::INFO;
+/// let info = <embed<()> as StepFn>::INFO;
 /// assert_eq!((info.name, info.mode, info.replicas), ("embed", Mode::Actors, 3));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,9 +166,9 @@ impl ReplicaContext {
 /// The contract between `#[step]` and the runtime. Implemented by the macro;
 /// you should not need to implement or call it yourself.
 ///
-/// For a function step it is implemented on the node type with plain
-/// `Input<_>` parameters (`add_one<Input<i64>>`), for a model step on the
-/// model type.
+/// For a function step it is implemented on `name<()>` (the node type's
+/// marker instance, which also carries `name::call`), for a model step on
+/// the model type.
 pub trait StepFn: 'static {
     /// The step's inputs, as a tuple (`(i64,)` for one input).
     type Inputs: Send + 'static;
