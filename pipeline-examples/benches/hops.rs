@@ -22,8 +22,8 @@ fn inc_direct(x: u64) -> u64 {
 }
 
 macro_rules! nest {
-    ($f:ident; ; $e:expr) => { $e };
-    ($f:ident; $h:tt $($t:tt)*; $e:expr) => { $f(nest!($f; $($t)*; $e)) };
+    ($f:ident; []; $e:expr) => { $e };
+    ($f:ident; [$h:tt $($t:tt)*]; $e:expr) => { $f(nest!($f; [$($t)*]; $e)) };
 }
 
 /// Median over `rounds` of the mean time per iteration of `f`.
@@ -75,8 +75,8 @@ fn main() {
     record("direct calls", 1, time_per_iter(iters, rounds, direct1));
     record("direct calls", 16, time_per_iter(iters, rounds, direct16));
 
-    let p1 = nest!(inc; x; Input::<u64>::new()).deploy().unwrap();
-    let p16 = nest!(inc; x x x x x x x x x x x x x x x x; Input::<u64>::new())
+    let p1 = nest!(inc; [x]; Input::<u64>::new()).deploy().unwrap();
+    let p16 = nest!(inc; [x x x x x x x x x x x x x x x x]; Input::<u64>::new())
         .deploy()
         .unwrap();
     assert_eq!(p16.call(0).unwrap(), 16);

@@ -63,15 +63,15 @@ pub(crate) struct Call {
     pub(crate) output: Output,
 }
 
-pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Item> {
+pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Box<Item>> {
     match item {
         Item::Fn(f) => match fn_step(&f, cx) {
             Some(step) => Ok(Step::Fn(step)),
-            None => Err(Item::Fn(f)),
+            None => Err(Box::new(Item::Fn(f))),
         },
         Item::Impl(i) => match model_step(&i, cx) {
             Some(step) => Ok(Step::Model(step)),
-            None => Err(Item::Impl(i)),
+            None => Err(Box::new(Item::Impl(i))),
         },
         other => {
             let (what, span) = match &other {
@@ -112,7 +112,7 @@ pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Item> {
                      for a model write `#[step] impl Model {{ fn new(..) -> Self {{ .. }} fn call(&mut self, x: In) -> Out {{ .. }} }}`"
                 ),
             ));
-            Err(other)
+            Err(Box::new(other))
         }
     }
 }

@@ -69,10 +69,13 @@ where
     }
 }
 
+/// One branch: its key and its node.
+type Branch<K, O> = (<K as Upstream>::Output, Node<<K as Upstream>::Input, O>);
+
 /// A route node (see [`route`]).
 pub struct Route<K: Upstream, O> {
     key: K,
-    branches: Vec<(K::Output, Node<K::Input, O>)>,
+    branches: Vec<Branch<K, O>>,
     otherwise: Option<Node<K::Input, O>>,
 }
 
