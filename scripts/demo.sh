@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo run --release -p pipeline-examples --all-features
+cargo run --release -p pipeline-examples

@@ -26,24 +26,32 @@ macro_rules! nest {
     ($f:ident; [$h:tt $($t:tt)*]; $e:expr) => { $f(nest!($f; [$($t)*]; $e)) };
 }
 
-/// Median over `rounds` of the mean time per iteration of `f`.
-fn time_per_iter(iters: u32, rounds: usize, mut f: impl FnMut(u64) -> u64) -> Duration {
+/// Median over `rounds` of the mean time per iteration of `f`, in ns.
+fn time_per_iter(iters: u32, rounds: usize, mut f: impl FnMut(u64) -> u64) -> f64 {
     let mut acc = 0u64;
     for i in 0..iters / 10 {
         acc = acc.wrapping_add(f(u64::from(i)));
     }
-    let mut samples: Vec<Duration> = (0..rounds)
+    let samples: Vec<f64> = (0..rounds)
         .map(|_| {
             let start = Instant::now();
             for i in 0..iters {
                 acc = acc.wrapping_add(f(u64::from(i)));
             }
-            start.elapsed() / iters
+            per_iter(start.elapsed(), iters)
         })
         .collect();
     black_box(acc);
-    samples.sort();
-    samples[rounds / 2]
+    median(samples)
+}
+
+fn per_iter(elapsed: Duration, iters: u32) -> f64 {
+    elapsed.as_nanos() as f64 / f64::from(iters)
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
 struct Row {
@@ -56,11 +64,11 @@ fn main() {
     let iters = 200_000;
     let rounds = 7;
     let mut rows = Vec::new();
-    let mut record = |name, steps, d: Duration| {
+    let mut record = |name, steps, ns_per_call: f64| {
         rows.push(Row {
             name,
             steps,
-            ns_per_call: d.as_nanos() as f64,
+            ns_per_call,
         })
     };
 
@@ -103,16 +111,11 @@ fn main() {
                 acc = acc.wrapping_add(p.call_async(i).await.unwrap());
             }
             black_box(acc);
-            start.elapsed() / iters
+            per_iter(start.elapsed(), iters)
         })
     };
-    let median = |f: &dyn Fn() -> Duration| {
-        let mut v: Vec<Duration> = (0..rounds).map(|_| f()).collect();
-        v.sort();
-        v[rounds / 2]
-    };
-    record("local, call_async in a task", 1, median(&|| in_task(&p1)));
-    record("local, call_async in a task", 16, median(&|| in_task(&p16)));
+    record("local, call_async in a task", 1, median((0..rounds).map(|_| in_task(&p1)).collect()));
+    record("local, call_async in a task", 16, median((0..rounds).map(|_| in_task(&p16)).collect()));
 
     let ns = |name: &str, steps: usize| {
         rows.iter()
