@@ -46,6 +46,31 @@ pub enum PipelineError {
         /// The key, as `Debug` prints it.
         key: String,
     },
+    /// A step's queue was full: the call was refused at once.
+    Overloaded {
+        /// The step whose queue was full.
+        step: &'static str,
+    },
+    /// A step panicked while handling this call. Its replica is rebuilt;
+    /// other calls are unaffected.
+    Panicked {
+        /// The step's name.
+        step: &'static str,
+        /// The panic message.
+        message: String,
+    },
+    /// The call's deadline passed before it finished.
+    DeadlineExceeded {
+        /// The deadline the call was given.
+        after: std::time::Duration,
+    },
+    /// The pipeline is shutting down and takes no new calls.
+    ShuttingDown,
+    /// A replica stopped before answering (the pipeline is being dropped).
+    ReplicaLost {
+        /// The step's name.
+        step: &'static str,
+    },
     /// The blocking [`Pipeline::call`](crate::Pipeline::call) was used on a
     /// thread that runs an async runtime, where blocking would stall it.
     BlockingCallInAsyncContext,
@@ -63,6 +88,22 @@ impl std::fmt::Display for PipelineError {
                 f,
                 "route `{route}` has no branch for key {key}; add `.branch({key}, ..)` or `.otherwise(..)`"
             ),
+            PipelineError::Overloaded { step } => write!(
+                f,
+                "step `{step}` is overloaded: its queue is full; retry later, add replicas or raise its queue bound"
+            ),
+            PipelineError::Panicked { step, message } => {
+                write!(f, "step `{step}` panicked: {message}")
+            }
+            PipelineError::DeadlineExceeded { after } => {
+                write!(f, "the call did not finish within its deadline of {after:?}")
+            }
+            PipelineError::ShuttingDown => {
+                f.write_str("the pipeline is shutting down and takes no new calls")
+            }
+            PipelineError::ReplicaLost { step } => {
+                write!(f, "a replica of step `{step}` stopped before answering")
+            }
             PipelineError::BlockingCallInAsyncContext => f.write_str(
                 "`Pipeline::call` blocks and was called from inside an async runtime; use `call_async(..).await` there",
             ),
@@ -88,9 +129,21 @@ impl PipelineError {
     /// The step this error comes from, if it comes from one.
     pub fn step(&self) -> Option<&'static str> {
         match self {
-            PipelineError::Step { step, .. } => Some(step),
+            PipelineError::Step { step, .. }
+            | PipelineError::Overloaded { step }
+            | PipelineError::Panicked { step, .. }
+            | PipelineError::ReplicaLost { step } => Some(step),
             _ => None,
         }
+    }
+
+    pub(crate) fn panicked(step: &'static str, payload: Box<dyn std::any::Any + Send>) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic payload".to_string());
+        PipelineError::Panicked { step, message }
     }
 
     pub(crate) fn step_failed(step: &'static str, error: BoxError) -> Self {
@@ -174,6 +227,30 @@ pub enum DeployError {
         /// The key, as `Debug` prints it.
         key: String,
     },
+    /// The options name a step the graph does not have.
+    #[error(
+        "deploy options name step `{name}`, which is not in the graph; its steps are: {known}"
+    )]
+    UnknownStep {
+        /// The name in the options.
+        name: String,
+        /// The graph's step names, comma-separated.
+        known: String,
+    },
+    /// An option has a value that cannot work.
+    #[error("deploy option for step `{step}`: {message}")]
+    InvalidOption {
+        /// The step (or `*` for a pipeline-wide option).
+        step: String,
+        /// What is wrong, and what would work.
+        message: String,
+    },
+    /// A deploy options file could not be read or parsed.
+    #[error("deploy options: {0}")]
+    OptionsFile(String),
+    /// The pipeline's runtime or a replica thread could not be started.
+    #[error("could not start the pipeline's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
     /// A shared node was lowered in an inconsistent way (a bug).
     #[error("internal error in pipeline-core: {0} (please report this)")]
     Internal(&'static str),

@@ -80,8 +80,10 @@ pub use graph::{
 /// functions, reference inputs) and model types without `new` or `call`
 /// are compile errors on the offending tokens.
 pub use pipeline_macros::step;
-pub use runtime::{DeployOptions, Pipeline, StepReport};
-pub use step::{Device, Mode, ReplicaContext, StepFn, StepInfo, StepKind, StepNode};
+pub use runtime::{
+    DeployOptions, Health, Pipeline, StepHealth, StepOptions, StepReport, DEFAULT_QUEUE_BOUND,
+};
+pub use step::{Device, Mode, Placement, ReplicaContext, StepFn, StepInfo, StepKind, StepNode};
 
 /// The names most pipelines need: `use pipeline_core::prelude::*;`.
 pub mod prelude {
@@ -104,7 +106,7 @@ pub mod __private {
         EdgeList, EdgesEval, StepEval, StepFn, StepInfo, StepKind, StepNode, StepOutput,
     };
     pub use crate::{
-        BoxError, DeployError, Device, Input, Mode, Produces, ReplicaContext, Upstream,
+        BoxError, DeployError, Device, Input, Mode, Placement, Produces, ReplicaContext, Upstream,
     };
     pub use core::future::{ready, Future};
     pub use std::sync::{Mutex as StdMutex, PoisonError};

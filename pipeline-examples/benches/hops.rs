@@ -114,8 +114,16 @@ fn main() {
             per_iter(start.elapsed(), iters)
         })
     };
-    record("local, call_async in a task", 1, median((0..rounds).map(|_| in_task(&p1)).collect()));
-    record("local, call_async in a task", 16, median((0..rounds).map(|_| in_task(&p16)).collect()));
+    record(
+        "local, call_async in a task",
+        1,
+        median((0..rounds).map(|_| in_task(&p1)).collect()),
+    );
+    record(
+        "local, call_async in a task",
+        16,
+        median((0..rounds).map(|_| in_task(&p16)).collect()),
+    );
 
     let ns = |name: &str, steps: usize| {
         rows.iter()

@@ -9,7 +9,8 @@ use syn::{Expr, ExprLit, Lit, Meta, Token};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &[&str] = &["mode", "replicas", "batch"];
+const KEYS: &[&str] = &["mode", "replicas", "placement", "batch"];
+const PLACEMENTS: &[&str] = &["thread", "task"];
 const MODES: &[&str] = &["local", "tasks", "actors"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,12 +33,15 @@ impl Mode {
 pub(crate) struct StepAttr {
     pub(crate) mode: Mode,
     pub(crate) replicas: usize,
+    /// `Auto`, `Thread` or `Task` (the `Placement` variant).
+    pub(crate) placement: &'static str,
 }
 
 pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
     let mut attr = StepAttr {
         mode: Mode::Local,
         replicas: 1,
+        placement: "Auto",
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
@@ -52,6 +56,7 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
 
     let mut seen: Vec<String> = Vec::new();
     let mut replicas: Option<(usize, Span)> = None;
+    let mut placement: Option<(&'static str, Span)> = None;
     for meta in &metas {
         let path = meta.path();
         let key = path
@@ -74,6 +79,11 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                     replicas = Some((n, meta.span()));
                 }
             }
+            "placement" => {
+                if let Some(p) = parse_placement(meta, cx) {
+                    placement = Some((p, meta.span()));
+                }
+            }
             "batch" => cx.error_spanned(
                 meta,
                 "`batch(...)` is reserved for dynamic batching, which is not supported yet; remove it",
@@ -84,7 +94,7 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                     .unwrap_or_default();
                 cx.error_spanned(
                     path,
-                    format!("unknown step attribute `{other}`{hint}; expected one of: `mode`, `replicas`, `batch`"),
+                    format!("unknown step attribute `{other}`{hint}; expected one of: `mode`, `replicas`, `placement`, `batch`"),
                 );
             }
         }
@@ -107,7 +117,41 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
             ));
         }
     }
+    if let Some((p, span)) = placement {
+        if attr.mode == Mode::Actors {
+            attr.placement = p;
+        } else {
+            cx.push(syn::Error::new(
+                span,
+                "`placement` says where actor replicas run and needs `mode = \"actors\"`",
+            ));
+        }
+    }
     attr
+}
+
+fn parse_placement(meta: &Meta, cx: &Ctxt) -> Option<&'static str> {
+    let Some(value) = string_value(meta) else {
+        cx.error_spanned(
+            meta,
+            "expected `placement = \"thread\"` or `placement = \"task\"`",
+        );
+        return None;
+    };
+    match value.value().as_str() {
+        "thread" => Some("Thread"),
+        "task" => Some("Task"),
+        other => {
+            let hint = suggest(other, PLACEMENTS)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            cx.error_spanned(
+                value,
+                format!("unknown placement `{other}`{hint}; expected `thread` (blocking work) or `task` (light or async work)"),
+            );
+            None
+        }
+    }
 }
 
 fn parse_mode(meta: &Meta, cx: &Ctxt) -> Option<Mode> {

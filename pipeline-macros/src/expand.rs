@@ -48,6 +48,7 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
     let mode = Ident::new(attr.mode.variant(), Span::call_site());
     let kind = Ident::new(kind, Span::call_site());
     let replicas = attr.replicas;
+    let placement = Ident::new(attr.placement, Span::call_site());
     quote! {
         ::pipeline_core::__private::StepInfo {
             name: #name,
@@ -55,6 +56,7 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
             replicas: #replicas,
             kind: ::pipeline_core::__private::StepKind::#kind,
             is_async: #is_async,
+            placement: ::pipeline_core::__private::Placement::#placement,
         }
     }
 }

@@ -271,24 +271,34 @@ async fn light(x: i64) -> i64 {
 }
 
 #[test]
-fn every_step_runs_locally_and_the_report_says_so() {
+fn report_says_how_each_step_runs_and_local_forces_inline() {
     let p = light(heavy(Input::<i64>::new())).deploy().unwrap();
     assert_eq!(p.call(7).unwrap(), 7);
     let report = p.report();
     assert_eq!(report.len(), 2);
     assert_eq!(
-        (report[0].step, report[0].requested, report[0].running),
-        ("heavy", Mode::Actors, Mode::Local)
+        (
+            report[0].step,
+            report[0].requested,
+            report[0].running,
+            report[0].replicas
+        ),
+        ("heavy", Mode::Actors, Mode::Actors, 2)
     );
-    assert!(report[0].note.is_some());
+    assert_eq!(report[0].note, None);
     assert_eq!(
-        (report[1].step, report[1].requested),
-        ("light", Mode::Tasks)
+        (report[1].step, report[1].requested, report[1].running),
+        ("light", Mode::Tasks, Mode::Tasks)
     );
 
     let p = light(heavy(Input::<i64>::new()))
         .deploy_with(DeployOptions::local())
         .unwrap();
+    assert_eq!(p.call(7).unwrap(), 7);
+    assert!(p
+        .report()
+        .iter()
+        .all(|r| r.running == Mode::Local && r.replicas == 1));
     assert!(p.report()[0].note.unwrap().contains("DeployOptions::local"));
     assert_eq!(<heavy<()> as StepFn>::INFO.replicas, 2);
 }

@@ -68,11 +68,16 @@ fn then_chains_left_to_right() {
 fn chaining_shape_preprocess_then_model() {
     use pipeline_examples::{preprocess, Classifier};
     let features = Input::<Vec<u8>>::new().then(preprocess);
-    let p = Classifier::bind("resnet18".to_string(), features).deploy().unwrap();
+    let p = Classifier::bind("resnet18".to_string(), features)
+        .deploy()
+        .unwrap();
     let top5 = p.call(vec![0, 64, 128, 255]).unwrap();
     assert_eq!(top5.len(), 5);
     assert!(top5.iter().all(|(c, _)| c.starts_with("resnet18:")));
-    assert!(top5.windows(2).all(|w| w[0].1 >= w[1].1), "sorted best first");
+    assert!(
+        top5.windows(2).all(|w| w[0].1 >= w[1].1),
+        "sorted best first"
+    );
     let labels: Vec<_> = p.graph().nodes().iter().map(|n| n.label.clone()).collect();
     assert_eq!(labels, ["input", "preprocess", "Classifier"]);
 }

@@ -1,53 +1,30 @@
 //! Running a graph: lowering typed nodes into evaluators ([`Lowering`]),
-//! choosing how each step runs ([`Runner`]), and the deployed [`Pipeline`].
-//!
-//! Today every step runs in local mode (inline in the caller); steps that ask
-//! for tasks or actors are reported as running locally.
+//! choosing how each step runs (`runner`), deploy options (`options`) and
+//! the deployed [`Pipeline`].
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::error::{DeployError, PipelineError};
 use crate::graph::{Graph, Upstream};
 use crate::step::{Device, Mode, ReplicaContext, StepFn};
 
 mod eval;
+mod options;
+mod runner;
 
 pub use eval::{CallCx, DynEval, Eval};
-
-/// Deploy-time settings that override what the steps' attributes say,
-/// without recompiling.
-///
-/// ```
-/// use pipeline_core::DeployOptions;
-/// let opts = DeployOptions::local();
-/// assert!(opts.is_local());
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct DeployOptions {
-    force_local: bool,
-}
-
-impl DeployOptions {
-    /// The steps' own attributes, unchanged.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every step runs inline in the caller, whatever its attribute says:
-    /// for tests.
-    pub fn local() -> Self {
-        DeployOptions { force_local: true }
-    }
-
-    /// Whether every step is forced local.
-    pub fn is_local(&self) -> bool {
-        self.force_local
-    }
-}
+pub use options::{DeployOptions, StepOptions, DEFAULT_QUEUE_BOUND};
+use runner::Actors;
+pub use runner::Runner;
+use runner::StepCounters;
 
 /// How one step of a deployed pipeline runs, next to what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +37,43 @@ pub struct StepReport {
     pub running: Mode,
     /// How many replicas (instances) it has.
     pub replicas: usize,
+    /// Its queue bound (per replica for actors, in flight for tasks).
+    pub queue_bound: usize,
     /// Why `running` differs from `requested`, if it does.
     pub note: Option<&'static str>,
+}
+
+/// A step's live state, from [`Pipeline::health`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepHealth {
+    /// The step's name.
+    pub step: &'static str,
+    /// Replicas rebuilt after a panic so far.
+    pub rebuilds: u64,
+    /// Replicas being rebuilt right now.
+    pub replicas_down: usize,
+}
+
+/// Whether a pipeline serves at full strength.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Every step, in graph order.
+    pub steps: Vec<StepHealth>,
+}
+
+impl Health {
+    /// No replica is down.
+    pub fn is_healthy(&self) -> bool {
+        self.steps.iter().all(|s| s.replicas_down == 0)
+    }
+    /// The steps with a replica down.
+    pub fn degraded(&self) -> Vec<&'static str> {
+        self.steps
+            .iter()
+            .filter(|s| s.replicas_down > 0)
+            .map(|s| s.step)
+            .collect()
+    }
 }
 
 /// Lowers a typed graph into evaluators. Passed to the hidden
@@ -73,6 +85,8 @@ pub struct Lowering<'o> {
     slots: usize,
     inputs: usize,
     report: Vec<StepReport>,
+    counters: Vec<(&'static str, Arc<StepCounters>)>,
+    runtime: Option<OwnedRuntime>,
 }
 
 impl<'o> Lowering<'o> {
@@ -83,7 +97,30 @@ impl<'o> Lowering<'o> {
             slots: 0,
             inputs: 0,
             report: Vec::new(),
+            counters: Vec::new(),
+            runtime: None,
         }
+    }
+
+    /// The pipeline's runtime, started on first need.
+    fn handle(&mut self) -> Result<tokio::runtime::Handle, DeployError> {
+        if self.runtime.is_none() {
+            self.runtime = Some(OwnedRuntime::start()?);
+        }
+        self.runtime
+            .as_ref()
+            .and_then(|r| r.0.as_ref())
+            .map(|r| r.handle().clone())
+            .ok_or(DeployError::Internal("runtime missing after start"))
+    }
+
+    fn counters(&mut self, step: &'static str) -> Arc<StepCounters> {
+        if let Some((_, c)) = self.counters.iter().find(|(s, _)| *s == step) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(StepCounters::default());
+        self.counters.push((step, Arc::clone(&c)));
+        c
     }
 
     pub(crate) fn count_input(&mut self) {
@@ -106,49 +143,99 @@ impl<'o> Lowering<'o> {
     /// Builds the runner of one step and records (and logs) how it runs.
     pub(crate) fn runner<S: StepFn>(&mut self, init: S::Init) -> Result<Runner<S>, DeployError> {
         let info = S::INFO;
-        let note = match (self.options.force_local, info.mode) {
-            (_, Mode::Local) => None,
-            (true, _) => Some("forced local by DeployOptions::local()"),
-            (false, _) => Some("tasks and actors modes are not implemented yet; running inline"),
-        };
-        if let Some(note) = note {
-            tracing::info!(step = info.name, requested = %info.mode, running = "local", "{note}");
+        let step_opts = self.options.step(info.name);
+        let queue_bound = self.options.queue_bound_for(info.name);
+        if queue_bound == 0 {
+            return Err(DeployError::InvalidOption {
+                step: info.name.to_string(),
+                message: "queue_bound must be at least 1".into(),
+            });
         }
+        let running = if self.options.is_local() {
+            Mode::Local
+        } else {
+            info.mode
+        };
+        let replicas = match (running, step_opts.replicas) {
+            (Mode::Actors, Some(0)) => {
+                return Err(DeployError::InvalidOption {
+                    step: info.name.to_string(),
+                    message: "replicas must be at least 1".into(),
+                })
+            }
+            (Mode::Actors, Some(n)) => n,
+            (Mode::Actors, None) => info.replicas,
+            (_, Some(_)) if info.mode != Mode::Actors => {
+                return Err(DeployError::InvalidOption {
+                    step: info.name.to_string(),
+                    message: format!(
+                        "replicas applies to actor steps; this step is `{}`",
+                        info.mode
+                    ),
+                })
+            }
+            _ => 1,
+        };
+        let note = (running != info.mode).then_some("forced local by DeployOptions::local()");
+        tracing::info!(step = info.name, requested = %info.mode, running = %running, replicas, queue_bound, "deploying step");
         self.report.push(StepReport {
             step: info.name,
             requested: info.mode,
-            running: Mode::Local,
-            replicas: 1,
+            running,
+            replicas,
+            queue_bound,
             note,
         });
-        let ctx = ReplicaContext::new(info.name, 0, 1, Device::Cpu);
-        let state = S::build(&ctx, &init).map_err(|source| DeployError::Build {
+        let counters = self.counters(info.name);
+        let build_error = |replica, source| DeployError::Build {
             step: info.name,
-            replica: 0,
+            replica,
             source,
-        })?;
-        Ok(Runner { state })
+        };
+        match running {
+            Mode::Local => {
+                let ctx = ReplicaContext::new(info.name, 0, 1, Device::Cpu);
+                let state = S::build(&ctx, &init).map_err(|e| build_error(0, e))?;
+                Ok(Runner::Local(state))
+            }
+            Mode::Tasks => {
+                let handle = self.handle()?;
+                let ctx = ReplicaContext::new(info.name, 0, 1, Device::Cpu);
+                let state = S::build(&ctx, &init).map_err(|e| build_error(0, e))?;
+                Ok(Runner::Tasks {
+                    state: Arc::new(state),
+                    handle,
+                    permits: Arc::new(tokio::sync::Semaphore::new(queue_bound)),
+                })
+            }
+            Mode::Actors => {
+                let handle = self.handle()?;
+                let actors = Actors::start(
+                    init,
+                    replicas,
+                    queue_bound,
+                    &handle,
+                    counters,
+                    replica_device,
+                )
+                .map_err(|(replica, e)| build_error(replica, e))?;
+                Ok(Runner::Actors(actors))
+            }
+        }
     }
 }
 
-/// Runs one step: today inline (local mode), on one replica's state.
-#[doc(hidden)]
-pub struct Runner<S: StepFn> {
-    state: S::State,
-}
-
-impl<S: StepFn> Debug for Runner<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Runner<{}>", S::INFO.name)
+/// The device replica `index` owns: `cuda:(index % gpus)` with the `torch`
+/// feature and CUDA present, else the CPU.
+fn replica_device(index: usize) -> Device {
+    #[cfg(feature = "torch")]
+    {
+        crate::torch::replica_device(index)
     }
-}
-
-impl<S: StepFn> Runner<S> {
-    #[inline]
-    pub(crate) async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
-        S::call(&self.state, inputs)
-            .await
-            .map_err(|e| PipelineError::step_failed(S::INFO.name, e))
+    #[cfg(not(feature = "torch"))]
+    {
+        let _ = index;
+        Device::Cpu
     }
 }
 
@@ -176,10 +263,16 @@ pub struct Pipeline<In, Out> {
 }
 
 struct Inner<Out> {
+    // Dropped first: the runners join their replica threads, which still
+    // need the runtime below.
     root: Box<dyn DynEval<Out>>,
     slots: usize,
     graph: Graph,
     report: Vec<StepReport>,
+    counters: Vec<(&'static str, Arc<StepCounters>)>,
+    closing: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
     runtime: OnceLock<OwnedRuntime>,
 }
 
@@ -202,12 +295,35 @@ impl<In, Out> Debug for Pipeline<In, Out> {
     }
 }
 
+/// Counts a call in flight; the last one out during shutdown wakes it.
+struct InFlight<'a, Out>(&'a Inner<Out>);
+
+impl<Out> Drop for InFlight<'_, Out> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.closing.load(Ordering::SeqCst)
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     pub(crate) fn deploy<U>(node: U, options: DeployOptions) -> Result<Self, DeployError>
     where
         U: Upstream<Input = In, Output = Out>,
     {
         let graph = node.graph();
+        let known: Vec<&str> = graph.steps().map(|n| n.label.as_str()).collect();
+        if let Some(name) = options.step_names().find(|n| !known.contains(n)) {
+            let mut known = known.clone();
+            known.sort_unstable();
+            known.dedup();
+            return Err(DeployError::UnknownStep {
+                name: name.to_string(),
+                known: known.join(", "),
+            });
+        }
         let mut lowering = Lowering::new(&options);
         let root = node.lower(&mut lowering)?;
         match lowering.inputs {
@@ -215,13 +331,21 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
             0 => return Err(DeployError::NoInput),
             count => return Err(DeployError::SeveralInputs { count }),
         }
+        let runtime = OnceLock::new();
+        if let Some(rt) = lowering.runtime.take() {
+            let _ = runtime.set(rt);
+        }
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 root: Box::new(root),
                 slots: lowering.slots,
                 graph,
                 report: lowering.report,
-                runtime: OnceLock::new(),
+                counters: lowering.counters,
+                closing: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                runtime,
             }),
             _input: PhantomData,
         })
@@ -232,15 +356,48 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     /// From async code use [`call_async`](Self::call_async): `call` returns
     /// [`PipelineError::BlockingCallInAsyncContext`] on a runtime thread.
     pub fn call(&self, input: In) -> Result<Out, PipelineError> {
+        self.block_on(self.call_async(input))
+    }
+
+    /// Like [`call`](Self::call), failing with
+    /// [`PipelineError::DeadlineExceeded`] if the call takes longer than
+    /// `deadline` (its work is then cancelled where it has not started).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step]
+    /// async fn slow(x: u64) -> u64 {
+    ///     tokio::time::sleep(Duration::from_millis(x)).await;
+    ///     x
+    /// }
+    ///
+    /// let p = slow(Input::new()).deploy()?;
+    /// assert_eq!(p.call_timeout(1, Duration::from_secs(60))?, 1);
+    /// let err = p.call_timeout(60_000, Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(err, PipelineError::DeadlineExceeded { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_timeout(&self, input: In, deadline: Duration) -> Result<Out, PipelineError> {
+        self.block_on(self.call_async_timeout(input, deadline))
+    }
+
+    fn block_on<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, PipelineError>>,
+    ) -> Result<T, PipelineError> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(PipelineError::BlockingCallInAsyncContext);
         }
-        let runtime = self.inner.runtime()?;
         // Polls on this thread: local steps run inline, no spawn.
-        runtime.block_on(self.call_async(input))
+        self.inner.runtime()?.block_on(fut)
     }
 
     /// Runs the pipeline on `input`.
+    ///
+    /// Dropping the returned future cancels the call: work queued for it at
+    /// an actor replica is skipped, a task that has not started is aborted.
     ///
     /// ```
     /// use pipeline_core::prelude::*;
@@ -256,9 +413,52 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     /// # }
     /// ```
     pub async fn call_async(&self, input: In) -> Result<Out, PipelineError> {
+        let inner = &*self.inner;
+        inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(inner);
+        if inner.closing.load(Ordering::SeqCst) {
+            return Err(PipelineError::ShuttingDown);
+        }
         let input = Mutex::new(Some(input));
-        let cx = CallCx::new(&input, self.inner.slots);
-        self.inner.root.eval_boxed(&cx).await
+        let cx = CallCx::new(&input, inner.slots);
+        inner.root.eval_boxed(&cx).await
+    }
+
+    /// [`call_async`](Self::call_async) with a deadline.
+    pub async fn call_async_timeout(
+        &self,
+        input: In,
+        deadline: Duration,
+    ) -> Result<Out, PipelineError> {
+        let timer = self.inner.runtime()?.handle().clone();
+        let _guard = timer.enter();
+        match tokio::time::timeout(deadline, self.call_async(input)).await {
+            Ok(result) => result,
+            Err(_) => Err(PipelineError::DeadlineExceeded { after: deadline }),
+        }
+    }
+
+    /// Stops taking calls (new ones fail with
+    /// [`PipelineError::ShuttingDown`]) and waits until the calls in flight
+    /// have finished. Replica threads stop when the last handle is dropped.
+    pub async fn shutdown_async(&self) {
+        let inner = &*self.inner;
+        inner.closing.store(true, Ordering::SeqCst);
+        loop {
+            let idle = inner.idle.notified();
+            if inner.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Blocking [`shutdown_async`](Self::shutdown_async).
+    pub fn shutdown(&self) -> Result<(), PipelineError> {
+        self.block_on(async {
+            self.shutdown_async().await;
+            Ok(())
+        })
     }
 
     /// The deployed graph, for printing.
@@ -270,19 +470,33 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     pub fn report(&self) -> &[StepReport] {
         &self.inner.report
     }
+
+    /// Replica rebuilds and replicas down, per step.
+    pub fn health(&self) -> Health {
+        Health {
+            steps: self
+                .inner
+                .counters
+                .iter()
+                .map(|(step, c)| StepHealth {
+                    step,
+                    rebuilds: c.rebuilds.load(Ordering::SeqCst),
+                    replicas_down: c.replicas_down.load(Ordering::SeqCst),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl<Out> Inner<Out> {
     fn runtime(&self) -> Result<&tokio::runtime::Runtime, PipelineError> {
         if self.runtime.get().is_none() {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("pipeline-runtime")
-                .enable_all()
-                .build()
-                .map_err(|e| PipelineError::Runtime(Arc::new(e)))?;
+            let runtime = OwnedRuntime::start().map_err(|e| match e {
+                DeployError::Runtime(e) => PipelineError::Runtime(Arc::new(e)),
+                _ => PipelineError::Internal("runtime start"),
+            })?;
             // Another thread may have won the race; its runtime is as good.
-            let _ = self.runtime.set(OwnedRuntime(Some(runtime)));
+            let _ = self.runtime.set(runtime);
         }
         self.runtime
             .get()
@@ -292,12 +506,28 @@ impl<Out> Inner<Out> {
 }
 
 /// A runtime that may be dropped anywhere, even inside async code.
+#[derive(Debug)]
 struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn start() -> Result<Self, DeployError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("pipeline-runtime")
+            .enable_all()
+            .build()?;
+        Ok(OwnedRuntime(Some(runtime)))
+    }
+}
 
 impl Drop for OwnedRuntime {
     fn drop(&mut self) {
         if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                // Joins the runtime's threads: nothing is left behind.
+                drop(rt);
+            }
         }
     }
 }

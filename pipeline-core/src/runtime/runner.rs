@@ -1,0 +1,315 @@
+//! How one step runs: inline ([`Runner::Local`]), one task per call
+//! ([`Runner::Tasks`]), or on long-lived actor replicas behind bounded
+//! mailboxes ([`Runner::Actors`]). Every runner turns a step's `Err` and
+//! panics into a [`PipelineError`] naming the step.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::{BoxError, PipelineError};
+use crate::step::{Placement, ReplicaContext, StepFn};
+
+/// Live counters of one step (all instances of it in the graph).
+#[derive(Debug, Default)]
+pub(crate) struct StepCounters {
+    pub(crate) rebuilds: AtomicU64,
+    pub(crate) replicas_down: AtomicUsize,
+}
+
+/// Runs one step of a deployed graph.
+#[doc(hidden)]
+pub enum Runner<S: StepFn> {
+    /// Inline in the caller.
+    Local(S::State),
+    /// One task per call, at most `permits` at once.
+    Tasks {
+        state: Arc<S::State>,
+        handle: Handle,
+        permits: Arc<Semaphore>,
+    },
+    /// Long-lived replicas.
+    #[allow(private_interfaces)]
+    Actors(Actors<S>),
+}
+
+impl<S: StepFn> std::fmt::Debug for Runner<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Runner::Local(_) => "local",
+            Runner::Tasks { .. } => "tasks",
+            Runner::Actors(_) => "actors",
+        };
+        write!(f, "Runner<{}>({kind})", S::INFO.name)
+    }
+}
+
+/// Runs the step once on `state`, catching panics (including those of a
+/// sync body, which runs when `S::call` is called).
+async fn call_once<S: StepFn>(
+    state: &S::State,
+    inputs: S::Inputs,
+) -> Result<S::Output, PipelineError> {
+    let name = S::INFO.name;
+    match AssertUnwindSafe(async move { S::call(state, inputs).await })
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(PipelineError::step_failed(name, e)),
+        Err(payload) => Err(PipelineError::panicked(name, payload)),
+    }
+}
+
+impl<S: StepFn> Runner<S> {
+    pub(crate) fn run(
+        &self,
+        inputs: S::Inputs,
+    ) -> impl Future<Output = Result<S::Output, PipelineError>> + Send + '_ {
+        async move {
+            match self {
+                Runner::Local(state) => call_once::<S>(state, inputs).await,
+                Runner::Tasks {
+                    state,
+                    handle,
+                    permits,
+                } => {
+                    let name = S::INFO.name;
+                    let permit = Arc::clone(permits)
+                        .try_acquire_owned()
+                        .map_err(|_| PipelineError::Overloaded { step: name })?;
+                    let state = Arc::clone(state);
+                    let task = if S::INFO.is_async {
+                        handle.spawn(async move {
+                            let _permit = permit;
+                            call_once::<S>(&state, inputs).await
+                        })
+                    } else {
+                        handle.spawn_blocking(move || {
+                            let _permit = permit;
+                            futures::executor::block_on(call_once::<S>(&state, inputs))
+                        })
+                    };
+                    // Dropping the call aborts a task that has not started.
+                    let mut task = AbortOnDrop(task);
+                    match (&mut task.0).await {
+                        Ok(result) => result,
+                        Err(e) if e.is_panic() => {
+                            Err(PipelineError::panicked(name, e.into_panic()))
+                        }
+                        Err(_) => Err(PipelineError::ReplicaLost { step: name }),
+                    }
+                }
+                Runner::Actors(actors) => actors.call(inputs).await,
+            }
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+type Reply<O> = oneshot::Sender<Result<O, PipelineError>>;
+
+struct Job<S: StepFn> {
+    inputs: S::Inputs,
+    reply: Reply<S::Output>,
+}
+
+struct Replica<S: StepFn> {
+    mailbox: mpsc::Sender<Job<S>>,
+    /// Calls sent to this replica and not yet answered (or skipped).
+    outstanding: Arc<AtomicUsize>,
+}
+
+/// A step's replicas: the router, their mailboxes and their threads.
+#[doc(hidden)]
+pub(crate) struct Actors<S: StepFn> {
+    replicas: Vec<Replica<S>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl<S: StepFn> Actors<S> {
+    /// Starts `count` replicas, each built by its own constructor where it
+    /// runs, and waits until all are built. Fails with the first
+    /// constructor error (the others are stopped).
+    pub(crate) fn start(
+        init: S::Init,
+        count: usize,
+        queue_bound: usize,
+        handle: &Handle,
+        counters: Arc<StepCounters>,
+        device: impl Fn(usize) -> crate::step::Device,
+    ) -> Result<Self, (usize, BoxError)> {
+        let placement = S::INFO.resolved_placement();
+        let mut replicas = Vec::with_capacity(count);
+        let mut threads = Vec::new();
+        let mut built = Vec::with_capacity(count);
+        for index in 0..count {
+            let (mailbox, rx) = mpsc::channel(queue_bound);
+            let outstanding = Arc::new(AtomicUsize::new(0));
+            let (built_tx, built_rx) = std::sync::mpsc::sync_channel(1);
+            let worker = ReplicaWorker::<S> {
+                ctx: ReplicaContext::new(S::INFO.name, index, count, device(index)),
+                init: init.clone(),
+                rx,
+                outstanding: Arc::clone(&outstanding),
+                counters: Arc::clone(&counters),
+            };
+            match placement {
+                Placement::Task => {
+                    handle.spawn(worker.run(built_tx, true));
+                }
+                _ => {
+                    let handle = handle.clone();
+                    let thread = std::thread::Builder::new()
+                        .name(format!("{}-{index}", S::INFO.name))
+                        .spawn(move || handle.block_on(worker.run(built_tx, false)))
+                        .map_err(|e| (index, Box::new(e) as BoxError))?;
+                    threads.push(thread);
+                }
+            }
+            replicas.push(Replica {
+                mailbox,
+                outstanding,
+            });
+            built.push(built_rx);
+        }
+        let actors = Actors { replicas, threads };
+        for (index, rx) in built.into_iter().enumerate() {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err((index, e)),
+                Err(_) => {
+                    return Err((index, "the replica stopped while it was being built".into()))
+                }
+            }
+        }
+        Ok(actors)
+    }
+
+    async fn call(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
+        let name = S::INFO.name;
+        // Least outstanding work; ties go to the first.
+        let replica = self
+            .replicas
+            .iter()
+            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
+            .ok_or(PipelineError::ReplicaLost { step: name })?;
+        let (reply, answer) = oneshot::channel();
+        replica.outstanding.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = replica.mailbox.try_send(Job { inputs, reply }) {
+            replica.outstanding.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => PipelineError::Overloaded { step: name },
+                mpsc::error::TrySendError::Closed(_) => PipelineError::ShuttingDown,
+            });
+        }
+        // Dropping this future drops `answer`; the replica then skips the job.
+        answer
+            .await
+            .unwrap_or(Err(PipelineError::ReplicaLost { step: name }))
+    }
+}
+
+impl<S: StepFn> Drop for Actors<S> {
+    fn drop(&mut self) {
+        // Closing the mailboxes ends each replica after the work it holds.
+        self.replicas.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct ReplicaWorker<S: StepFn> {
+    ctx: ReplicaContext,
+    init: S::Init,
+    rx: mpsc::Receiver<Job<S>>,
+    outstanding: Arc<AtomicUsize>,
+    counters: Arc<StepCounters>,
+}
+
+impl<S: StepFn> ReplicaWorker<S> {
+    fn build(&self, on_worker: bool) -> Result<S::State, BoxError> {
+        if on_worker {
+            // A constructor may block (loading weights): tell the runtime.
+            tokio::task::block_in_place(|| S::build(&self.ctx, &self.init))
+        } else {
+            S::build(&self.ctx, &self.init)
+        }
+    }
+
+    /// Rebuilds after a panic, retrying with backoff while the constructor
+    /// fails; the step reports itself degraded meanwhile.
+    async fn rebuild(&self, on_worker: bool) -> Option<S::State> {
+        self.counters.replicas_down.fetch_add(1, Ordering::SeqCst);
+        let mut backoff = Duration::from_millis(10);
+        let state = loop {
+            match self.build(on_worker) {
+                Ok(state) => break Some(state),
+                Err(e) => {
+                    tracing::warn!(step = self.ctx.step(), replica = self.ctx.index(), error = %e, ?backoff, "rebuild failed; retrying");
+                    if self.rx.is_closed() {
+                        break None;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        self.counters.rebuilds.fetch_add(1, Ordering::SeqCst);
+        self.counters.replicas_down.fetch_sub(1, Ordering::SeqCst);
+        state
+    }
+
+    async fn run(
+        mut self,
+        built: std::sync::mpsc::SyncSender<Result<(), BoxError>>,
+        on_worker: bool,
+    ) {
+        let mut state = match self.build(on_worker) {
+            Ok(state) => {
+                let _ = built.send(Ok(()));
+                Some(state)
+            }
+            Err(e) => {
+                let _ = built.send(Err(e));
+                return;
+            }
+        };
+        while let Some(Job { inputs, reply }) = self.rx.recv().await {
+            if !reply.is_closed() {
+                if let Some(current) = &state {
+                    let result = call_once::<S>(current, inputs).await;
+                    let panicked = matches!(result, Err(PipelineError::Panicked { .. }));
+                    let _ = reply.send(result);
+                    if panicked {
+                        tracing::warn!(
+                            step = self.ctx.step(),
+                            replica = self.ctx.index(),
+                            "step panicked; rebuilding the replica"
+                        );
+                        drop(state.take()); // the old model goes before a new one is built
+                        state = self.rebuild(on_worker).await;
+                    }
+                }
+            }
+            self.outstanding.fetch_sub(1, Ordering::Relaxed);
+            if state.is_none() {
+                break;
+            }
+        }
+    }
+}
