@@ -453,6 +453,11 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         }
     }
 
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst)
+    }
+
     /// Blocking [`shutdown_async`](Self::shutdown_async).
     pub fn shutdown(&self) -> Result<(), PipelineError> {
         self.block_on(async {

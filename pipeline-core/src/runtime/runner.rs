@@ -205,12 +205,12 @@ impl<S: StepFn> Actors<S> {
         let replica = self
             .replicas
             .iter()
-            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
+            .min_by_key(|r| r.outstanding.load(Ordering::SeqCst))
             .ok_or(PipelineError::ReplicaLost { step: name })?;
         let (reply, answer) = oneshot::channel();
-        replica.outstanding.fetch_add(1, Ordering::Relaxed);
+        replica.outstanding.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = replica.mailbox.try_send(Job { inputs, reply }) {
-            replica.outstanding.fetch_sub(1, Ordering::Relaxed);
+            replica.outstanding.fetch_sub(1, Ordering::SeqCst);
             return Err(match e {
                 mpsc::error::TrySendError::Full(_) => PipelineError::Overloaded { step: name },
                 mpsc::error::TrySendError::Closed(_) => PipelineError::ShuttingDown,
@@ -290,23 +290,35 @@ impl<S: StepFn> ReplicaWorker<S> {
             }
         };
         while let Some(Job { inputs, reply }) = self.rx.recv().await {
-            if !reply.is_closed() {
-                if let Some(current) = &state {
-                    let result = call_once::<S>(current, inputs).await;
-                    let panicked = matches!(result, Err(PipelineError::Panicked { .. }));
+            // A closed reply means the caller gave up: skip its work.
+            let result = match (&state, reply.is_closed()) {
+                (Some(current), false) => Some(call_once::<S>(current, inputs).await),
+                _ => None,
+            };
+            match result {
+                Some(result @ Err(PipelineError::Panicked { .. })) => {
+                    // Stays counted as busy while it rebuilds, so the
+                    // router prefers the other replicas meanwhile.
                     let _ = reply.send(result);
-                    if panicked {
-                        tracing::warn!(
-                            step = self.ctx.step(),
-                            replica = self.ctx.index(),
-                            "step panicked; rebuilding the replica"
-                        );
-                        drop(state.take()); // the old model goes before a new one is built
-                        state = self.rebuild(on_worker).await;
-                    }
+                    tracing::warn!(
+                        step = self.ctx.step(),
+                        replica = self.ctx.index(),
+                        "step panicked; rebuilding the replica"
+                    );
+                    drop(state.take()); // the old model goes before a new one is built
+                    state = self.rebuild(on_worker).await;
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                Some(result) => {
+                    // Free before answering, so a caller that follows up at
+                    // once already sees this replica idle.
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    let _ = reply.send(result);
+                }
+                None => {
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-            self.outstanding.fetch_sub(1, Ordering::Relaxed);
             if state.is_none() {
                 break;
             }
