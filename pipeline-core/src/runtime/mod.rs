@@ -102,8 +102,15 @@ impl<'o> Lowering<'o> {
         }
     }
 
-    /// The pipeline's runtime, started on first need.
+    /// Where tasks and task replicas run: the runtime `deploy` was called
+    /// in, if it is a multi-thread one (so calls from it stay on its
+    /// threads), else the pipeline's own, started on first need.
     fn handle(&mut self) -> Result<tokio::runtime::Handle, DeployError> {
+        if let Ok(current) = tokio::runtime::Handle::try_current() {
+            if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                return Ok(current);
+            }
+        }
         if self.runtime.is_none() {
             self.runtime = Some(OwnedRuntime::start()?);
         }

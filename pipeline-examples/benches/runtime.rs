@@ -1,0 +1,247 @@
+//! Runtime costs: per-hop latency of tasks and actors (thread and task
+//! placement) against a hand-written tokio mpsc + oneshot round trip,
+//! throughput of a 3-step chain and a 2-branch ensemble at 1, 8 and 64 calls
+//! in flight, and memory per idle replica.
+//!
+//! `cargo bench -p pipeline-examples --bench runtime` prints tables and
+//! writes `target/bench/runtime.json`.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pipeline_core::prelude::*;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+#[step(mode = "tasks")]
+fn t_inc(x: u64) -> u64 {
+    x + 1
+}
+#[step(mode = "tasks")]
+async fn t_inc_async(x: u64) -> u64 {
+    x + 1
+}
+#[step(mode = "actors", placement = "thread")]
+fn a_thread(x: u64) -> u64 {
+    x + 1
+}
+#[step(mode = "actors", placement = "task")]
+fn a_task(x: u64) -> u64 {
+    x + 1
+}
+#[step(mode = "actors", replicas = 2)]
+fn stage(x: u64) -> u64 {
+    x.wrapping_mul(3).wrapping_add(1)
+}
+#[step]
+fn sum(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+macro_rules! nest {
+    ($f:ident; []; $e:expr) => { $e };
+    ($f:ident; [$h:tt $($t:tt)*]; $e:expr) => { $f(nest!($f; [$($t)*]; $e)) };
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_nanos() as f64 / 1000.0
+}
+
+/// One way to make a call: a pipeline's `call_async` or the hand-written
+/// baseline.
+type Caller = Box<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>>;
+
+/// Calls per second with `in_flight` concurrent calls.
+async fn throughput(p: &Pipeline<u64, u64>, total: usize, in_flight: usize) -> f64 {
+    let start = Instant::now();
+    let done = futures::stream::iter(0..total as u64)
+        .map(|i| p.call_async(i))
+        .buffer_unordered(in_flight)
+        .filter(|r| futures::future::ready(r.is_ok()))
+        .count()
+        .await;
+    assert_eq!(done, total);
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn rss_kib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4.0
+}
+
+fn main() {
+    let n = 20_000;
+    // The caller's own runtime, as in a user's service.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut json_rows = Vec::new();
+
+    // Baseline: the same shape written by hand. One server task per step,
+    // each answering over mpsc + oneshot; the caller awaits each in turn.
+    let servers: Vec<mpsc::Sender<(u64, oneshot::Sender<u64>)>> = (0..4)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
+            rt.spawn(async move {
+                while let Some((x, reply)) = rx.recv().await {
+                    let _ = reply.send(x + 1);
+                }
+            });
+            tx
+        })
+        .collect();
+    let hand = |hops: usize| -> Caller {
+        let servers = servers[..hops].to_vec();
+        Box::new(move |x| {
+            let servers = servers.clone();
+            Box::pin(async move {
+                let mut x = x;
+                for s in &servers {
+                    let (reply, answer) = oneshot::channel();
+                    s.send((x, reply)).await.unwrap();
+                    x = answer.await.unwrap();
+                }
+                x
+            })
+        })
+    };
+    // Deployed inside the caller's runtime: tasks and task replicas share it.
+    let _in_runtime = rt.enter();
+    let via = |p: Pipeline<u64, u64>| -> Caller {
+        Box::new(move |x| {
+            let p = p.clone();
+            Box::pin(async move { p.call_async(x).await.unwrap() })
+        })
+    };
+    macro_rules! pair {
+        ($label:expr, $step:ident) => {
+            (
+                $label,
+                via(nest!($step; [x]; Input::<u64>::new()).deploy().unwrap()),
+                via(nest!($step; [x x x x]; Input::<u64>::new()).deploy().unwrap()),
+            )
+        };
+    }
+    let runners: Vec<(&str, Caller, Caller)> = vec![
+        ("hand-written mpsc+oneshot", hand(1), hand(4)),
+        pair!("tasks, sync step (blocking pool)", t_inc),
+        pair!("tasks, async step", t_inc_async),
+        pair!("actors, placement = thread", a_thread),
+        pair!("actors, placement = task", a_task),
+    ];
+    // Rounds interleave the runners, so machine noise (this is a 2-core VM
+    // where a parked thread costs tens of microseconds to wake) spreads
+    // evenly over them instead of landing on whichever ran at a bad time.
+    let rounds = 10;
+    let per_round = n / rounds;
+    let mut samples: Vec<[Vec<Duration>; 2]> =
+        runners.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    rt.block_on(async {
+        for _ in 0..rounds {
+            for (i, (_, one, four)) in runners.iter().enumerate() {
+                for (k, f) in [one, four].into_iter().enumerate() {
+                    for x in 0..(per_round / 10) as u64 {
+                        std::hint::black_box(f(x).await);
+                    }
+                    for x in 0..per_round as u64 {
+                        let start = Instant::now();
+                        std::hint::black_box(f(x).await);
+                        samples[i][k].push(start.elapsed());
+                    }
+                }
+            }
+        }
+    });
+    println!("per-hop latency, sequential calls from a task ({n} calls per runner and length, {rounds} interleaved rounds; us)");
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>12} {:>8}",
+        "runner", "p50 x1", "p99 x1", "p50 x4", "p99 x4", "p50 per hop", "vs base"
+    );
+    let mut base_hop = f64::NAN;
+    for (i, (label, _, _)) in runners.iter().enumerate() {
+        let [one, four] = &mut samples[i];
+        one.sort();
+        four.sort();
+        let (a50, a99, b50, b99) = (
+            percentile(one, 0.5),
+            percentile(one, 0.99),
+            percentile(four, 0.5),
+            percentile(four, 0.99),
+        );
+        let hop = (b50 - a50) / 3.0;
+        if i == 0 {
+            base_hop = hop;
+        }
+        println!(
+            "{:<34} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>7.2}x",
+            label,
+            a50,
+            a99,
+            b50,
+            b99,
+            hop,
+            hop / base_hop
+        );
+        json_rows.push(json!({"runner": label, "p50_us_1_step": a50, "p99_us_1_step": a99, "p50_us_4_steps": b50, "p99_us_4_steps": b99, "p50_us_per_hop": hop, "ratio_to_baseline": hop / base_hop}));
+    }
+
+    let total = 20_000;
+    let chain = stage(stage(stage(Input::<u64>::new()))).deploy().unwrap();
+    let x = Input::<u64>::new().shared();
+    let ensemble = sum([stage(x.clone()), stage(x)]).deploy().unwrap();
+    println!("\nthroughput, actors (2 replicas per step, thread placement), calls/s");
+    println!(
+        "{:<24} {:>12} {:>12} {:>12}",
+        "graph", "1 in flight", "8 in flight", "64 in flight"
+    );
+    for (name, p) in [("3-step chain", &chain), ("2-branch ensemble", &ensemble)] {
+        let rates: Vec<f64> = [1, 8, 64]
+            .iter()
+            .map(|&k| rt.block_on(throughput(p, total, k)))
+            .collect();
+        println!(
+            "{:<24} {:>12.0} {:>12.0} {:>12.0}",
+            name, rates[0], rates[1], rates[2]
+        );
+        json_rows.push(json!({"graph": name, "calls_per_s_1": rates[0], "calls_per_s_8": rates[1], "calls_per_s_64": rates[2]}));
+    }
+
+    println!("\nmemory per idle replica (RSS, 64 replicas of a trivial step)");
+    #[step(mode = "actors", replicas = 64, placement = "thread")]
+    fn idle_thread(x: u64) -> u64 {
+        x
+    }
+    #[step(mode = "actors", replicas = 64, placement = "task")]
+    fn idle_task(x: u64) -> u64 {
+        x
+    }
+    for (name, which) in [("thread placement", 0), ("task placement", 1)] {
+        let before = rss_kib();
+        let p = match which {
+            0 => idle_thread(Input::<u64>::new()).deploy().unwrap(),
+            _ => idle_task(Input::<u64>::new()).deploy().unwrap(),
+        };
+        rt.block_on(async { p.call_async(1).await.unwrap() });
+        let per = (rss_kib() - before) / 64.0;
+        println!("{name:<24} {per:>8.1} KiB per replica");
+        json_rows.push(json!({"memory": name, "kib_per_replica": per}));
+        drop(p);
+    }
+
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    let path = out.join("runtime.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({"benchmark": "runtime", "rows": json_rows})).unwrap(),
+    )
+    .unwrap();
+    println!("wrote {}", path.display());
+}
