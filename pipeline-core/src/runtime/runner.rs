@@ -3,7 +3,6 @@
 //! mailboxes ([`Runner::Actors`]). Every runner turns a step's `Err` and
 //! panics into a [`PipelineError`] naming the step.
 
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,46 +67,39 @@ async fn call_once<S: StepFn>(
 }
 
 impl<S: StepFn> Runner<S> {
-    pub(crate) fn run(
-        &self,
-        inputs: S::Inputs,
-    ) -> impl Future<Output = Result<S::Output, PipelineError>> + Send + '_ {
-        async move {
-            match self {
-                Runner::Local(state) => call_once::<S>(state, inputs).await,
-                Runner::Tasks {
-                    state,
-                    handle,
-                    permits,
-                } => {
-                    let name = S::INFO.name;
-                    let permit = Arc::clone(permits)
-                        .try_acquire_owned()
-                        .map_err(|_| PipelineError::Overloaded { step: name })?;
-                    let state = Arc::clone(state);
-                    let task = if S::INFO.is_async {
-                        handle.spawn(async move {
-                            let _permit = permit;
-                            call_once::<S>(&state, inputs).await
-                        })
-                    } else {
-                        handle.spawn_blocking(move || {
-                            let _permit = permit;
-                            futures::executor::block_on(call_once::<S>(&state, inputs))
-                        })
-                    };
-                    // Dropping the call aborts a task that has not started.
-                    let mut task = AbortOnDrop(task);
-                    match (&mut task.0).await {
-                        Ok(result) => result,
-                        Err(e) if e.is_panic() => {
-                            Err(PipelineError::panicked(name, e.into_panic()))
-                        }
-                        Err(_) => Err(PipelineError::ReplicaLost { step: name }),
-                    }
+    pub(crate) async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
+        match self {
+            Runner::Local(state) => call_once::<S>(state, inputs).await,
+            Runner::Tasks {
+                state,
+                handle,
+                permits,
+            } => {
+                let name = S::INFO.name;
+                let permit = Arc::clone(permits)
+                    .try_acquire_owned()
+                    .map_err(|_| PipelineError::Overloaded { step: name })?;
+                let state = Arc::clone(state);
+                let task = if S::INFO.is_async {
+                    handle.spawn(async move {
+                        let _permit = permit;
+                        call_once::<S>(&state, inputs).await
+                    })
+                } else {
+                    handle.spawn_blocking(move || {
+                        let _permit = permit;
+                        futures::executor::block_on(call_once::<S>(&state, inputs))
+                    })
+                };
+                // Dropping the call aborts a task that has not started.
+                let mut task = AbortOnDrop(task);
+                match (&mut task.0).await {
+                    Ok(result) => result,
+                    Err(e) if e.is_panic() => Err(PipelineError::panicked(name, e.into_panic())),
+                    Err(_) => Err(PipelineError::ReplicaLost { step: name }),
                 }
-                Runner::Actors(actors) => actors.call(inputs).await,
             }
+            Runner::Actors(actors) => actors.call(inputs).await,
         }
     }
 }
