@@ -10,8 +10,6 @@ use syn::{Expr, ExprLit, Lit, Meta, Token};
 use crate::ctxt::Ctxt;
 
 const KEYS: &[&str] = &["mode", "replicas", "placement", "batch"];
-const PLACEMENTS: &[&str] = &["thread", "task"];
-const MODES: &[&str] = &["local", "tasks", "actors"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -130,55 +128,55 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
     attr
 }
 
-fn parse_placement(meta: &Meta, cx: &Ctxt) -> Option<&'static str> {
-    let Some(value) = string_value(meta) else {
-        cx.error_spanned(
-            meta,
-            "expected `placement = \"thread\"` or `placement = \"task\"`",
-        );
-        return None;
-    };
-    match value.value().as_str() {
-        "thread" => Some("Thread"),
-        "task" => Some("Task"),
-        other => {
-            let hint = suggest(other, PLACEMENTS)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            cx.error_spanned(
-                value,
-                format!("unknown placement `{other}`{hint}; expected `thread` (blocking work) or `task` (light or async work)"),
-            );
-            None
-        }
-    }
+fn parse_mode(meta: &Meta, cx: &Ctxt) -> Option<Mode> {
+    let choices = [
+        ("local", Mode::Local),
+        ("tasks", Mode::Tasks),
+        ("actors", Mode::Actors),
+    ];
+    parse_choice(
+        meta,
+        cx,
+        "mode",
+        &choices,
+        "expected one of: `local`, `tasks`, `actors`",
+    )
 }
 
-fn parse_mode(meta: &Meta, cx: &Ctxt) -> Option<Mode> {
+fn parse_placement(meta: &Meta, cx: &Ctxt) -> Option<&'static str> {
+    let choices = [("thread", "Thread"), ("task", "Task")];
+    parse_choice(
+        meta,
+        cx,
+        "placement",
+        &choices,
+        "expected `thread` (blocking work) or `task` (light or async work)",
+    )
+}
+
+/// `key = "word"` where `word` is one of `choices`; a near miss gets a
+/// "did you mean" hint.
+fn parse_choice<T: Copy>(
+    meta: &Meta,
+    cx: &Ctxt,
+    key: &str,
+    choices: &[(&'static str, T)],
+    expected: &str,
+) -> Option<T> {
     let Some(value) = string_value(meta) else {
-        cx.error_spanned(
-            meta,
-            "expected `mode = \"local\"`, `mode = \"tasks\"` or `mode = \"actors\"`",
-        );
+        cx.error_spanned(meta, format!("expected `{key} = \"...\"`; {expected}"));
         return None;
     };
-    match value.value().as_str() {
-        "local" => Some(Mode::Local),
-        "tasks" => Some(Mode::Tasks),
-        "actors" => Some(Mode::Actors),
-        other => {
-            let hint = suggest(other, MODES)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            cx.error_spanned(
-                value,
-                format!(
-                    "unknown mode `{other}`{hint}; expected one of: `local`, `tasks`, `actors`"
-                ),
-            );
-            None
-        }
+    let word = value.value();
+    if let Some((_, choice)) = choices.iter().find(|(name, _)| *name == word) {
+        return Some(*choice);
     }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let hint = suggest(&word, &names)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    cx.error_spanned(value, format!("unknown {key} `{word}`{hint}; {expected}"));
+    None
 }
 
 fn parse_replicas(meta: &Meta, cx: &Ctxt) -> Option<usize> {
