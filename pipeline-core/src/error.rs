@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 /// The error type a step may return, boxed. Any `E: Into<BoxError>` works as a
 /// step's error (`std::io::Error`, `String`, `anyhow::Error`, your own enum).
+///
+/// ```
+/// let e: pipeline_core::BoxError = "weights not found".into();
+/// assert_eq!(e.to_string(), "weights not found");
+/// ```
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Why one call of a [`Pipeline`](crate::Pipeline) failed.

@@ -11,6 +11,18 @@ use crate::step::{Mode, StepInfo, StepKind};
 pub type NodeId = usize;
 
 /// What kind of node a [`GraphNode`] is.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::NodeKind;
+///
+/// #[step(mode = "actors", replicas = 2)]
+/// fn embed(x: i64) -> i64 { x }
+///
+/// let graph = embed(Input::<i64>::new()).graph();
+/// assert_eq!(graph.nodes()[0].kind, NodeKind::Input);
+/// assert!(matches!(graph.nodes()[1].kind, NodeKind::Step { mode: Mode::Actors, replicas: 2, .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NodeKind {
@@ -32,6 +44,18 @@ pub enum NodeKind {
 }
 
 /// One node of a [`Graph`].
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn add_one(x: i64) -> i64 { x + 1 }
+///
+/// let graph = add_one(Input::<i64>::new()).graph();
+/// let node = &graph.nodes()[1];
+/// assert_eq!((node.label.as_str(), node.output), ("add_one", "i64"));
+/// assert_eq!(node.inputs, [(0, None)]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphNode {
     /// Its index.

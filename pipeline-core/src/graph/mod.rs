@@ -169,6 +169,17 @@ pub trait Upstream: Sized + Send + 'static {
 
 /// The edge check: `N: Produces<T>` holds when node `N`'s output is `T`.
 ///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::Produces;
+///
+/// #[step]
+/// fn len(s: String) -> usize { s.len() }
+///
+/// fn wants_usize<N: Produces<usize>>(_: &N) {}
+/// wants_usize(&len(Input::<String>::new()));
+/// ```
+///
 /// Generated step constructors require it of each argument, so a mismatched
 /// edge is reported at the argument, once. It is implemented for each node
 /// type with its concrete output (never through a projection), so rustc can
@@ -332,6 +343,20 @@ impl<T: Send + 'static> Eval for InputEval<T> {
 
 /// A fan-out point made by [`Upstream::shared`]: cloning it gives more
 /// handles to the same node, which runs once per call.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn embed(s: String) -> Vec<f32> { vec![s.len() as f32] }
+/// #[step]
+/// fn score(a: Vec<f32>, b: Vec<f32>) -> f32 { a[0] * b[0] }
+///
+/// let e = embed(Input::<String>::new()).shared(); // runs once per call
+/// let p = score(e.clone(), e).deploy()?;
+/// assert_eq!(p.call("abc".into())?, 9.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Shared<I, O> {
     node: Arc<Mutex<Option<Node<I, O>>>>,
 }
@@ -504,6 +529,22 @@ impl<E: Eval> Eval for GatherEval<E> {
 
 /// A node with its type erased to its input and output types (see
 /// [`Upstream::boxed`]).
+///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::Node;
+///
+/// #[step]
+/// fn add_one(x: i64) -> i64 { x + 1 }
+///
+/// // Build a chain whose length is known only at run time.
+/// let mut node: Node<i64, i64> = Input::new().boxed();
+/// for _ in 0..3 {
+///     node = add_one(node).boxed();
+/// }
+/// assert_eq!(node.deploy()?.call(0)?, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Node<I, O> {
     inner: Box<dyn DynUpstream<I, O>>,
 }

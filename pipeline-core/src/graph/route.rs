@@ -45,7 +45,7 @@ where
 }
 
 /// A route with no branch yet; [`branch`](RouteStart::branch) fixes the
-/// output type.
+/// output type. See [`route`] for an example.
 #[derive(Debug)]
 pub struct RouteStart<K> {
     key: K,
@@ -72,7 +72,7 @@ where
 /// One branch: its key and its node.
 type Branch<K, O> = (<K as Upstream>::Output, Node<<K as Upstream>::Input, O>);
 
-/// A route node (see [`route`]).
+/// A route node: see [`route`] for an example.
 pub struct Route<K: Upstream, O> {
     key: K,
     branches: Vec<Branch<K, O>>,

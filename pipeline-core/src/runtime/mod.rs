@@ -27,6 +27,18 @@ pub use runner::Runner;
 use runner::StepCounters;
 
 /// How one step of a deployed pipeline runs, next to what it asked for.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step(mode = "actors", replicas = 2)]
+/// fn embed(x: i64) -> i64 { x }
+///
+/// let p = embed(Input::<i64>::new()).deploy_with(DeployOptions::new().replicas("embed", 3))?;
+/// let r = &p.report()[0];
+/// assert_eq!((r.step, r.running, r.replicas), ("embed", Mode::Actors, 3));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepReport {
     /// The step's name.
@@ -55,6 +67,19 @@ pub struct StepHealth {
 }
 
 /// Whether a pipeline serves at full strength.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step(mode = "actors")]
+/// fn embed(x: i64) -> i64 { x }
+///
+/// let p = embed(Input::<i64>::new()).deploy()?;
+/// let health = p.health();
+/// assert!(health.is_healthy());
+/// assert_eq!(health.steps[0].rebuilds, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// Every step, in graph order.

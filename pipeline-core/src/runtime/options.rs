@@ -44,6 +44,12 @@ pub struct DeployOptions {
 }
 
 /// Settings for one step (all steps of that name).
+///
+/// ```
+/// let o = pipeline_core::DeployOptions::new().replicas("embed", 2);
+/// assert_eq!(o.step("embed").replicas, Some(2));
+/// assert_eq!(o.step("other"), pipeline_core::StepOptions::default());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepOptions {

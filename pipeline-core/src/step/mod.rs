@@ -49,6 +49,15 @@ impl std::fmt::Display for Mode {
 }
 
 /// Whether a step is a plain function or a model type with per-replica state.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::{StepFn, StepKind};
+///
+/// #[step]
+/// fn f(x: i64) -> i64 { x }
+/// assert_eq!(<f<()> as StepFn>::INFO.kind, StepKind::Function);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StepKind {
     /// `#[step] fn ...`

@@ -13,6 +13,21 @@ use crate::runtime::{CallCx, Eval, Lowering, Runner};
 /// A call of a step on its inputs, before deployment. Model steps'
 /// `bind(..)` returns one; function steps wrap one in their generated node
 /// type.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// struct Scale(i64);
+/// #[step]
+/// impl Scale {
+///     fn new(k: i64) -> Self { Scale(k) }
+///     fn call(&self, x: i64) -> i64 { x * self.0 }
+/// }
+///
+/// let node = Scale::bind(3, Input::<i64>::new()); // a StepNode<Scale, _>
+/// assert_eq!(node.deploy()?.call(2)?, 6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct StepNode<S: StepFn, E> {
     edges: E,
     init: S::Init,
