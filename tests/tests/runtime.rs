@@ -594,3 +594,19 @@ fn bad_options_fail_deploy_clearly() {
         .unwrap_err();
     assert!(err.to_string().contains("at least 1"), "{err}");
 }
+
+#[test]
+fn call_futures_are_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let p = scorer(Input::new()).deploy().unwrap();
+    assert_send(p.call_async(1));
+    assert_send(p.call_async_timeout(1, GUARD));
+    assert_send(p.shutdown_async());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn deploy_from_a_one_worker_runtime_with_task_replicas() {
+    let p = stage_b(Input::new()).deploy().unwrap();
+    assert_eq!(p.call_async(2).await.unwrap(), 4);
+    assert_eq!(p.call_async_timeout(3, GUARD).await.unwrap(), 6);
+}

@@ -462,9 +462,13 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         input: In,
         deadline: Duration,
     ) -> Result<Out, PipelineError> {
-        let timer = self.inner.runtime()?.handle().clone();
-        let _guard = timer.enter();
-        match tokio::time::timeout(deadline, self.call_async(input)).await {
+        // The timer comes from the pipeline's runtime (the caller's may have
+        // no time driver); only its creation needs that context.
+        let timeout = {
+            let _context = self.inner.runtime()?.enter();
+            tokio::time::timeout(deadline, self.call_async(input))
+        };
+        match timeout.await {
             Ok(result) => result,
             Err(_) => Err(PipelineError::DeadlineExceeded { after: deadline }),
         }

@@ -179,8 +179,19 @@ impl<S: StepFn> Actors<S> {
             built.push(built_rx);
         }
         let actors = Actors { replicas, threads };
+        // Deploying from a runtime worker: hand the worker's other tasks
+        // (our task replicas among them) to another thread while we wait.
+        let on_worker = Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let wait = |rx: std::sync::mpsc::Receiver<Result<(), BoxError>>| {
+            if on_worker {
+                tokio::task::block_in_place(|| rx.recv())
+            } else {
+                rx.recv()
+            }
+        };
         for (index, rx) in built.into_iter().enumerate() {
-            match rx.recv() {
+            match wait(rx) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err((index, e)),
                 Err(_) => {
