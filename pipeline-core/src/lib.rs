@@ -73,7 +73,8 @@ pub use graph::{
 /// | --- | --- | --- |
 /// | `mode` | `"local"`, `"tasks"`, `"actors"` | `"local"` |
 /// | `replicas` | a whole number >= 1, with `mode = "actors"` only | 1 |
-/// | `batch(..)` | reserved for dynamic batching (rejected for now) | |
+/// | `placement` | `"thread"`, `"task"`, with `mode = "actors"` only | thread for sync bodies, task for async |
+/// | `batch(max_size = N, wait_ms = M)` | dynamic batching, actors only; the body takes `Vec<In>` and returns `Vec<Out>` | `max_size = 32, wait_ms = 5` |
 ///
 /// Unknown keys, duplicate keys, bad values, `replicas` without actors,
 /// unsupported items (structs, trait impls, generic or input-less
@@ -83,7 +84,9 @@ pub use pipeline_macros::step;
 pub use runtime::{
     DeployOptions, Health, Pipeline, StepHealth, StepOptions, StepReport, DEFAULT_QUEUE_BOUND,
 };
-pub use step::{Device, Mode, Placement, ReplicaContext, StepFn, StepInfo, StepKind, StepNode};
+pub use step::{
+    BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo, StepKind, StepNode,
+};
 
 /// The names most pipelines need: `use pipeline_core::prelude::*;`.
 pub mod prelude {
@@ -106,7 +109,8 @@ pub mod __private {
         EdgeList, EdgesEval, StepEval, StepFn, StepInfo, StepKind, StepNode, StepOutput,
     };
     pub use crate::{
-        BoxError, DeployError, Device, Input, Mode, Placement, Produces, ReplicaContext, Upstream,
+        BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement, Produces,
+        ReplicaContext, Upstream,
     };
     pub use core::future::{ready, Future};
     pub use std::sync::{Mutex as StdMutex, PoisonError};

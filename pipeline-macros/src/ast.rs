@@ -16,8 +16,8 @@ use crate::ctxt::Ctxt;
 const MAX_INPUTS: usize = 8;
 
 pub(crate) enum Step {
-    Fn(FnStep),
-    Model(ModelStep),
+    Fn(Box<FnStep>),
+    Model(Box<ModelStep>),
 }
 
 /// What a step's body returns.
@@ -44,6 +44,8 @@ pub(crate) struct FnStep {
 
 pub(crate) struct ModelStep {
     pub(crate) item: ItemImpl,
+    /// The `call` method's signature.
+    pub(crate) call_sig: Signature,
     pub(crate) self_ty: Type,
     pub(crate) name: String,
     pub(crate) ctor: Ctor,
@@ -66,11 +68,11 @@ pub(crate) struct Call {
 pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Box<Item>> {
     match item {
         Item::Fn(f) => match fn_step(&f, cx) {
-            Some(step) => Ok(Step::Fn(step)),
+            Some(step) => Ok(Step::Fn(Box::new(step))),
             None => Err(Box::new(Item::Fn(f))),
         },
         Item::Impl(i) => match model_step(&i, cx) {
-            Some(step) => Ok(Step::Model(step)),
+            Some(step) => Ok(Step::Model(Box::new(step))),
             None => Err(Box::new(Item::Impl(i))),
         },
         other => {
@@ -183,6 +185,7 @@ fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
             None
         }
     };
+    let call_sig = method("call").map(|f| f.sig.clone());
     let call = match method("call") {
         Some(f) => call(f, cx),
         None => {
@@ -195,9 +198,10 @@ fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
             None
         }
     };
-    let (ctor, call) = (ctor?, call?);
+    let (ctor, call, call_sig) = (ctor?, call?, call_sig?);
     (cx_errors(cx) == before).then(|| ModelStep {
         item: item.clone(),
+        call_sig,
         self_ty,
         name,
         ctor,
@@ -350,6 +354,22 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
     };
     match args.args.first()? {
         GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// `T` of a type spelled `Vec<T>` (any path ending in `Vec`).
+pub(crate) fn vec_item(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) if args.args.len() == 1 => Some(t.clone()),
         _ => None,
     }
 }

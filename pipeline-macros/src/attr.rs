@@ -33,6 +33,15 @@ pub(crate) struct StepAttr {
     pub(crate) replicas: usize,
     /// `Auto`, `Thread` or `Task` (the `Placement` variant).
     pub(crate) placement: &'static str,
+    /// `batch(max_size = .., wait_ms = ..)`, with the attribute's span.
+    pub(crate) batch: Option<Batch>,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Batch {
+    pub(crate) max_size: usize,
+    pub(crate) wait_ms: u64,
+    pub(crate) span: Span,
 }
 
 pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
@@ -40,6 +49,7 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
         mode: Mode::Local,
         replicas: 1,
         placement: "Auto",
+        batch: None,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
@@ -82,10 +92,7 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                     placement = Some((p, meta.span()));
                 }
             }
-            "batch" => cx.error_spanned(
-                meta,
-                "`batch(...)` is reserved for dynamic batching, which is not supported yet; remove it",
-            ),
+            "batch" => attr.batch = parse_batch(meta, cx),
             other => {
                 let hint = suggest(other, KEYS)
                     .map(|s| format!(" (did you mean `{s}`?)"))
@@ -115,6 +122,15 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
             ));
         }
     }
+    if let Some(batch) = attr.batch {
+        if attr.mode != Mode::Actors {
+            cx.push(syn::Error::new(
+                batch.span,
+                "`batch(..)` batches the calls queued at an actor replica and needs `mode = \"actors\"`",
+            ));
+            attr.batch = None;
+        }
+    }
     if let Some((p, span)) = placement {
         if attr.mode == Mode::Actors {
             attr.placement = p;
@@ -126,6 +142,74 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
         }
     }
     attr
+}
+
+/// `batch(max_size = 32, wait_ms = 5)`; either key may be left out.
+fn parse_batch(meta: &Meta, cx: &Ctxt) -> Option<Batch> {
+    const USAGE: &str = "expected `batch(max_size = 32, wait_ms = 5)`";
+    let Meta::List(list) = meta else {
+        cx.error_spanned(meta, USAGE);
+        return None;
+    };
+    let inner = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
+        Ok(inner) => inner,
+        Err(e) => {
+            cx.push(syn::Error::new(e.span(), format!("{e}; {USAGE}")));
+            return None;
+        }
+    };
+    let mut batch = Batch {
+        max_size: 32,
+        wait_ms: 5,
+        span: meta.span(),
+    };
+    let mut seen = Vec::new();
+    let mut ok = true;
+    for m in &inner {
+        let key = m
+            .path()
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if seen.contains(&key) {
+            cx.error_spanned(
+                m.path(),
+                format!("duplicate `{key}`: each key may appear once"),
+            );
+            ok = false;
+            continue;
+        }
+        seen.push(key.clone());
+        let int = match m {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(int), ..
+                }) => Some(int),
+                _ => None,
+            },
+            _ => None,
+        };
+        match (key.as_str(), int.map(|i| (i, i.base10_parse::<u64>()))) {
+            ("max_size", Some((_, Ok(n)))) if n >= 1 => batch.max_size = n as usize,
+            ("max_size", Some((int, _))) => {
+                cx.error_spanned(int, "`max_size` must be a whole number >= 1");
+                ok = false;
+            }
+            ("wait_ms", Some((_, Ok(n)))) => batch.wait_ms = n,
+            ("max_size" | "wait_ms", _) => {
+                cx.error_spanned(m, format!("`{key}` takes a whole number, e.g. `{key} = 8`"));
+                ok = false;
+            }
+            (other, _) => {
+                cx.error_spanned(
+                    m.path(),
+                    format!("unknown batch setting `{other}`; expected `max_size` and `wait_ms`"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(batch)
 }
 
 fn parse_mode(meta: &Meta, cx: &Ctxt) -> Option<Mode> {

@@ -36,8 +36,19 @@ pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     // Attribute mistakes still expand (with defaults for the bad keys), so
     // code that uses the step compiles and each mistake is one error.
     let mut out = match ast::parse(item, &cx) {
-        Ok(Step::Fn(step)) => expand_fn(&step, &attr),
-        Ok(Step::Model(step)) => expand_model(&step, &attr),
+        Ok(Step::Fn(step)) => {
+            let batched = attr
+                .batch
+                .and_then(|b| batched(&step.item.sig, &step.inputs, &step.output, b, &cx));
+            expand_fn(&step, &attr, batched.as_ref())
+        }
+        Ok(Step::Model(step)) => {
+            let sig = &step.call_sig;
+            let batched = attr
+                .batch
+                .and_then(|b| batched(sig, &step.call.inputs, &step.call.output, b, &cx));
+            expand_model(&step, &attr, batched.as_ref())
+        }
         Err(item) => item.into_token_stream(),
     };
     out.extend(cx.into_compile_errors());
@@ -131,7 +142,105 @@ fn call_body(
     }
 }
 
-fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
+/// A batched step: its body takes `Vec<item>` and returns `Vec<out>`; the
+/// graph sees `item -> out`.
+struct Batched {
+    input: StepInput,
+    out: syn::Type,
+    policy: attr::Batch,
+}
+
+/// Checks the signature of a `batch(..)` step; on a mismatch reports it and
+/// expands the step unbatched (so the mistake is one error).
+fn batched(
+    sig: &syn::Signature,
+    inputs: &[StepInput],
+    output: &Output,
+    policy: attr::Batch,
+    cx: &Ctxt,
+) -> Option<Batched> {
+    let item = match inputs {
+        [only] => ast::vec_item(&only.ty).map(|ty| StepInput {
+            name: only.name.clone(),
+            ty,
+        }),
+        _ => None,
+    };
+    let out = ast::vec_item(&output.ty);
+    match (item, out) {
+        (Some(input), Some(out)) => Some(Batched { input, out, policy }),
+        (item, _) => {
+            let culprit = match item {
+                Some(_) => sig.output.to_token_stream(),
+                None => sig.inputs.to_token_stream(),
+            };
+            cx.error_spanned(
+                culprit,
+                "a batched step takes one `Vec<In>` and returns `Vec<Out>` (or `Result<Vec<Out>, E>`), \
+                 one output per input; the graph then sees `In -> Out`",
+            );
+            None
+        }
+    }
+}
+
+/// `StepFn::call` (and, for batched steps, `BATCH` and `call_batch`).
+/// `run(args)` is a future of `Result<Out, BoxError>` running the user's body
+/// on `args` (the body's own parameters, as token streams).
+fn step_fn_calls(
+    inputs: &[StepInput],
+    out_ty: &syn::Type,
+    batched: Option<&Batched>,
+    run: impl Fn(&[TokenStream]) -> TokenStream,
+) -> TokenStream {
+    let p = quote!(::pipeline_core::__private);
+    let tys: Vec<_> = inputs.iter().map(|i| &i.ty).collect();
+    let vars: Vec<Ident> = (0..tys.len()).map(|i| format_ident!("__in{}", i)).collect();
+    let future = |out: &syn::Type| quote!(impl #p::Future<Output = ::core::result::Result<#out, #p::BoxError>> + ::core::marker::Send + '_);
+    let Some(b) = batched else {
+        let body = run(&vars
+            .iter()
+            .map(ToTokens::to_token_stream)
+            .collect::<Vec<_>>());
+        let ret = future(out_ty);
+        return quote! {
+            fn call(__state: &Self::State, (#(#vars,)*): Self::Inputs) -> #ret {
+                #body
+            }
+        };
+    };
+    let (max_size, wait_ms) = (b.policy.max_size, b.policy.wait_ms);
+    let item = &b.input.ty;
+    let body = run(&[quote!(__items)]);
+    let ret_one = future(&b.out);
+    let vec_out: syn::Type = syn::parse_quote!(::std::vec::Vec<#out_ty>);
+    let ret_many = future(&vec_out);
+    quote! {
+        const BATCH: ::core::option::Option<#p::BatchPolicy> =
+            ::core::option::Option::Some(#p::BatchPolicy { max_size: #max_size, wait_ms: #wait_ms });
+
+        fn call(__state: &Self::State, __inputs: Self::Inputs) -> #ret_one {
+            async move {
+                let mut __outs = <Self as #p::StepFn>::call_batch(__state, ::std::vec![__inputs]).await?;
+                match (__outs.pop(), __outs.is_empty()) {
+                    (::core::option::Option::Some(__out), true) => ::core::result::Result::Ok(__out),
+                    _ => ::core::result::Result::Err(#p::BoxError::from(
+                        "a batched step must return one output per input",
+                    )),
+                }
+            }
+        }
+
+        fn call_batch(__state: &Self::State, __batch: ::std::vec::Vec<Self::Inputs>) -> #ret_many {
+            let __items: ::std::vec::Vec<#item> = ::core::iter::Iterator::collect(
+                ::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(__batch), |(__x,)| __x),
+            );
+            #body
+        }
+    }
+}
+
+fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> TokenStream {
     let syn::ItemFn {
         attrs,
         vis,
@@ -142,19 +251,24 @@ fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
     let p = quote!(::pipeline_core::__private);
     let name = &sig.ident;
     let name_str = name.to_string();
-    let gens = generics(&step.inputs);
-    let tys: Vec<_> = step.inputs.iter().map(|i| &i.ty).collect();
-    let args: Vec<_> = step.inputs.iter().map(|i| &i.name).collect();
-    let vars: Vec<_> = (0..tys.len()).map(|i| format_ident!("__in{}", i)).collect();
-    let out_ty = &step.output.ty;
+    // The graph's view: a batched step's item types.
+    let (inputs, out_ty) = match batched {
+        Some(b) => (std::slice::from_ref(&b.input), &b.out),
+        None => (&step.inputs[..], &step.output.ty),
+    };
+    let gens = generics(inputs);
+    let tys: Vec<_> = inputs.iter().map(|i| &i.ty).collect();
+    let args: Vec<_> = inputs.iter().map(|i| &i.name).collect();
     // `name<()>` carries the body (`name::call`) and the StepFn impl; nodes
     // are `name<PipelineInput>`.
     let marker = quote!(#name<()>);
-    let edges = edges_type(&quote!(__I), &step.inputs);
-    let edges_value = edges_value(&args, &step.inputs);
-    let bounds = edge_bounds(&gens, &step.inputs);
+    let edges = edges_type(&quote!(__I), inputs);
+    let edges_value = edges_value(&args, inputs);
+    let bounds = edge_bounds(&gens, inputs);
     let info = info(&name_str, attr, "Function", step.is_async);
-    let body = call_body(quote!(<#marker>::call), &vars, &step.output, step.is_async);
+    let calls = step_fn_calls(inputs, out_ty, batched, |args| {
+        call_body(quote!(<#marker>::call), args, &step.output, step.is_async)
+    });
     let mut call_sig = sig.clone();
     call_sig.ident = Ident::new("call", sig.ident.span());
     let struct_doc = format!(
@@ -208,14 +322,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
                 ::core::result::Result::Ok(())
             }
 
-            fn call(
-                _: &(),
-                (#(#vars,)*): (#(#tys,)*),
-            ) -> impl #p::Future<
-                Output = ::core::result::Result<#out_ty, #p::BoxError>,
-            > + ::core::marker::Send + '_ {
-                #body
-            }
+            #calls
         }
 
         #[automatically_derived]
@@ -246,18 +353,22 @@ fn expand_fn(step: &FnStep, attr: &StepAttr) -> TokenStream {
     }
 }
 
-fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
+fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) -> TokenStream {
     let item = &step.item;
     let self_ty = &step.self_ty;
     let call = &step.call;
     let ctor = &step.ctor;
-    let gens = generics(&call.inputs);
-    let tys: Vec<_> = call.inputs.iter().map(|i| &i.ty).collect();
+    // The graph's view: a batched step's item types.
+    let (inputs, out_ty) = match batched {
+        Some(b) => (std::slice::from_ref(&b.input), &b.out),
+        None => (&call.inputs[..], &call.output.ty),
+    };
+    let gens = generics(inputs);
+    let tys: Vec<_> = inputs.iter().map(|i| &i.ty).collect();
     let init_tys: Vec<_> = ctor.args.iter().map(|i| &i.ty).collect();
     let init_names: Vec<_> = ctor.args.iter().map(|i| &i.name).collect();
     // Inputs keep their names unless a constructor argument has the same.
-    let in_names: Vec<Ident> = call
-        .inputs
+    let in_names: Vec<Ident> = inputs
         .iter()
         .map(|i| {
             if init_names.iter().any(|n| **n == i.name) {
@@ -268,15 +379,13 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
         })
         .collect();
     let in_refs: Vec<&Ident> = in_names.iter().collect();
-    let vars: Vec<_> = (0..tys.len()).map(|i| format_ident!("__in{}", i)).collect();
     let init_vars: Vec<_> = (0..init_tys.len())
         .map(|i| format_ident!("__init{}", i))
         .collect();
-    let out_ty = &call.output.ty;
     let p = quote!(::pipeline_core::__private);
-    let edges = edges_type(&quote!(<__A0 as #p::Upstream>::Input), &call.inputs);
-    let edges_value = edges_value(&in_refs, &call.inputs);
-    let bounds = edge_bounds(&gens, &call.inputs);
+    let edges = edges_type(&quote!(<__A0 as #p::Upstream>::Input), inputs);
+    let edges_value = edges_value(&in_refs, inputs);
+    let bounds = edge_bounds(&gens, inputs);
     let info = info(&step.name, attr, "Model", call.is_async);
     let ctor_vis = &ctor.vis;
 
@@ -290,28 +399,33 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
     // is), and a replica's lock is uncontended once replicas own their
     // state. Async bodies hold the lock across `.await`, so they get an
     // async mutex.
-    let args = prepend(quote!(&mut *__guard), &vars);
-    let (state_ty, wrap, body) = if call.is_async {
-        let value = run_body(quote!(<#self_ty>::call), &args, &call.output, true);
+    let (state_ty, wrap) = if call.is_async {
         (
             quote!(#p::AsyncMutex<#self_ty>),
             quote!(#p::AsyncMutex::new(__model)),
-            quote!(async move {
-                let mut __guard = __state.lock().await;
-                #value
-            }),
         )
     } else {
-        let value = call_body(quote!(<#self_ty>::call), &args, &call.output, false);
         (
             quote!(#p::StdMutex<#self_ty>),
             quote!(#p::StdMutex::new(__model)),
+        )
+    };
+    let calls = step_fn_calls(inputs, out_ty, batched, |args| {
+        let args = prepend(quote!(&mut *__guard), args);
+        if call.is_async {
+            let value = run_body(quote!(<#self_ty>::call), &args, &call.output, true);
+            quote!(async move {
+                let mut __guard = __state.lock().await;
+                #value
+            })
+        } else {
+            let value = call_body(quote!(<#self_ty>::call), &args, &call.output, false);
             quote!({
                 let mut __guard = __state.lock().unwrap_or_else(#p::PoisonError::into_inner);
                 #value
-            }),
-        )
-    };
+            })
+        }
+    });
     let bind_doc = format!(
         "Makes a `{}` step node: the constructor's arguments (cloned into each replica), then the upstream nodes.",
         step.name
@@ -351,14 +465,7 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
                 ::core::result::Result::Ok(#wrap)
             }
 
-            fn call(
-                __state: &Self::State,
-                (#(#vars,)*): Self::Inputs,
-            ) -> impl #p::Future<
-                Output = ::core::result::Result<#out_ty, #p::BoxError>,
-            > + ::core::marker::Send + '_ {
-                #body
-            }
+            #calls
         }
 
         #[automatically_derived]
@@ -371,8 +478,6 @@ fn expand_model(step: &ModelStep, attr: &StepAttr) -> TokenStream {
     }
 }
 
-fn prepend(first: TokenStream, vars: &[Ident]) -> Vec<TokenStream> {
-    std::iter::once(first)
-        .chain(vars.iter().map(|v| v.to_token_stream()))
-        .collect()
+fn prepend(first: TokenStream, args: &[TokenStream]) -> Vec<TokenStream> {
+    std::iter::once(first).chain(args.iter().cloned()).collect()
 }

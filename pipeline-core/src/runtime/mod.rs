@@ -64,6 +64,10 @@ pub struct StepHealth {
     pub rebuilds: u64,
     /// Replicas being rebuilt right now.
     pub replicas_down: usize,
+    /// Batches run so far (batched steps).
+    pub batches: u64,
+    /// Calls served in those batches.
+    pub batched_calls: u64,
 }
 
 /// Whether a pipeline serves at full strength.
@@ -136,6 +140,12 @@ impl<'o> Lowering<'o> {
                 return Ok(current);
             }
         }
+        self.own_handle()
+    }
+
+    /// The pipeline's own runtime (it has a time driver), started on first
+    /// need.
+    fn own_handle(&mut self) -> Result<tokio::runtime::Handle, DeployError> {
         if self.runtime.is_none() {
             self.runtime = Some(OwnedRuntime::start()?);
         }
@@ -242,11 +252,18 @@ impl<'o> Lowering<'o> {
             }
             Mode::Actors => {
                 let handle = self.handle()?;
+                // Batch waits need a time driver, which the caller's
+                // runtime may lack.
+                let timer = match S::BATCH {
+                    Some(_) => self.own_handle()?,
+                    None => handle.clone(),
+                };
                 let actors = Actors::start(
                     init,
                     replicas,
                     queue_bound,
                     &handle,
+                    &timer,
                     counters,
                     replica_device,
                 )
@@ -523,6 +540,8 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
                     step,
                     rebuilds: c.rebuilds.load(Ordering::SeqCst),
                     replicas_down: c.replicas_down.load(Ordering::SeqCst),
+                    batches: c.batches.load(Ordering::SeqCst),
+                    batched_calls: c.batched_calls.load(Ordering::SeqCst),
                 })
                 .collect(),
         }

@@ -20,6 +20,8 @@ use crate::step::{Placement, ReplicaContext, StepFn};
 pub(crate) struct StepCounters {
     pub(crate) rebuilds: AtomicU64,
     pub(crate) replicas_down: AtomicUsize,
+    pub(crate) batches: AtomicU64,
+    pub(crate) batched_calls: AtomicU64,
 }
 
 /// Runs one step of a deployed graph.
@@ -141,6 +143,7 @@ impl<S: StepFn> Actors<S> {
         count: usize,
         queue_bound: usize,
         handle: &Handle,
+        timer: &Handle,
         counters: Arc<StepCounters>,
         device: impl Fn(usize) -> crate::step::Device,
     ) -> Result<Self, (usize, BoxError)> {
@@ -158,6 +161,7 @@ impl<S: StepFn> Actors<S> {
                 rx,
                 outstanding: Arc::clone(&outstanding),
                 counters: Arc::clone(&counters),
+                timer: timer.clone(),
             };
             match placement {
                 Placement::Task => {
@@ -242,6 +246,8 @@ struct ReplicaWorker<S: StepFn> {
     rx: mpsc::Receiver<Job<S>>,
     outstanding: Arc<AtomicUsize>,
     counters: Arc<StepCounters>,
+    /// A runtime with a time driver, for batch waits.
+    timer: Handle,
 }
 
 impl<S: StepFn> ReplicaWorker<S> {
@@ -292,6 +298,9 @@ impl<S: StepFn> ReplicaWorker<S> {
                 return;
             }
         };
+        if let Some(policy) = S::BATCH {
+            return self.run_batched(state, policy, on_worker).await;
+        }
         while let Some(Job { inputs, reply }) = self.rx.recv().await {
             // A closed reply means the caller gave up: skip its work.
             let result = match (&state, reply.is_closed()) {
@@ -324,6 +333,94 @@ impl<S: StepFn> ReplicaWorker<S> {
             }
             if state.is_none() {
                 break;
+            }
+        }
+    }
+}
+
+impl<S: StepFn> ReplicaWorker<S> {
+    /// Takes up to `max_size` queued calls, waiting at most `wait_ms` after
+    /// the first for more, and runs them as one batch. An error or a panic
+    /// fails that batch's calls, and only those.
+    async fn run_batched(
+        mut self,
+        mut state: Option<S::State>,
+        policy: crate::step::BatchPolicy,
+        on_worker: bool,
+    ) {
+        let name = S::INFO.name;
+        let wait = Duration::from_millis(policy.wait_ms);
+        while let Some(first) = self.rx.recv().await {
+            let mut jobs = vec![first];
+            let deadline = tokio::time::Instant::now() + wait;
+            while jobs.len() < policy.max_size {
+                if let Ok(job) = self.rx.try_recv() {
+                    jobs.push(job);
+                    continue;
+                }
+                let timeout = {
+                    let _timer = self.timer.enter();
+                    tokio::time::timeout_at(deadline, self.rx.recv())
+                };
+                match timeout.await {
+                    Ok(Some(job)) => jobs.push(job),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            // Calls whose caller gave up are skipped.
+            let queued = jobs.len();
+            let (inputs, replies): (Vec<_>, Vec<_>) = jobs
+                .into_iter()
+                .filter(|job| !job.reply.is_closed())
+                .map(|job| (job.inputs, job.reply))
+                .unzip();
+            self.outstanding
+                .fetch_sub(queued - replies.len(), Ordering::SeqCst);
+            let Some(current) = &state else { break };
+            if replies.is_empty() {
+                continue;
+            }
+            let n = replies.len();
+            self.counters.batches.fetch_add(1, Ordering::SeqCst);
+            self.counters
+                .batched_calls
+                .fetch_add(n as u64, Ordering::SeqCst);
+            let result = AssertUnwindSafe(async move { S::call_batch(current, inputs).await })
+                .catch_unwind()
+                .await;
+            let mut panicked = false;
+            let all_fail = |e: PipelineError| (0..n).map(|_| Err(e.clone())).collect();
+            let outcomes: Vec<Result<S::Output, PipelineError>> = match result {
+                Ok(Ok(outputs)) if outputs.len() == n => outputs.into_iter().map(Ok).collect(),
+                Ok(Ok(outputs)) => all_fail(PipelineError::step_failed(
+                    name,
+                    format!(
+                        "the batched step returned {} outputs for {n} inputs",
+                        outputs.len()
+                    )
+                    .into(),
+                )),
+                Ok(Err(e)) => all_fail(PipelineError::step_failed(name, e)),
+                Err(payload) => {
+                    panicked = true;
+                    all_fail(PipelineError::panicked(name, payload))
+                }
+            };
+            if !panicked {
+                self.outstanding.fetch_sub(n, Ordering::SeqCst);
+            }
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+            if panicked {
+                tracing::warn!(
+                    step = name,
+                    replica = self.ctx.index(),
+                    "batched step panicked; rebuilding the replica"
+                );
+                drop(state.take());
+                state = self.rebuild(on_worker).await;
+                self.outstanding.fetch_sub(n, Ordering::SeqCst);
             }
         }
     }

@@ -238,11 +238,52 @@ pub trait StepFn: 'static {
     const INFO: StepInfo;
     /// Builds one replica.
     fn build(ctx: &ReplicaContext, init: &Self::Init) -> Result<Self::State, BoxError>;
+    /// Dynamic batching, from `batch(max_size = .., wait_ms = ..)`.
+    const BATCH: Option<BatchPolicy> = None;
     /// Runs the step once.
     fn call(
         state: &Self::State,
         inputs: Self::Inputs,
     ) -> impl Future<Output = Result<Self::Output, BoxError>> + Send + '_;
+    /// Runs the step on a batch; one output per input, in order. Batched
+    /// steps implement it with their `Vec` body; others call `call` in turn.
+    fn call_batch(
+        state: &Self::State,
+        batch: Vec<Self::Inputs>,
+    ) -> impl Future<Output = Result<Vec<Self::Output>, BoxError>> + Send + '_ {
+        async move {
+            let mut outputs = Vec::with_capacity(batch.len());
+            for inputs in batch {
+                outputs.push(Self::call(state, inputs).await?);
+            }
+            Ok(outputs)
+        }
+    }
+}
+
+/// How an actor step batches calls: a replica takes up to `max_size` queued
+/// calls, waiting at most `wait_ms` after the first for more.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::{BatchPolicy, StepFn};
+///
+/// #[step(mode = "actors", batch(max_size = 16, wait_ms = 2))]
+/// fn embed(texts: Vec<String>) -> Vec<usize> {
+///     texts.iter().map(|t| t.len()).collect()
+/// }
+///
+/// assert_eq!(<embed<()> as StepFn>::BATCH, Some(BatchPolicy { max_size: 16, wait_ms: 2 }));
+/// let p = embed(Input::<String>::new()).deploy()?; // the graph sees String -> usize
+/// assert_eq!(p.call("four".into())?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// The most calls in one batch.
+    pub max_size: usize,
+    /// How long a replica waits for more calls after the first, in ms.
+    pub wait_ms: u64,
 }
 
 /// `S: StepOutput<T>` when step `S` produces `T`: implemented by the macro
