@@ -38,6 +38,31 @@ fn sum(xs: Vec<u64>) -> u64 {
     xs.iter().sum()
 }
 
+/// A stand-in for a model whose call has a fixed cost (a kernel launch, a
+/// forward pass over a padded batch) plus a small cost per item.
+fn model_work(items: usize) -> u64 {
+    let start = Instant::now();
+    let budget = Duration::from_micros(200 + 5 * items as u64);
+    let mut spins = 0u64;
+    while start.elapsed() < budget {
+        spins = spins.wrapping_add(1);
+        std::hint::spin_loop();
+    }
+    spins
+}
+
+#[step(mode = "actors")]
+fn unbatched_model(x: u64) -> u64 {
+    std::hint::black_box(model_work(1));
+    x + 1
+}
+
+#[step(mode = "actors", batch(max_size = 32, wait_ms = 2))]
+fn batched_model(xs: Vec<u64>) -> Vec<u64> {
+    std::hint::black_box(model_work(xs.len()));
+    xs.into_iter().map(|x| x + 1).collect()
+}
+
 macro_rules! nest {
     ($f:ident; []; $e:expr) => { $e };
     ($f:ident; [$h:tt $($t:tt)*]; $e:expr) => { $f(nest!($f; [$($t)*]; $e)) };
@@ -212,6 +237,18 @@ fn main() {
         );
         json_rows.push(json!({"graph": name, "calls_per_s_1": rates[0], "calls_per_s_8": rates[1], "calls_per_s_64": rates[2]}));
     }
+
+    println!("\nbatching: a model step costing 200 us per call + 5 us per item, 32 callers, 1 replica");
+    let unbatched = unbatched_model(Input::<u64>::new()).deploy().unwrap();
+    let batched = batched_model(Input::<u64>::new()).deploy().unwrap();
+    let calls = 4_000;
+    let u = rt.block_on(throughput(&unbatched, calls, 32));
+    let b = rt.block_on(throughput(&batched, calls, 32));
+    let h = &batched.health().steps[0];
+    let mean_batch = h.batched_calls as f64 / h.batches.max(1) as f64;
+    println!("{:<24} {:>12.0} calls/s", "unbatched", u);
+    println!("{:<24} {:>12.0} calls/s  (mean batch {mean_batch:.1}, {:.1}x)", "batch(max_size = 32)", b, b / u);
+    json_rows.push(json!({"batching": "32 callers", "unbatched_calls_per_s": u, "batched_calls_per_s": b, "mean_batch": mean_batch, "speedup": b / u}));
 
     println!("\nmemory per idle replica (RSS, 64 replicas of a trivial step)");
     #[step(mode = "actors", replicas = 64, placement = "thread")]
