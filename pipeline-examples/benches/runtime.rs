@@ -238,7 +238,9 @@ fn main() {
         json_rows.push(json!({"graph": name, "calls_per_s_1": rates[0], "calls_per_s_8": rates[1], "calls_per_s_64": rates[2]}));
     }
 
-    println!("\nbatching: a model step costing 200 us per call + 5 us per item, 32 callers, 1 replica");
+    println!(
+        "\nbatching: a model step costing 200 us per call + 5 us per item, 32 callers, 1 replica"
+    );
     let unbatched = unbatched_model(Input::<u64>::new()).deploy().unwrap();
     let batched = batched_model(Input::<u64>::new()).deploy().unwrap();
     let calls = 4_000;
@@ -247,7 +249,12 @@ fn main() {
     let h = &batched.health().steps[0];
     let mean_batch = h.batched_calls as f64 / h.batches.max(1) as f64;
     println!("{:<24} {:>12.0} calls/s", "unbatched", u);
-    println!("{:<24} {:>12.0} calls/s  (mean batch {mean_batch:.1}, {:.1}x)", "batch(max_size = 32)", b, b / u);
+    println!(
+        "{:<24} {:>12.0} calls/s  (mean batch {mean_batch:.1}, {:.1}x)",
+        "batch(max_size = 32)",
+        b,
+        b / u
+    );
     json_rows.push(json!({"batching": "32 callers", "unbatched_calls_per_s": u, "batched_calls_per_s": b, "mean_batch": mean_batch, "speedup": b / u}));
 
     println!("\nmemory per idle replica (RSS, 64 replicas of a trivial step)");

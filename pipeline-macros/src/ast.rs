@@ -344,32 +344,27 @@ fn output_of(ret: &ReturnType) -> Output {
 /// `T` of a return type spelled `Result<T, E>` or `Result<T>` (any path
 /// ending in `Result`): such steps are fallible.
 fn result_ok_type(ty: &Type) -> Option<Type> {
-    let Type::Path(p) = ty else { return None };
-    let last = p.path.segments.last()?;
-    if last.ident != "Result" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    match args.args.first()? {
-        GenericArgument::Type(t) => Some(t.clone()),
-        _ => None,
-    }
+    first_type_arg(ty, "Result", None)
 }
 
 /// `T` of a type spelled `Vec<T>` (any path ending in `Vec`).
 pub(crate) fn vec_item(ty: &Type) -> Option<Type> {
+    first_type_arg(ty, "Vec", Some(1))
+}
+
+/// The first type argument of a path type whose last segment is `name`
+/// (with exactly `arity` arguments, if given).
+fn first_type_arg(ty: &Type, name: &str, arity: Option<usize>) -> Option<Type> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
-    if last.ident != "Vec" {
-        return None;
-    }
     let PathArguments::AngleBracketed(args) = &last.arguments else {
         return None;
     };
+    if last.ident != name || arity.is_some_and(|n| args.args.len() != n) {
+        return None;
+    }
     match args.args.first()? {
-        GenericArgument::Type(t) if args.args.len() == 1 => Some(t.clone()),
+        GenericArgument::Type(t) => Some(t.clone()),
         _ => None,
     }
 }
