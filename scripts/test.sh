@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/fixture.sh
 echo "[test] cargo test --workspace --all-features" >&2
 cargo test --workspace --all-features

@@ -4,6 +4,9 @@
 
 use pipeline_core::prelude::*;
 
+#[cfg(feature = "torch")]
+pub mod vision;
+
 /// A classifier's answer: the top categories with their scores, best first.
 pub type Top5 = Vec<(String, f32)>;
 

@@ -76,7 +76,7 @@ pub trait Upstream: Sized + Send + 'static {
     /// ```
     fn shared(self) -> Shared<Self::Input, Self::Output>
     where
-        Self::Output: Clone + Sync,
+        Self::Output: Clone,
     {
         Shared {
             node: Arc::new(Mutex::new(Some(self.boxed()))),
@@ -208,7 +208,7 @@ impl<I: Send + 'static, O: Send + 'static> Produces<O> for Node<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Clone + Send + Sync + 'static> Produces<O> for Shared<I, O> {
+impl<I: Send + 'static, O: Clone + Send + 'static> Produces<O> for Shared<I, O> {
     #[inline(always)]
     fn cast(output: O) -> O {
         output
@@ -384,7 +384,7 @@ impl<I, O> Debug for Shared<I, O> {
 impl<I, O> Upstream for Shared<I, O>
 where
     I: Send + 'static,
-    O: Clone + Send + Sync + 'static,
+    O: Clone + Send + 'static,
 {
     type Input = I;
     type Output = O;
@@ -447,23 +447,26 @@ impl<O> Clone for SharedEval<O> {
 
 impl<O> Eval for SharedEval<O>
 where
-    O: Clone + Send + Sync + 'static,
+    O: Clone + Send + 'static,
 {
     type Output = O;
     async fn eval(&self, cx: &CallCx<'_>) -> Result<O, PipelineError> {
+        // The value sits behind a mutex so that outputs that are `Send` but
+        // not `Sync` (a `tch::Tensor`) can fan out too; each consumer takes
+        // the lock once, only to clone.
         let value = cx
             .slot(self.slot)?
             .get_or_init(|| async {
                 self.inner
                     .eval_boxed(cx)
                     .await
-                    .map(|v| Box::new(v) as Box<dyn std::any::Any + Send + Sync>)
+                    .map(|v| Box::new(Mutex::new(v)) as Box<dyn std::any::Any + Send + Sync>)
             })
             .await;
         match value {
             Ok(v) => v
-                .downcast_ref::<O>()
-                .cloned()
+                .downcast_ref::<Mutex<O>>()
+                .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).clone())
                 .ok_or(PipelineError::Internal("shared slot holds another type")),
             Err(e) => Err(e.clone()),
         }

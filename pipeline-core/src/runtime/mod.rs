@@ -53,6 +53,8 @@ pub struct StepReport {
     pub queue_bound: usize,
     /// Why `running` differs from `requested`, if it does.
     pub note: Option<&'static str>,
+    /// The device each replica owns, by replica index.
+    pub devices: Vec<Device>,
 }
 
 /// A step's live state, from [`Pipeline::health`].
@@ -218,6 +220,25 @@ impl<'o> Lowering<'o> {
             }
             _ => 1,
         };
+        let device = match step_opts.device {
+            Some(Device::Cuda(i)) if i >= cuda_devices() => {
+                return Err(DeployError::InvalidOption {
+                    step: info.name.to_string(),
+                    message: format!(
+                        "device cuda:{i} requested, but this machine has {} CUDA device(s){}",
+                        cuda_devices(),
+                        if cfg!(feature = "torch") { "" } else { " (CUDA needs the `torch` feature)" }
+                    ),
+                })
+            }
+            pinned => pinned,
+        };
+        let devices: Vec<Device> = match running {
+            Mode::Actors => (0..replicas)
+                .map(|i| device.unwrap_or_else(|| replica_device(i)))
+                .collect(),
+            _ => vec![device.unwrap_or(Device::Cpu)],
+        };
         let note = (running != info.mode).then_some("forced local by DeployOptions::local()");
         tracing::info!(step = info.name, requested = %info.mode, running = %running, replicas, queue_bound, "deploying step");
         self.report.push(StepReport {
@@ -227,6 +248,7 @@ impl<'o> Lowering<'o> {
             replicas,
             queue_bound,
             note,
+            devices: devices.clone(),
         });
         let counters = self.counters(info.name);
         let build_error = |replica, source| DeployError::Build {
@@ -236,13 +258,13 @@ impl<'o> Lowering<'o> {
         };
         match running {
             Mode::Local => {
-                let ctx = ReplicaContext::new(info.name, 0, 1, Device::Cpu);
+                let ctx = ReplicaContext::new(info.name, 0, 1, device.unwrap_or(Device::Cpu));
                 let state = S::build(&ctx, &init).map_err(|e| build_error(0, e))?;
                 Ok(Runner::Local(state))
             }
             Mode::Tasks => {
                 let handle = self.handle()?;
-                let ctx = ReplicaContext::new(info.name, 0, 1, Device::Cpu);
+                let ctx = ReplicaContext::new(info.name, 0, 1, device.unwrap_or(Device::Cpu));
                 let state = S::build(&ctx, &init).map_err(|e| build_error(0, e))?;
                 Ok(Runner::Tasks {
                     state: Arc::new(state),
@@ -265,7 +287,7 @@ impl<'o> Lowering<'o> {
                     &handle,
                     &timer,
                     counters,
-                    replica_device,
+                    |index| devices.get(index).copied().unwrap_or_default(),
                 )
                 .map_err(|(replica, e)| build_error(replica, e))?;
                 Ok(Runner::Actors(actors))
@@ -285,6 +307,18 @@ fn replica_device(index: usize) -> Device {
     {
         let _ = index;
         Device::Cpu
+    }
+}
+
+/// How many CUDA devices replicas can own (none without the `torch` feature).
+fn cuda_devices() -> usize {
+    #[cfg(feature = "torch")]
+    {
+        crate::torch::cuda_device_count()
+    }
+    #[cfg(not(feature = "torch"))]
+    {
+        0
     }
 }
 

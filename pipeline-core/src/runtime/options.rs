@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::DeployError;
+use crate::step::Device;
 
 /// How many calls may wait in one replica's mailbox (actors), or be in
 /// flight at once (tasks), unless the options say otherwise.
@@ -57,6 +58,9 @@ pub struct StepOptions {
     pub replicas: Option<usize>,
     /// Mailbox bound per replica (actors) or in-flight bound (tasks).
     pub queue_bound: Option<usize>,
+    /// The device every replica of the step owns (`"cpu"` or `"cuda:N"`),
+    /// instead of `cuda:(i % gpus)` / CPU.
+    pub device: Option<Device>,
 }
 
 impl DeployOptions {
@@ -88,6 +92,24 @@ impl DeployOptions {
     /// Sets the queue bound of the step(s) named `step`.
     pub fn queue_bound(mut self, step: &str, bound: usize) -> Self {
         self.steps.entry(step.to_string()).or_default().queue_bound = Some(bound);
+        self
+    }
+
+    /// Pins every replica of the step(s) named `step` to `device`, instead
+    /// of spreading them over the GPUs (`cuda:(i % gpus)`, or the CPU
+    /// without CUDA). A CUDA device the machine lacks fails `deploy`.
+    ///
+    /// ```
+    /// use pipeline_core::{DeployOptions, Device};
+    /// let o = DeployOptions::new().device("Classifier", Device::Cpu);
+    /// let t = DeployOptions::from_toml_str("[steps.Classifier]\ndevice = \"cpu\"")?;
+    /// assert_eq!(o, t);
+    /// let bad = DeployOptions::from_toml_str("[steps.Classifier]\ndevice = \"gpu\"");
+    /// assert!(bad.unwrap_err().to_string().contains("expected `cpu` or `cuda:N`"));
+    /// # Ok::<(), pipeline_core::DeployError>(())
+    /// ```
+    pub fn device(mut self, step: &str, device: Device) -> Self {
+        self.steps.entry(step.to_string()).or_default().device = Some(device);
         self
     }
 

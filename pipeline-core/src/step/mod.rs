@@ -138,19 +138,47 @@ pub enum Placement {
     Task,
 }
 
-/// A compute device a replica may own.
+/// A compute device a replica may own. Parsed from `"cpu"` or `"cuda:N"`
+/// (as in deploy options files).
 ///
 /// ```
 /// use pipeline_core::Device;
 /// assert_eq!(Device::Cuda(1).to_string(), "cuda:1");
+/// assert_eq!("cuda:1".parse::<Device>(), Ok(Device::Cuda(1)));
+/// assert_eq!("cpu".parse::<Device>(), Ok(Device::Cpu));
+/// assert!("gpu".parse::<Device>().unwrap_err().contains("expected `cpu` or `cuda:N`"));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Device {
     /// The CPU.
     #[default]
     Cpu,
     /// The CUDA device with this index.
     Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let index = |i: &str| i.parse::<usize>().ok();
+        match s.trim() {
+            "cpu" => Ok(Device::Cpu),
+            d => match d.strip_prefix("cuda:").and_then(index) {
+                Some(i) => Ok(Device::Cuda(i)),
+                None => Err(format!(
+                    "unknown device `{d}`: expected `cpu` or `cuda:N` (N a device index)"
+                )),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for Device {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl std::fmt::Display for Device {

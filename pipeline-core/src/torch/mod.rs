@@ -17,6 +17,9 @@ use std::sync::OnceLock;
 
 pub use tch;
 
+mod tensor;
+pub use tensor::{stack, unstack, Tensor};
+
 use crate::step::Device;
 
 /// What loading libtorch's CUDA backend found.

@@ -1,0 +1,133 @@
+//! Tensors between steps: [`Tensor`], a `tch::Tensor` that can fan out, and
+//! the [`stack`] / [`unstack`] pair that batched model steps use to turn
+//! their callers' tensors into one batch and back.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+use tch::TchError;
+
+/// A `tch::Tensor` that steps can pass around and fan out.
+///
+/// A plain `tch::Tensor` flows along a chain as it is. For a fan-out point
+/// (`node.shared()`) the output must be `Clone`, which `tch::Tensor` is not;
+/// this wrapper clones the way PyTorch passes tensors around: the clone
+/// shares the storage ([`tch::Tensor::shallow_clone`]), so fanning a
+/// preprocessed image out to several models copies no pixels. It derefs to
+/// `tch::Tensor` for every tensor operation.
+///
+/// ```
+/// use pipeline_core::torch::{tch, Tensor};
+///
+/// let t = Tensor::from(tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]));
+/// let u = t.clone();                      // shares storage
+/// assert_eq!(u.size(), vec![3]);          // any tch method, through Deref
+/// assert_eq!(f64::try_from(u.sum(tch::Kind::Float))?, 6.0);
+/// let inner: tch::Tensor = t.into_inner();
+/// # Ok::<(), tch::TchError>(())
+/// ```
+pub struct Tensor(tch::Tensor);
+
+impl Tensor {
+    /// The `tch::Tensor` inside.
+    pub fn into_inner(self) -> tch::Tensor {
+        self.0
+    }
+}
+
+impl Clone for Tensor {
+    fn clone(&self) -> Self {
+        Tensor(self.0.shallow_clone())
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Shape and kind, not the values: tensors are large.
+        f.debug_struct("Tensor")
+            .field("size", &self.0.size())
+            .field("kind", &self.0.kind())
+            .field("device", &self.0.device())
+            .finish()
+    }
+}
+
+impl Deref for Tensor {
+    type Target = tch::Tensor;
+    fn deref(&self) -> &tch::Tensor {
+        &self.0
+    }
+}
+
+impl DerefMut for Tensor {
+    fn deref_mut(&mut self) -> &mut tch::Tensor {
+        &mut self.0
+    }
+}
+
+impl From<tch::Tensor> for Tensor {
+    fn from(t: tch::Tensor) -> Self {
+        Tensor(t)
+    }
+}
+
+impl From<Tensor> for tch::Tensor {
+    fn from(t: Tensor) -> Self {
+        t.0
+    }
+}
+
+/// Stacks a batch's tensors into one along a new first dimension: `n`
+/// tensors of shape `s` give one of shape `[n, ..s]`, on the first tensor's
+/// device (the others are moved there). Fails on an empty batch or
+/// mismatched shapes, naming them, rather than panicking.
+///
+/// ```
+/// use pipeline_core::torch::{stack, tch, unstack};
+///
+/// let xs = vec![tch::Tensor::from_slice(&[1i64, 2]), tch::Tensor::from_slice(&[3i64, 4])];
+/// let batch = stack(&xs)?;
+/// assert_eq!(batch.size(), vec![2, 2]);
+/// let back = unstack(&batch);
+/// assert_eq!(back.len(), 2);
+/// assert_eq!(Vec::<i64>::try_from(&*back[1])?, vec![3, 4]);
+///
+/// let bad = vec![tch::Tensor::from_slice(&[1i64]), tch::Tensor::from_slice(&[1i64, 2])];
+/// assert!(stack(&bad).unwrap_err().to_string().contains("[1] and [2]"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn stack<T: AsRef<tch::Tensor>>(tensors: &[T]) -> Result<tch::Tensor, TchError> {
+    let first = tensors
+        .first()
+        .ok_or_else(|| TchError::Shape("stack: the batch is empty".into()))?
+        .as_ref();
+    let (size, device) = (first.size(), first.device());
+    if let Some(other) = tensors.iter().map(AsRef::as_ref).find(|t| t.size() != size) {
+        return Err(TchError::Shape(format!(
+            "stack: every tensor of a batch needs the same shape, got {:?} and {:?}",
+            size,
+            other.size()
+        )));
+    }
+    let on_device: Vec<tch::Tensor> = tensors
+        .iter()
+        .map(|t| t.as_ref().to_device(device))
+        .collect();
+    tch::Tensor::f_stack(&on_device, 0)
+}
+
+/// Splits a batch along its first dimension: the inverse of [`stack`]. Each
+/// part is a view sharing the batch's storage (no copy); see [`stack`] for
+/// an example.
+pub fn unstack(batch: &tch::Tensor) -> Vec<Tensor> {
+    match batch.size().first() {
+        Some(&n) => (0..n).map(|i| Tensor(batch.get(i))).collect(),
+        None => Vec::new(),
+    }
+}
+
+impl AsRef<tch::Tensor> for Tensor {
+    fn as_ref(&self) -> &tch::Tensor {
+        &self.0
+    }
+}

@@ -1,0 +1,155 @@
+"""Writes the PyPI-PyTorch side of the agreement test (tests/tests/agreement.rs).
+
+    python scripts/make_fixture.py OUT_DIR
+
+Uses torch and torchvision from PyPI (scripts/fixture.sh installs them in the
+set-up's venv) to write, into OUT_DIR:
+
+  resnet18.safetensors, resnet34.safetensors
+      seeded weights with torchvision's state-dict names; the batch-norm
+      statistics and affine parameters are randomised too, so that a loader
+      that skipped them would be caught
+  images/*.png, images/*.jpg
+      small test images drawn with PIL, in the shapes preprocessing must
+      handle (landscape, portrait with alpha, grayscale, smaller than 224,
+      an odd size for the crop's rounding, JPEGs with 4:2:0 and 4:4:4 chroma)
+  preprocessed.safetensors
+      each image through the seed's transform, as a [3, 224, 224] tensor
+  expected.json
+      per image: the preprocessed tensor's statistics, and each model's
+      top-5 categories and scores (logits), best first
+
+The transform is the seed's torchvision chain on `Image.open(f).convert("RGB")`:
+Resize(224), CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std).
+Everything is seeded, so the output is the same on every run.
+"""
+
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image, ImageDraw
+from safetensors.torch import save_file
+from torchvision import transforms
+
+SEED = 20261124
+
+TRANSFORM = transforms.Compose(
+    [
+        transforms.Resize(224),
+        transforms.CenterCrop(224),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    ]
+)
+
+
+def picture(width, height, seed, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 255, width)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height)[:, None].repeat(width, 1)
+    noise = rng.integers(0, 40, size=(height, width))
+    rgb = np.stack([x, y, (x + y) / 2 + noise], axis=-1).clip(0, 255).astype(np.uint8)
+    img = Image.fromarray(rgb, "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        cx, cy = rng.integers(0, width), rng.integers(0, height)
+        r = int(rng.integers(min(width, height) // 8, min(width, height) // 3))
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+    if mode == "RGBA":
+        alpha = Image.fromarray(rng.integers(0, 256, size=(height, width)).astype(np.uint8), "L")
+        img.putalpha(alpha)
+    elif mode == "L":
+        img = img.convert("L")
+    return img
+
+
+IMAGES = [
+    ("landscape-320x240.png", lambda: picture(320, 240, 1), "PNG"),
+    ("portrait-rgba-200x300.png", lambda: picture(200, 300, 2, "RGBA"), "PNG"),
+    ("gray-150x170.png", lambda: picture(150, 170, 3, "L"), "PNG"),
+    ("small-100x80.png", lambda: picture(100, 80, 4), "PNG"),
+    ("odd-227x301.png", lambda: picture(227, 301, 5), "PNG"),
+    ("photo-300x200.jpg", lambda: picture(300, 200, 6), "JPEG"),
+    ("photo-444-260x210.jpg", lambda: picture(260, 210, 7), "JPEG444"),
+]
+
+
+def seeded_model(arch, seed):
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, arch)(weights=None)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
+        # Pooled features are all positive, so with random rows one class
+        # would win for every image; centred rows make the ranking depend
+        # on the image.
+        model.fc.weight -= model.fc.weight.mean(dim=1, keepdim=True)
+    return model.eval()
+
+
+def stats(t):
+    return {
+        "mean": t.mean().item(),
+        "std": t.std().item(),
+        "min": t.min().item(),
+        "max": t.max().item(),
+        "channel_means": [t[c].mean().item() for c in range(3)],
+    }
+
+
+def main(out):
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    models = {}
+    for i, arch in enumerate(["resnet18", "resnet34"]):
+        model = seeded_model(arch, SEED + i)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(out, f"{arch}.safetensors"))
+        models[arch] = model
+
+    expected = {"transform": repr(TRANSFORM), "torch": torch.__version__,
+                "torchvision": torchvision.__version__, "images": []}
+    tensors = {}
+    for name, draw, fmt in IMAGES:
+        buf = io.BytesIO()
+        if fmt == "PNG":
+            draw().save(buf, format="PNG")
+        else:
+            # Quality 90; 4:2:0 chroma (PIL's default) or 4:4:4.
+            subsampling = 0 if fmt == "JPEG444" else 2
+            draw().save(buf, format="JPEG", quality=90, subsampling=subsampling)
+        data = buf.getvalue()
+        with open(os.path.join(out, "images", name), "wb") as f:
+            f.write(data)
+        # The seed's chain, from the bytes as written.
+        x = TRANSFORM(Image.open(io.BytesIO(data)).convert("RGB"))
+        tensors[name] = x.contiguous()
+        entry = {"file": name, "preprocessed": stats(x), "models": {}}
+        with torch.no_grad():
+            for arch, model in models.items():
+                logits = model(x.unsqueeze(0)).squeeze(0)
+                scores, categories = logits.topk(5)
+                entry["models"][arch] = {
+                    "categories": categories.tolist(),
+                    "scores": scores.tolist(),
+                }
+        expected["images"].append(entry)
+    save_file(tensors, os.path.join(out, "preprocessed.safetensors"))
+    with open(os.path.join(out, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+    print(f"[fixture] wrote {len(IMAGES)} images, 2 models to {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_fixture.py OUT_DIR")
+    main(sys.argv[1])
