@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo run --release -p pipeline-examples
+# The dev profile shares the libtorch-linked build with the tests; the
+# pixel work is optimised there too (see Cargo.toml).
+cargo run -p pipeline-examples --features torch -- "$@"

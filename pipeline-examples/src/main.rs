@@ -1,17 +1,25 @@
-//! The main demo: `cargo run --release -p pipeline-examples` (or plain
-//! `cargo run` at the repository root). Runs the seed pipelines and the
-//! chaining / ensemble shapes, printing answers, graphs and timings.
+//! The main demo (`bash scripts/demo.sh`, which runs `cargo run -p
+//! pipeline-examples --features torch`): the seed's image ensemble on
+//! libtorch over the sample images, printing the graph, each model's top-5,
+//! the combined answer and the timings. Pass a directory holding
+//! `resnet18.safetensors` / `resnet34.safetensors` (torchvision names) to
+//! use real weights; without one they are seeded.
+//!
+//! Built without the `torch` feature it runs the same shapes on stand-in
+//! steps.
 
-use std::time::Instant;
-
+#[cfg(not(feature = "torch"))]
 use pipeline_core::prelude::*;
+#[cfg(not(feature = "torch"))]
 use pipeline_examples::{combine, preprocess, Classifier};
 
+#[cfg(not(feature = "torch"))]
 #[step]
 fn add_one(x: i64) -> i64 {
     x + 1
 }
 
+#[cfg(not(feature = "torch"))]
 #[step]
 fn double(x: i64) -> i64 {
     x * x
@@ -20,10 +28,22 @@ fn double(x: i64) -> i64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .init();
+    #[cfg(feature = "torch")]
+    {
+        let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
+        image_demo::run(dir.as_deref())
+    }
+    #[cfg(not(feature = "torch"))]
+    stand_in_demo()
+}
 
+/// The same shapes on stand-in steps, for builds without libtorch.
+#[cfg(not(feature = "torch"))]
+fn stand_in_demo() -> Result<(), Box<dyn std::error::Error>> {
     let echo = Input::<i64>::new().deploy()?;
     println!("echo:          42 -> {}", echo.call(42)?);
 
@@ -49,16 +69,114 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let image: Vec<u8> = (0..=255).collect();
-    let start = Instant::now();
+    let start = std::time::Instant::now();
     let categories = ensemble.call(image.clone())?;
     println!("\nensemble: {:?} ({:?})", &categories[..4], start.elapsed());
 
     let n = 10_000;
-    let start = Instant::now();
+    let start = std::time::Instant::now();
     for _ in 0..n {
         ensemble.call(image.clone())?;
     }
     let per_call = start.elapsed() / n;
     println!("ensemble: {n} calls, {per_call:?} per call");
     Ok(())
+}
+
+#[cfg(feature = "torch")]
+mod image_demo {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use pipeline_core::prelude::*;
+    use pipeline_examples::vision::{chain, ensemble, model_specs, sample_images, Top5};
+
+    fn median(mut xs: Vec<Duration>) -> Duration {
+        xs.sort();
+        xs[xs.len() / 2]
+    }
+
+    fn show(top5: &Top5) -> String {
+        top5.categories
+            .iter()
+            .zip(top5.labels())
+            .map(|(c, l)| format!("{c} {}", l.split(',').next().unwrap_or(l)))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    pub(crate) fn run(dir: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
+        let specs = model_specs(dir);
+        let node = ensemble(specs.clone());
+        println!("The seed's ensemble: preprocess -> [resnet18, resnet34] -> combine\n");
+        println!(
+            "graph (Mermaid), before deploy:\n{}",
+            node.graph().to_mermaid()
+        );
+
+        let start = Instant::now();
+        let p = node.deploy()?;
+        let [r18, r34] = specs.map(|s| chain(s).deploy());
+        let (r18, r34) = (r18?, r34?);
+        println!(
+            "deployed in {:.2?} (ensemble, plus each model alone for comparison)",
+            start.elapsed()
+        );
+        for s in p.report() {
+            let devices: Vec<String> = s.devices.iter().map(ToString::to_string).collect();
+            println!(
+                "  {:<12} {:<7} replicas {}  devices [{}]",
+                s.step,
+                s.running.as_str(),
+                s.replicas,
+                devices.join(", ")
+            );
+        }
+
+        let images = sample_images();
+        let mut weights = String::new();
+        println!();
+        for (name, bytes) in &images {
+            let a = r18.call(bytes.clone())?;
+            let b = r34.call(bytes.clone())?;
+            let combined = p.call(bytes.clone())?;
+            weights = a.weights.clone();
+            println!("{name}");
+            println!("  resnet18  {}", show(&a));
+            println!("  resnet34  {}", show(&b));
+            println!("  ensemble  {combined:?}");
+        }
+        println!("\nweights: {weights}");
+
+        // Timings: sequential calls, median of several per image.
+        let rounds = 5;
+        let time =
+            |f: &dyn Fn(Vec<u8>) -> Result<(), PipelineError>| -> Result<Duration, PipelineError> {
+                let mut xs = Vec::new();
+                for _ in 0..rounds {
+                    for (_, bytes) in &images {
+                        let t = Instant::now();
+                        f(bytes.clone())?;
+                        xs.push(t.elapsed());
+                    }
+                }
+                Ok(median(xs))
+            };
+        let t18 = time(&|b| r18.call(b).map(drop))?;
+        let t34 = time(&|b| r34.call(b).map(drop))?;
+        let tens = time(&|b| p.call(b).map(drop))?;
+        println!(
+            "\ntimings (median of {} sequential calls, this build's profile):",
+            rounds * images.len()
+        );
+        println!("  preprocess -> resnet18            {t18:>10.2?}");
+        println!("  preprocess -> resnet34            {t34:>10.2?}");
+        println!(
+            "  ensemble (both, concurrently)     {tens:>10.2?}  = {:.2}x the slowest branch",
+            tens.as_secs_f64() / t18.max(t34).as_secs_f64()
+        );
+        let health = p.health();
+        println!("\nhealth: healthy = {}", health.is_healthy());
+        Ok(())
+    }
 }

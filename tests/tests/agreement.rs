@@ -82,7 +82,10 @@ fn preprocessing_matches_torchvision() {
         report.push_str(&line);
         if file.ends_with(".png") {
             worst_png = worst_png.max(max_diff);
-            assert!((mean - want_mean).abs() < 1e-5, "{file}: mean {mean} vs {want_mean}");
+            assert!(
+                (mean - want_mean).abs() < 1e-5,
+                "{file}: mean {mean} vs {want_mean}"
+            );
         } else {
             // libjpeg-turbo (PIL) and the image crate's decoder (zune-jpeg)
             // round the IDCT and upsample chroma differently: a few levels
@@ -118,7 +121,10 @@ fn top5_matches_pytorch() {
                 .map(|c| c.as_i64().expect("category"))
                 .collect();
             let want_scores = f64s(&want["scores"]);
-            assert_eq!(top5.categories, want_categories, "{arch} on {file}: categories");
+            assert_eq!(
+                top5.categories, want_categories,
+                "{arch} on {file}: categories"
+            );
             // Scores are held to 1e-4 where both sides see the same pixels
             // (PNG); for JPEG the decoders differ (see the preprocessing
             // test), so the difference is reported, not bounded.
@@ -172,7 +178,10 @@ fn ot_weights_load_like_safetensors() {
             .expect("classify")
     };
     let from_ot = answer(ModelSpec::load(Arch::Resnet18, &ot));
-    let from_st = answer(ModelSpec::load(Arch::Resnet18, dir.join("resnet18.safetensors")));
+    let from_st = answer(ModelSpec::load(
+        Arch::Resnet18,
+        dir.join("resnet18.safetensors"),
+    ));
     let _ = std::fs::remove_file(&ot);
     assert_eq!(from_ot.categories, from_st.categories);
     assert_eq!(from_ot.scores, from_st.scores);
@@ -187,8 +196,16 @@ fn weights_that_do_not_fit_fail_deploy_naming_the_file() {
     let err = Classifier::bind(spec, preprocess(Input::<Vec<u8>>::new()))
         .deploy()
         .expect_err("wrong weights must fail deploy");
-    let text = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
     assert!(text.contains("Classifier"), "{text}");
     assert!(text.contains("resnet18.safetensors"), "{text}");
-    assert!(text.contains("cannot find the tensor named layer"), "names the missing tensor: {text}");
+    assert!(
+        text.contains("cannot find the tensor named layer"),
+        "names the missing tensor: {text}"
+    );
 }

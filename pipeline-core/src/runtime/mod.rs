@@ -227,7 +227,11 @@ impl<'o> Lowering<'o> {
                     message: format!(
                         "device cuda:{i} requested, but this machine has {} CUDA device(s){}",
                         cuda_devices(),
-                        if cfg!(feature = "torch") { "" } else { " (CUDA needs the `torch` feature)" }
+                        if cfg!(feature = "torch") {
+                            ""
+                        } else {
+                            " (CUDA needs the `torch` feature)"
+                        }
                     ),
                 })
             }

@@ -17,8 +17,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod transform;
 mod samples;
+pub mod transform;
 mod weights;
 
 use std::fmt;
@@ -29,8 +29,8 @@ use pipeline_core::prelude::*;
 use pipeline_core::torch::{self, tch, Tensor};
 use tch::nn::{FuncT, ModuleT};
 
-pub use transform::PreprocessError;
 pub use samples::sample_images;
+pub use transform::PreprocessError;
 pub use weights::{WeightedCombine, WeightedTop5, WeightsError};
 
 /// Decodes PNG / JPEG bytes into the `[3, 224, 224]` float tensor the
@@ -55,7 +55,9 @@ pub fn preprocess(bytes: Vec<u8>) -> Result<Tensor, PreprocessError> {
 }
 
 /// Which torchvision ResNet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// `torchvision.models.resnet18`
@@ -287,7 +289,11 @@ impl Resnet {
     pub fn forward(&self, batch: &tch::Tensor) -> Result<tch::Tensor, ModelError> {
         let size = batch.size();
         if size.len() != 4 || size[1..] != [3, 224, 224] {
-            let got = if size.len() == 4 { size[1..].to_vec() } else { size };
+            let got = if size.len() == 4 {
+                size[1..].to_vec()
+            } else {
+                size
+            };
             return Err(ModelError::Shape {
                 arch: self.arch,
                 got,
@@ -415,4 +421,78 @@ impl BatchedClassifier {
 #[step]
 pub fn combine(outputs: Vec<Top5>) -> Vec<i64> {
     outputs.into_iter().flat_map(|o| o.categories).collect()
+}
+
+/// A request that names the model to run: the input of [`routed`].
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ImageRequest {
+    /// PNG or JPEG bytes.
+    pub image: Vec<u8>,
+    /// Which model should answer.
+    pub model: Arch,
+}
+
+/// The route key: the model the request asks for.
+#[step]
+pub fn requested_model(request: ImageRequest) -> Arch {
+    request.model
+}
+
+/// The request's image bytes.
+#[step]
+pub fn image_bytes(request: ImageRequest) -> Vec<u8> {
+    request.image
+}
+
+/// Chaining: preprocess -> classifier.
+///
+/// ```no_run
+/// use pipeline_core::prelude::*;
+/// use pipeline_examples::vision::{chain, Arch, ModelSpec};
+/// let p = chain(ModelSpec::seeded(Arch::Resnet18)).deploy()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn chain(model: ModelSpec) -> impl Upstream<Input = Vec<u8>, Output = Top5> {
+    Classifier::bind(model, preprocess(Input::<Vec<u8>>::new()))
+}
+
+/// Ensemble: preprocess once -> [model, model] concurrently -> [`combine`]
+/// (the seed's concatenated top-5 categories).
+pub fn ensemble(models: [ModelSpec; 2]) -> impl Upstream<Input = Vec<u8>, Output = Vec<i64>> {
+    let pre = preprocess(Input::<Vec<u8>>::new()).shared();
+    combine(models.map(|m| Classifier::bind(m, pre.clone())))
+}
+
+/// Business logic: the ensemble weighted by [`WeightedCombine`], whose
+/// weights are read from the JSON file `store` on every call.
+pub fn weighted(
+    models: [ModelSpec; 2],
+    store: PathBuf,
+) -> impl Upstream<Input = Vec<u8>, Output = WeightedTop5> {
+    let pre = preprocess(Input::<Vec<u8>>::new()).shared();
+    WeightedCombine::bind(store, models.map(|m| Classifier::bind(m, pre.clone())))
+}
+
+/// Per-request model choice: a route on the request's `model` field; only
+/// the chosen classifier runs.
+pub fn routed(
+    resnet18: ModelSpec,
+    resnet34: ModelSpec,
+) -> impl Upstream<Input = ImageRequest, Output = Top5> {
+    let request = Input::<ImageRequest>::new().shared();
+    let pre = preprocess(image_bytes(request.clone())).shared();
+    route(requested_model(request))
+        .branch(Arch::Resnet18, Classifier::bind(resnet18, pre.clone()))
+        .branch(Arch::Resnet34, Classifier::bind(resnet34, pre))
+}
+
+/// The models for the examples and the demo: `resnet18` / `resnet34` from
+/// `DIR/<name>.safetensors` when `dir` is given (e.g. the agreement
+/// fixture, or real torchvision weights converted to safetensors), else
+/// seeded.
+pub fn model_specs(dir: Option<&Path>) -> [ModelSpec; 2] {
+    [Arch::Resnet18, Arch::Resnet34].map(|arch| match dir {
+        Some(dir) => ModelSpec::load(arch, dir.join(format!("{arch}.safetensors"))),
+        None => ModelSpec::seeded(arch),
+    })
 }

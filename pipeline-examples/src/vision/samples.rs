@@ -57,9 +57,18 @@ pub fn sample_images() -> Vec<(&'static str, Vec<u8>)> {
         })
     };
     vec![
-        ("landscape-320x240.png", encode(picture(320, 240, 1), ImageFormat::Png)),
+        (
+            "landscape-320x240.png",
+            encode(picture(320, 240, 1), ImageFormat::Png),
+        ),
         ("portrait-rgba-200x300.png", encode(rgba, ImageFormat::Png)),
-        ("photo-300x200.jpg", encode(picture(300, 200, 3), ImageFormat::Jpeg)),
-        ("small-100x80.png", encode(picture(100, 80, 4), ImageFormat::Png)),
+        (
+            "photo-300x200.jpg",
+            encode(picture(300, 200, 3), ImageFormat::Jpeg),
+        ),
+        (
+            "small-100x80.png",
+            encode(picture(100, 80, 4), ImageFormat::Png),
+        ),
     ]
 }

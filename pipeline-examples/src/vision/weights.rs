@@ -29,7 +29,9 @@ pub enum WeightsError {
         source: serde_json::Error,
     },
     /// A model answered that the store has no (usable) weight for.
-    #[error("the weights store {path} has no weight for {model}: add `\"{model}\": <weight >= 0>`")]
+    #[error(
+        "the weights store {path} has no weight for {model}: add `\"{model}\": <weight >= 0>`"
+    )]
     Missing {
         /// The store's path.
         path: PathBuf,
