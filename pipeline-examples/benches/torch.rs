@@ -1,0 +1,245 @@
+//! Model pipelines on libtorch (CPU here; seeded resnet weights, which cost
+//! the same as trained ones):
+//!
+//! 1. preprocess -> resnet18 throughput through the pipeline against a
+//!    hand-written tch loop doing the same work (decode, resize, normalize,
+//!    stack, forward, top-5) with the same batch size and the same libtorch
+//!    threads;
+//! 2. batched against unbatched resnet18 under 32 concurrent callers;
+//! 3. the ensemble's latency against its slowest branch alone.
+//!
+//! `cargo bench -p pipeline-examples --features torch --bench torch` prints
+//! the tables and writes `target/bench/torch.json`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pipeline_core::prelude::*;
+use pipeline_core::torch::{tch, Tensor};
+use pipeline_examples::vision::{
+    chain, ensemble, model_specs, preprocess, sample_images, transform, Arch, BatchedClassifier,
+    Classifier, ModelSpec,
+};
+use serde_json::json;
+use tch::nn::ModuleT;
+
+/// The baseline: the same work written directly against tch, no pipeline.
+struct HandLoop {
+    _vs: tch::nn::VarStore,
+    net: tch::nn::FuncT<'static>,
+}
+
+impl HandLoop {
+    fn new() -> Self {
+        tch::manual_seed(Arch::Resnet18.seed());
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let net = tch::vision::resnet::resnet18(&vs.root(), 1000);
+        HandLoop { _vs: vs, net }
+    }
+
+    /// Classifies `images` in batches of `batch`; returns how many answers.
+    fn run(&self, images: &[Vec<u8>], batch: usize) -> usize {
+        let mut answered = 0;
+        for chunk in images.chunks(batch) {
+            let tensors: Vec<tch::Tensor> = chunk
+                .iter()
+                .map(|bytes| {
+                    let chw = transform::normalized_chw(bytes).expect("preprocess");
+                    tch::Tensor::from_slice(&chw).view([3, 224, 224])
+                })
+                .collect();
+            let input = tch::Tensor::stack(&tensors, 0);
+            let logits = tch::no_grad(|| self.net.forward_t(&input, false));
+            let (scores, categories) = logits.topk(5, -1, true, true);
+            for i in 0..chunk.len() as i64 {
+                let c = Vec::<i64>::try_from(categories.get(i)).expect("categories");
+                let s = Vec::<f32>::try_from(scores.get(i)).expect("scores");
+                answered += usize::from(c.len() == 5 && s.len() == 5);
+            }
+        }
+        answered
+    }
+}
+
+/// Calls/s with `in_flight` concurrent calls over `inputs`.
+fn throughput<I, O>(
+    rt: &tokio::runtime::Runtime,
+    p: &Arc<Pipeline<I, O>>,
+    inputs: &[I],
+    in_flight: usize,
+) -> f64
+where
+    I: Clone + Send + 'static,
+    O: Send + 'static,
+{
+    let start = Instant::now();
+    let done = rt.block_on(async {
+        futures::stream::iter(inputs.iter().cloned())
+            .map(|x| {
+                let p = Arc::clone(p);
+                async move { p.call_async(x).await.is_ok() }
+            })
+            .buffer_unordered(in_flight)
+            .filter(|ok| std::future::ready(*ok))
+            .count()
+            .await
+    });
+    assert_eq!(done, inputs.len(), "every call answered");
+    inputs.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+fn p50(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let samples: Vec<Vec<u8>> = sample_images().into_iter().map(|(_, b)| b).collect();
+    let images = |n: usize| -> Vec<Vec<u8>> { samples.iter().cycle().take(n).cloned().collect() };
+    let threads = tch::get_num_threads();
+    let mut rows = Vec::new();
+    println!("libtorch intra-op threads: {threads}; CPU; seeded weights\n");
+
+    // 1. Pipeline against the hand-written loop.
+    println!("preprocess -> resnet18, pipeline vs hand-written tch loop (calls/s, best of 3 interleaved rounds)");
+    println!("| batch | callers in flight | hand-written | pipeline | ratio |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    let hand = HandLoop::new();
+    let single = Arc::new(
+        chain(ModelSpec::seeded(Arch::Resnet18))
+            .deploy_with(DeployOptions::new().replicas("Classifier", 1))
+            .expect("deploy"),
+    );
+    let batched = Arc::new(
+        BatchedClassifier::bind(
+            ModelSpec::seeded(Arch::Resnet18),
+            preprocess(Input::<Vec<u8>>::new()),
+        )
+        .deploy()
+        .expect("deploy"),
+    );
+    for (batch, n) in [(1usize, 40usize), (8, 96)] {
+        let work = images(n);
+        // Warm up both (first passes allocate).
+        hand.run(&work[..batch], batch);
+        if batch == 1 {
+            throughput(&rt, &single, &work[..2], 1);
+        } else {
+            throughput(&rt, &batched, &work[..batch], batch);
+        }
+        let (mut best_hand, mut best_pipe) = (0f64, 0f64);
+        for _ in 0..3 {
+            let start = Instant::now();
+            assert_eq!(hand.run(&work, batch), n);
+            best_hand = best_hand.max(n as f64 / start.elapsed().as_secs_f64());
+            let rate = if batch == 1 {
+                throughput(&rt, &single, &work, 1)
+            } else {
+                throughput(&rt, &batched, &work, batch)
+            };
+            best_pipe = best_pipe.max(rate);
+        }
+        let ratio = best_pipe / best_hand;
+        println!(
+            "| {batch} | {batch} | {best_hand:.1} | {best_pipe:.1} | {:.1}% |",
+            ratio * 100.0
+        );
+        rows.push(
+            json!({"bench": "pipeline_vs_hand_loop", "batch": batch, "in_flight": batch,
+            "hand_calls_per_s": best_hand, "pipeline_calls_per_s": best_pipe, "ratio": ratio}),
+        );
+    }
+
+    // 2. Batched vs unbatched under 32 concurrent callers (tensors in).
+    let callers = 32;
+    let tensors: Vec<Tensor> = images(160)
+        .into_iter()
+        .map(|b| preprocess::call(b).expect("preprocess"))
+        .collect();
+    let unbatched_p = Arc::new(
+        Classifier::bind(ModelSpec::seeded(Arch::Resnet18), Input::<Tensor>::new())
+            .deploy_with(DeployOptions::new().replicas("Classifier", 1))
+            .expect("deploy"),
+    );
+    let batched_p = Arc::new(
+        BatchedClassifier::bind(ModelSpec::seeded(Arch::Resnet18), Input::<Tensor>::new())
+            .deploy()
+            .expect("deploy"),
+    );
+    throughput(&rt, &unbatched_p, &tensors[..4], 4);
+    throughput(&rt, &batched_p, &tensors[..32], 32);
+    let before = batched_p.health().steps[0].clone();
+    let unbatched = throughput(&rt, &unbatched_p, &tensors, callers);
+    let batched_rate = throughput(&rt, &batched_p, &tensors, callers);
+    let after = batched_p.health().steps[0].clone();
+    let mean_batch = (after.batched_calls - before.batched_calls) as f64
+        / (after.batches - before.batches).max(1) as f64;
+    println!(
+        "\nresnet18, 1 replica, {callers} concurrent callers, {} calls (calls/s)",
+        tensors.len()
+    );
+    println!("| unbatched | batch(max_size = 32, wait_ms = 5) | mean batch | speedup |");
+    println!("| ---: | ---: | ---: | ---: |");
+    println!(
+        "| {unbatched:.1} | {batched_rate:.1} | {mean_batch:.1} | {:.2}x |",
+        batched_rate / unbatched
+    );
+    rows.push(json!({"bench": "batched_vs_unbatched", "callers": callers,
+        "unbatched_calls_per_s": unbatched, "batched_calls_per_s": batched_rate,
+        "mean_batch": mean_batch, "speedup": batched_rate / unbatched}));
+
+    // 3. Ensemble latency against its branches alone (sequential calls).
+    let specs = model_specs(None);
+    let ens = ensemble(specs.clone()).deploy().expect("deploy");
+    let [r18, r34] = specs.map(|s| chain(s).deploy().expect("deploy"));
+    let image = samples[0].clone();
+    let rounds = 20;
+    let (mut t_ens, mut t18, mut t34) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let time = |f: &dyn Fn() -> bool| {
+            let start = Instant::now();
+            assert!(f());
+            start.elapsed()
+        };
+        let (a, b, c) = (
+            time(&|| r18.call(image.clone()).is_ok()),
+            time(&|| r34.call(image.clone()).is_ok()),
+            time(&|| ens.call(image.clone()).is_ok()),
+        );
+        if round > 0 {
+            t18.push(a);
+            t34.push(b);
+            t_ens.push(c);
+        }
+    }
+    let (a, b, c) = (p50(t18), p50(t34), p50(t_ens));
+    let slowest = a.max(b);
+    println!("\nensemble latency, p50 of {rounds} sequential calls (ms)");
+    println!("| preprocess -> resnet18 | preprocess -> resnet34 | ensemble (both + combine) | ensemble / slowest branch |");
+    println!("| ---: | ---: | ---: | ---: |");
+    println!(
+        "| {:.1} | {:.1} | {:.1} | {:.2}x |",
+        a.as_secs_f64() * 1e3,
+        b.as_secs_f64() * 1e3,
+        c.as_secs_f64() * 1e3,
+        c.as_secs_f64() / slowest.as_secs_f64()
+    );
+    rows.push(
+        json!({"bench": "ensemble_latency", "p50_ms_resnet18": a.as_secs_f64() * 1e3,
+        "p50_ms_resnet34": b.as_secs_f64() * 1e3, "p50_ms_ensemble": c.as_secs_f64() * 1e3,
+        "ratio_to_slowest_branch": c.as_secs_f64() / slowest.as_secs_f64()}),
+    );
+
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out).expect("bench dir");
+    std::fs::write(
+        out.join("torch.json"),
+        serde_json::to_string_pretty(
+            &json!({"benchmark": "torch", "intra_op_threads": threads, "rows": rows}),
+        )
+        .expect("json"),
+    )
+    .expect("write json");
+}
