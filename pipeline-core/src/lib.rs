@@ -4,6 +4,8 @@ mod error;
 mod graph;
 mod runtime;
 mod step;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "torch")]
 pub mod torch;
 
@@ -82,7 +84,8 @@ pub use graph::{
 /// are compile errors on the offending tokens.
 pub use pipeline_macros::step;
 pub use runtime::{
-    DeployOptions, Health, Pipeline, StepHealth, StepOptions, StepReport, DEFAULT_QUEUE_BOUND,
+    DeployOptions, Health, HistogramSnapshot, Pipeline, StepHealth, StepMetrics, StepOptions,
+    StepReport, BATCH_BUCKETS, DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
 };
 pub use step::{
     BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo, StepKind, StepNode,

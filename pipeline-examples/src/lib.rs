@@ -4,6 +4,8 @@
 
 use pipeline_core::prelude::*;
 
+#[cfg(feature = "http")]
+pub mod seed001;
 #[cfg(feature = "torch")]
 pub mod vision;
 

@@ -106,6 +106,22 @@ impl Graph {
 
     /// Graphviz DOT text (`dot -Tsvg`).
     pub fn to_dot(&self) -> String {
+        self.to_dot_annotated(|_| None)
+    }
+
+    /// DOT text with an extra line under the nodes `note` returns one for
+    /// (live counters, say).
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    /// #[step]
+    /// fn f(x: i64) -> i64 { x }
+    /// let g = f(Input::<i64>::new()).graph();
+    /// let dot = g.to_dot_annotated(|n| (n.label == "f").then(|| "3 calls".to_string()));
+    /// assert!(dot.contains("f\\n3 calls"));
+    /// assert!(g.to_mermaid_annotated(|_| Some("x".into())).contains("<br/>x"));
+    /// ```
+    pub fn to_dot_annotated(&self, note: impl Fn(&GraphNode) -> Option<String>) -> String {
         let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n  node [shape=box];\n");
         for n in &self.nodes {
             let shape = match n.kind {
@@ -114,11 +130,14 @@ impl Graph {
                 NodeKind::Route => "diamond",
                 NodeKind::Step { .. } => "box",
             };
+            let mut label = escape(&self.caption(n));
+            if let Some(note) = note(n) {
+                label = format!("{label}\\n{}", escape(&note));
+            }
             let _ = writeln!(
                 out,
-                "  n{} [label=\"{}\", shape={shape}, tooltip=\"{}\"];",
+                "  n{} [label=\"{label}\", shape={shape}, tooltip=\"{}\"];",
                 n.id,
-                escape(&self.caption(n)),
                 escape(n.output)
             );
         }
@@ -140,9 +159,18 @@ impl Graph {
 
     /// Mermaid flowchart text.
     pub fn to_mermaid(&self) -> String {
+        self.to_mermaid_annotated(|_| None)
+    }
+
+    /// Mermaid text with an extra line under the nodes `note` returns one
+    /// for (see [`Graph::to_dot_annotated`]).
+    pub fn to_mermaid_annotated(&self, note: impl Fn(&GraphNode) -> Option<String>) -> String {
         let mut out = String::from("flowchart LR\n");
         for n in &self.nodes {
-            let caption = self.caption(n).replace('"', "#quot;");
+            let mut caption = self.caption(n).replace('"', "#quot;");
+            if let Some(note) = note(n) {
+                caption = format!("{caption}<br/>{}", note.replace('"', "#quot;"));
+            }
             let (open, close) = match n.kind {
                 NodeKind::Input => ("([", "])"),
                 NodeKind::Gather => ("[/", "\\]"),

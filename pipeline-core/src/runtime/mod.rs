@@ -17,6 +17,7 @@ use crate::graph::{Graph, Upstream};
 use crate::step::{Device, Mode, ReplicaContext, StepFn};
 
 mod eval;
+mod metrics;
 mod options;
 mod runner;
 
@@ -24,7 +25,8 @@ pub use eval::{CallCx, DynEval, Eval};
 pub use options::{DeployOptions, StepOptions, DEFAULT_QUEUE_BOUND};
 use runner::Actors;
 pub use runner::Runner;
-use runner::StepCounters;
+pub(crate) use metrics::StepCounters;
+pub use metrics::{HistogramSnapshot, StepMetrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 
 /// How one step of a deployed pipeline runs, next to what it asked for.
 ///
@@ -158,7 +160,7 @@ impl<'o> Lowering<'o> {
             .ok_or(DeployError::Internal("runtime missing after start"))
     }
 
-    fn counters(&mut self, step: &'static str) -> Arc<StepCounters> {
+    pub(crate) fn counters(&mut self, step: &'static str) -> Arc<StepCounters> {
         if let Some((_, c)) = self.counters.iter().find(|(s, _)| *s == step) {
             return Arc::clone(c);
         }
@@ -565,6 +567,25 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     /// How each step runs, in graph order.
     pub fn report(&self) -> &[StepReport] {
         &self.inner.report
+    }
+
+    /// Live counters per step: calls, errors, latency, queue depth, calls
+    /// in flight, batch sizes, rebuilds (see [`StepMetrics`]).
+    pub fn metrics(&self) -> Vec<StepMetrics> {
+        self.inner
+            .counters
+            .iter()
+            .map(|(step, c)| {
+                let replicas = self
+                    .inner
+                    .report
+                    .iter()
+                    .filter(|r| r.step == *step)
+                    .map(|r| r.replicas)
+                    .sum();
+                c.snapshot(step, replicas)
+            })
+            .collect()
     }
 
     /// Replica rebuilds and replicas down, per step.

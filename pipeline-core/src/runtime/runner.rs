@@ -4,7 +4,7 @@
 //! panics into a [`PipelineError`] naming the step.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,17 +12,11 @@ use futures::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::metrics::StepCounters;
 use crate::error::{BoxError, PipelineError};
 use crate::step::{Placement, ReplicaContext, StepFn};
 
 /// Live counters of one step (all instances of it in the graph).
-#[derive(Debug, Default)]
-pub(crate) struct StepCounters {
-    pub(crate) rebuilds: AtomicU64,
-    pub(crate) replicas_down: AtomicUsize,
-    pub(crate) batches: AtomicU64,
-    pub(crate) batched_calls: AtomicU64,
-}
 
 /// Runs one step of a deployed graph.
 #[doc(hidden)]
@@ -132,6 +126,7 @@ struct Replica<S: StepFn> {
 pub(crate) struct Actors<S: StepFn> {
     replicas: Vec<Replica<S>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    counters: Arc<StepCounters>,
 }
 
 impl<S: StepFn> Actors<S> {
@@ -182,7 +177,11 @@ impl<S: StepFn> Actors<S> {
             });
             built.push(built_rx);
         }
-        let actors = Actors { replicas, threads };
+        let actors = Actors {
+            replicas,
+            threads,
+            counters,
+        };
         // Deploying from a runtime worker: hand the worker's other tasks
         // (our task replicas among them) to another thread while we wait.
         let on_worker = Handle::try_current()
@@ -223,6 +222,7 @@ impl<S: StepFn> Actors<S> {
                 mpsc::error::TrySendError::Closed(_) => PipelineError::ShuttingDown,
             });
         }
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         // Dropping this future drops `answer`; the replica then skips the job.
         answer
             .await
@@ -302,6 +302,7 @@ impl<S: StepFn> ReplicaWorker<S> {
             return self.run_batched(state, policy, on_worker).await;
         }
         while let Some(Job { inputs, reply }) = self.rx.recv().await {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             // A closed reply means the caller gave up: skip its work.
             let result = match (&state, reply.is_closed()) {
                 (Some(current), false) => Some(call_once::<S>(current, inputs).await),
@@ -363,7 +364,10 @@ impl<S: StepFn> ReplicaWorker<S> {
                     tokio::time::timeout_at(deadline, self.rx.recv())
                 };
                 match timeout.await {
-                    Ok(Some(job)) => jobs.push(job),
+                    Ok(Some(job)) => {
+                        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                        jobs.push(job)
+                    }
                     Ok(None) | Err(_) => break,
                 }
             }
@@ -382,6 +386,7 @@ impl<S: StepFn> ReplicaWorker<S> {
             }
             let n = replies.len();
             self.counters.batches.fetch_add(1, Ordering::SeqCst);
+            self.counters.batch_size.observe(n as f64);
             self.counters
                 .batched_calls
                 .fetch_add(n as u64, Ordering::SeqCst);

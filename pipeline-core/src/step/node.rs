@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use super::{StepFn, StepOutput};
 use crate::error::{DeployError, PipelineError};
 use crate::graph::{GraphBuilder, NodeId, Produces, Upstream};
-use crate::runtime::{CallCx, Eval, Lowering, Runner};
+use crate::runtime::{CallCx, Eval, Lowering, Runner, StepCounters};
 
 /// A call of a step on its inputs, before deployment. Model steps'
 /// `bind(..)` returns one; function steps wrap one in their generated node
@@ -58,7 +58,12 @@ where
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         let edges = self.edges.lower(lowering)?;
         let runner = lowering.runner::<S>(self.init)?;
-        Ok(StepEval { edges, runner })
+        let counters = lowering.counters(S::INFO.name);
+        Ok(StepEval {
+            edges,
+            runner,
+            counters,
+        })
     }
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
@@ -84,6 +89,7 @@ where
 pub struct StepEval<S: StepFn, E> {
     edges: E,
     runner: Runner<S>,
+    counters: std::sync::Arc<StepCounters>,
 }
 
 impl<S, E> Eval for StepEval<S, E>
@@ -94,7 +100,13 @@ where
     type Output = S::Output;
     async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
         let inputs = self.edges.eval(cx).await?;
-        self.runner.run(inputs).await
+        let call = self.counters.start();
+        let span = tracing::debug_span!("step", step = S::INFO.name);
+        let result = tracing::Instrument::instrument(self.runner.run(inputs), span).await;
+        if result.is_err() {
+            call.failed();
+        }
+        result
     }
 }
 

@@ -1,0 +1,460 @@
+//! HTTP ingress (feature `http`, on axum): serve deployed pipelines on
+//! routes, with health, readiness, Prometheus metrics and the live graph.
+//!
+//! | endpoint | answers |
+//! | --- | --- |
+//! | `POST <route>` | the pipeline's output as JSON |
+//! | `GET /healthz` | 200 while the server runs |
+//! | `GET /readyz` | 200 when every replica is built, else 503 |
+//! | `GET /metrics` | Prometheus text: per step requests, errors, latency histogram, queue depth, in flight, batch sizes, rebuilds |
+//! | `GET /graph?format=json\|dot\|mermaid` | the deployed graphs with live per-step counters |
+//!
+//! Errors answer with a JSON body `{"error": .., "kind": .., "step": ..,
+//! "request_id": ..}`: malformed JSON 400, the wrong shape 422 (serde's
+//! message), a body over the limit 413, overload 503 with `Retry-After`, a
+//! step error 500 naming the step, a deadline passed 504.
+//!
+//! ```no_run
+//! use pipeline_core::prelude::*;
+//! use pipeline_core::http::Ingress;
+//!
+//! #[step]
+//! fn double(x: i64) -> i64 { x * 2 }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let p = double(Input::<i64>::new()).deploy()?;
+//! Ingress::new().json("/double", p).serve("127.0.0.1:8000").await?; // until SIGTERM / Ctrl-C
+//! # Ok(()) }
+//! ```
+
+mod expose;
+mod request;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Instrument;
+
+pub use request::{BadRequest, HttpRequest, HttpRequestBuilder};
+
+use crate::error::PipelineError;
+use crate::runtime::Pipeline;
+
+/// Where [`Ingress::serve`] listens unless told otherwise: loopback only.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
+/// The largest request body accepted unless [`Ingress::body_limit`] says
+/// otherwise: 2 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// How long a call may take unless [`Ingress::timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A deployed pipeline as the inspection endpoints see it.
+trait Inspect: Send + Sync {
+    fn metrics(&self) -> Vec<crate::StepMetrics>;
+    fn health(&self) -> crate::Health;
+    fn graph(&self) -> &crate::Graph;
+    fn shutdown(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl<In: Send + 'static, Out: Send + 'static> Inspect for Pipeline<In, Out> {
+    fn metrics(&self) -> Vec<crate::StepMetrics> {
+        Pipeline::metrics(self)
+    }
+    fn health(&self) -> crate::Health {
+        Pipeline::health(self)
+    }
+    fn graph(&self) -> &crate::Graph {
+        Pipeline::graph(self)
+    }
+    fn shutdown(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.shutdown_async())
+    }
+}
+
+/// Settings every route shares.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    body: usize,
+    timeout: Duration,
+}
+
+/// What the handlers share: the served pipelines and the response counts.
+struct Shared {
+    routes: Vec<(String, Arc<dyn Inspect>)>,
+    responses: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn count(&self, route: &str, status: StatusCode) {
+        let mut map = self
+            .responses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry((route.to_string(), status.as_u16())).or_default() += 1;
+    }
+
+    fn request_id(&self, headers: &HeaderMap) -> String {
+        headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+/// Serves deployed pipelines over HTTP. Build it with one route per
+/// pipeline, then [`serve`](Ingress::serve) it (or take the axum
+/// [`Router`] to embed it).
+///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::http::{HttpRequest, Ingress};
+///
+/// #[step]
+/// fn double(x: i64) -> i64 { x * 2 }
+/// #[step]
+/// fn agent(r: HttpRequest) -> String { r.header("user-agent").unwrap_or("?").to_string() }
+///
+/// let ingress = Ingress::new()
+///     .json("/double", double(Input::<i64>::new()).deploy()?)         // JSON in, JSON out
+///     .request("/agent", agent(Input::<HttpRequest>::new()).deploy()?) // the raw request in
+///     .body_limit(64 * 1024)
+///     .timeout(std::time::Duration::from_secs(5));
+/// let router: axum::Router = ingress.into_router();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Ingress {
+    router: Router<Arc<Shared>>,
+    routes: Vec<(String, Arc<dyn Inspect>)>,
+    limits: Limits,
+    pending: Vec<Box<dyn FnOnce(Limits, Router<Arc<Shared>>) -> Router<Arc<Shared>> + Send>>,
+}
+
+impl std::fmt::Debug for Ingress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes: Vec<&str> = self.routes.iter().map(|(r, _)| r.as_str()).collect();
+        f.debug_struct("Ingress")
+            .field("routes", &routes)
+            .field("body_limit", &self.limits.body)
+            .field("timeout", &self.limits.timeout)
+            .finish()
+    }
+}
+
+impl Default for Ingress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ingress {
+    /// No routes yet; 2 MiB body limit, 30 s timeout.
+    pub fn new() -> Self {
+        Ingress {
+            router: Router::new(),
+            routes: Vec::new(),
+            limits: Limits {
+                body: DEFAULT_BODY_LIMIT,
+                timeout: DEFAULT_TIMEOUT,
+            },
+            pending: Vec::new(),
+        }
+    }
+
+    /// Serves `pipeline` at `POST path`: the body is JSON for `In`, the
+    /// answer JSON of `Out`.
+    pub fn json<In, Out>(self, path: &str, pipeline: Pipeline<In, Out>) -> Self
+    where
+        In: DeserializeOwned + Send + 'static,
+        Out: Serialize + Send + 'static,
+    {
+        self.add(path, pipeline, |body, _| {
+            serde_json::from_slice::<In>(&body).map_err(BadRequest::from)
+        })
+    }
+
+    /// Serves `pipeline` at `POST path` with the whole request as its input
+    /// (headers, query, raw body); the answer is JSON of `Out`.
+    pub fn request<Out>(self, path: &str, pipeline: Pipeline<HttpRequest, Out>) -> Self
+    where
+        Out: Serialize + Send + 'static,
+    {
+        self.add(path, pipeline, |body, parts| {
+            Ok(HttpRequest::new(
+                parts.method.clone(),
+                parts.uri.path().to_string(),
+                parts.uri.query().unwrap_or("").to_string(),
+                parts.headers.clone(),
+                body,
+            ))
+        })
+    }
+
+    /// The largest request body accepted (413 above it).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.limits.body = bytes;
+        self
+    }
+
+    /// How long a call may take (504 after it).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.limits.timeout = timeout;
+        self
+    }
+
+    fn add<In, Out>(
+        mut self,
+        path: &str,
+        pipeline: Pipeline<In, Out>,
+        parse: fn(Bytes, &axum::http::request::Parts) -> Result<In, BadRequest>,
+    ) -> Self
+    where
+        In: Send + 'static,
+        Out: Serialize + Send + 'static,
+    {
+        let pipeline = Arc::new(pipeline);
+        let route = path.to_string();
+        self.routes
+            .push((route.clone(), Arc::clone(&pipeline) as Arc<dyn Inspect>));
+        self.pending.push(Box::new(move |limits, router| {
+            let path = route_path(&route);
+            let handler = move |State(shared): State<Arc<Shared>>, request: Request| {
+                let pipeline = Arc::clone(&pipeline);
+                let route = route.clone();
+                async move {
+                    let id = shared.request_id(request.headers());
+                    let span = tracing::info_span!("request", id = %id, route = %route);
+                    let response = handle(&pipeline, limits, parse, request, &id)
+                        .instrument(span)
+                        .await;
+                    shared.count(&route, response.status());
+                    with_request_id(response, &id)
+                }
+            };
+            router.route(&path, post(handler))
+        }));
+        self
+    }
+
+    /// The axum router: the routes plus `/healthz`, `/readyz`, `/metrics`
+    /// and `/graph`.
+    pub fn into_router(self) -> Router {
+        self.into_parts().0
+    }
+
+    fn into_parts(self) -> (Router, Arc<Shared>) {
+        let shared = Arc::new(Shared {
+            routes: self.routes,
+            responses: Default::default(),
+            next_id: AtomicU64::new(1),
+        });
+        let mut router = self.router;
+        for add in self.pending {
+            router = add(self.limits, router);
+        }
+        let router = router
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(expose::readyz))
+            .route("/metrics", get(expose::metrics))
+            .route("/graph", get(expose::graph))
+            .fallback(|| async {
+                error_response(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+            })
+            .with_state(Arc::clone(&shared));
+        (router, shared)
+    }
+
+    /// Binds `addr` (e.g. [`DEFAULT_ADDR`], loopback only) and serves until
+    /// SIGTERM or Ctrl-C, then stops accepting, lets the requests in flight
+    /// finish, and drains the pipelines.
+    pub async fn serve(self, addr: &str) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "serving");
+        self.serve_until(listener, shutdown_signal()).await
+    }
+
+    /// Serves on `listener` until `stop` completes, then shuts down as
+    /// [`serve`](Ingress::serve) does.
+    pub async fn serve_until(
+        self,
+        listener: tokio::net::TcpListener,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (router, shared) = self.into_parts();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await?;
+        tracing::info!("server stopped; draining pipelines");
+        for (_, pipeline) in &shared.routes {
+            pipeline.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+fn route_path(route: &str) -> String {
+    if route.starts_with('/') {
+        route.to_string()
+    } else {
+        format!("/{route}")
+    }
+}
+
+async fn handle<In, Out>(
+    pipeline: &Pipeline<In, Out>,
+    limits: Limits,
+    parse: fn(Bytes, &axum::http::request::Parts) -> Result<In, BadRequest>,
+    request: Request,
+    id: &str,
+) -> Response
+where
+    In: Send + 'static,
+    Out: Serialize + Send + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, limits.body).await {
+        Ok(body) => body,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            return if too_large {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    &format!("the body is over the limit of {} bytes", limits.body),
+                    Some(id),
+                )
+            } else {
+                error_response(StatusCode::BAD_REQUEST, "bad_body", &e.to_string(), Some(id))
+            };
+        }
+    };
+    let input = match parse(body, &parts) {
+        Ok(input) => input,
+        Err(bad) => return bad_request(&bad, id),
+    };
+    match pipeline.call_async_timeout(input, limits.timeout).await {
+        Ok(out) => match serde_json::to_vec(&out) {
+            Ok(json) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response(),
+            Err(e) => error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "serialize",
+                &format!("cannot serialize the output: {e}"),
+                Some(id),
+            ),
+        },
+        Err(e) => pipeline_error(&e, id),
+    }
+}
+
+/// `axum::body::to_bytes` reports an over-limit body with this error type.
+mod http_body_util_limit {
+    pub(super) use axum::extract::rejection::LengthLimitError;
+}
+
+fn bad_request(bad: &BadRequest, id: &str) -> Response {
+    let status = StatusCode::from_u16(bad.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let kind = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        "wrong_shape"
+    } else {
+        "malformed"
+    };
+    error_response(status, kind, &bad.message, Some(id))
+}
+
+/// The status for a pipeline error (see the module docs).
+fn pipeline_error(e: &PipelineError, id: &str) -> Response {
+    if let PipelineError::Step { .. } = e {
+        if let Some(bad) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<BadRequest>()) {
+            return bad_request(bad, id);
+        }
+    }
+    let (status, kind) = match e {
+        PipelineError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        PipelineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        PipelineError::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline"),
+        PipelineError::NoBranch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no_branch"),
+        PipelineError::Step { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_failed"),
+        PipelineError::Panicked { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_panicked"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let mut response = error_body(status, kind, &e.to_string(), e.step(), Some(id));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn error_response(status: StatusCode, kind: &str, message: &str, id: Option<&str>) -> Response {
+    error_body(status, kind, message, None, id)
+}
+
+fn error_body(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    step: Option<&str>,
+    id: Option<&str>,
+) -> Response {
+    let body = serde_json::json!({
+        "error": message,
+        "kind": kind,
+        "step": step,
+        "request_id": id,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body.to_string()),
+    )
+        .into_response()
+}
+
+fn with_request_id(mut response: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}

@@ -1,0 +1,37 @@
+//! The image ensemble over HTTP: POST an image's bytes, get the combined
+//! top-5 categories of resnet18 and resnet34.
+//!
+//! ```text
+//! cargo run -p pipeline-examples --features http,torch --example http_ensemble -- [ADDR] [WEIGHTS_DIR]
+//! curl -s --data-binary @target/fixture/images/landscape-320x240.png http://127.0.0.1:8000/classify
+//! ```
+use pipeline_core::http::{HttpRequest, Ingress, DEFAULT_ADDR};
+use pipeline_core::prelude::*;
+use pipeline_examples::vision::{combine, model_specs, preprocess, Classifier};
+
+/// The request's body: the image bytes.
+#[step]
+fn image_body(request: HttpRequest) -> Vec<u8> {
+    request.body().to_vec()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| DEFAULT_ADDR.to_string());
+    let dir = args.next().map(std::path::PathBuf::from);
+    let pre = preprocess(image_body(Input::<HttpRequest>::new())).shared();
+    let models = model_specs(dir.as_deref()).map(|m| Classifier::bind(m, pre.clone()));
+    let pipeline = combine(models).deploy()?;
+    Ingress::new()
+        .request("/classify", pipeline)
+        .body_limit(10 * 1024 * 1024)
+        .serve(&addr)
+        .await?;
+    Ok(())
+}
