@@ -2,10 +2,10 @@
 
 mod error;
 mod graph;
-mod runtime;
-mod step;
 #[cfg(feature = "http")]
 pub mod http;
+mod runtime;
+mod step;
 #[cfg(feature = "torch")]
 pub mod torch;
 

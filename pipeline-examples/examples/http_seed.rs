@@ -17,7 +17,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_ADDR.to_string());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| DEFAULT_ADDR.to_string());
     let pipeline = pipeline_examples::seed001::graph().deploy()?;
     println!("{}", pipeline.graph().to_mermaid());
     Ingress::new()

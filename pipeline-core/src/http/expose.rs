@@ -37,7 +37,9 @@ pub(super) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
@@ -62,13 +64,48 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let mut out = String::new();
     type Field = fn(&StepMetrics) -> u64;
     let scalars: [(&str, &str, &str, Field); 7] = [
-        ("pipeline_step_requests_total", "counter", "Calls that reached the step.", |m| m.requests),
-        ("pipeline_step_errors_total", "counter", "Calls the step failed.", |m| m.errors),
-        ("pipeline_step_in_flight", "gauge", "Calls inside the step now (queued or running).", |m| m.in_flight),
-        ("pipeline_step_queue_depth", "gauge", "Calls waiting in the step's replica mailboxes.", |m| m.queued),
-        ("pipeline_step_replicas", "gauge", "Replicas the step runs.", |m| m.replicas as u64),
-        ("pipeline_step_replicas_down", "gauge", "Replicas down (rebuilding) now.", |m| m.replicas_down as u64),
-        ("pipeline_step_replica_rebuilds_total", "counter", "Replicas rebuilt after a panic.", |m| m.rebuilds),
+        (
+            "pipeline_step_requests_total",
+            "counter",
+            "Calls that reached the step.",
+            |m| m.requests,
+        ),
+        (
+            "pipeline_step_errors_total",
+            "counter",
+            "Calls the step failed.",
+            |m| m.errors,
+        ),
+        (
+            "pipeline_step_in_flight",
+            "gauge",
+            "Calls inside the step now (queued or running).",
+            |m| m.in_flight,
+        ),
+        (
+            "pipeline_step_queue_depth",
+            "gauge",
+            "Calls waiting in the step's replica mailboxes.",
+            |m| m.queued,
+        ),
+        (
+            "pipeline_step_replicas",
+            "gauge",
+            "Replicas the step runs.",
+            |m| m.replicas as u64,
+        ),
+        (
+            "pipeline_step_replicas_down",
+            "gauge",
+            "Replicas down (rebuilding) now.",
+            |m| m.replicas_down as u64,
+        ),
+        (
+            "pipeline_step_replica_rebuilds_total",
+            "counter",
+            "Replicas rebuilt after a panic.",
+            |m| m.rebuilds,
+        ),
     ];
     for (name, kind, help, field) in scalars {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -77,8 +114,16 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         }
     }
     let histograms: [(&str, &str, fn(&StepMetrics) -> &HistogramSnapshot); 2] = [
-        ("pipeline_step_latency_seconds", "Time from reaching the step to its answer.", |m| &m.latency),
-        ("pipeline_step_batch_size", "Calls per batch (batched steps).", |m| &m.batch_size),
+        (
+            "pipeline_step_latency_seconds",
+            "Time from reaching the step to its answer.",
+            |m| &m.latency,
+        ),
+        (
+            "pipeline_step_batch_size",
+            "Calls per batch (batched steps).",
+            |m| &m.batch_size,
+        ),
     ];
     for (name, help, field) in histograms {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -103,7 +148,10 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         );
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response()

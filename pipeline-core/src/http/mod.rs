@@ -281,8 +281,16 @@ impl Ingress {
     /// finish, and drains the pipelines.
     pub async fn serve(self, addr: &str) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        self.serve_listener(listener).await
+    }
+
+    /// [`serve`](Ingress::serve) on a listener already bound (port 0, say).
+    pub async fn serve_listener(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        // Handlers are installed before the first request is answered, so
+        // a signal that follows any answer is never missed.
+        let stop = shutdown_signal()?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
-        self.serve_until(listener, shutdown_signal()).await
+        self.serve_until(listener, stop).await
     }
 
     /// Serves on `listener` until `stop` completes, then shuts down as
@@ -304,26 +312,29 @@ impl Ingress {
     }
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C, or SIGTERM on Unix; the handlers are installed now, the
+/// returned future waits.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        _ = term => tracing::info!("SIGTERM: shutting down"),
-    }
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = int.recv() => tracing::info!("Ctrl-C: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: shutting down");
+        }
+    })
 }
 
 fn route_path(route: &str) -> String {
@@ -360,7 +371,12 @@ where
                     Some(id),
                 )
             } else {
-                error_response(StatusCode::BAD_REQUEST, "bad_body", &e.to_string(), Some(id))
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    &e.to_string(),
+                    Some(id),
+                )
             };
         }
     };
@@ -405,7 +421,8 @@ fn bad_request(bad: &BadRequest, id: &str) -> Response {
 /// The status for a pipeline error (see the module docs).
 fn pipeline_error(e: &PipelineError, id: &str) -> Response {
     if let PipelineError::Step { .. } = e {
-        if let Some(bad) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<BadRequest>()) {
+        if let Some(bad) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<BadRequest>())
+        {
             return bad_request(bad, id);
         }
     }

@@ -22,11 +22,11 @@ mod options;
 mod runner;
 
 pub use eval::{CallCx, DynEval, Eval};
+pub(crate) use metrics::StepCounters;
+pub use metrics::{HistogramSnapshot, StepMetrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 pub use options::{DeployOptions, StepOptions, DEFAULT_QUEUE_BOUND};
 use runner::Actors;
 pub use runner::Runner;
-pub(crate) use metrics::StepCounters;
-pub use metrics::{HistogramSnapshot, StepMetrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 
 /// How one step of a deployed pipeline runs, next to what it asked for.
 ///

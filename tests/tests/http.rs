@@ -1,0 +1,502 @@
+//! The HTTP ingress, through a real HTTP client (ureq) against a served
+//! pipeline: seed 001, each error status, 10k fuzzed requests, health,
+//! metrics, the live graph, graceful shutdown.
+#![cfg(feature = "http")]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+
+use pipeline_core::http::{HttpRequest, Ingress};
+use pipeline_core::prelude::*;
+use pipeline_examples::seed001::{self, Prediction};
+
+/// A served ingress on a free loopback port, stopped (and joined) on drop.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    fn start(ingress: Ingress) -> Server {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                ingress
+                    .serve_until(listener, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            })
+        });
+        Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting, waits for the requests in flight, returns serve's
+    /// result.
+    fn shutdown(mut self) -> std::io::Result<()> {
+        self.stop.take().map(|s| s.send(()));
+        self.thread
+            .take()
+            .expect("thread")
+            .join()
+            .expect("server thread")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// POSTs `body`; returns the status, the JSON body and the headers.
+fn post(url: &str, body: &[u8]) -> (u16, serde_json::Value, ureq::http::HeaderMap) {
+    let mut response = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.body_mut().read_to_string().expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, json, headers)
+}
+
+fn get(url: &str) -> (u16, String) {
+    let mut response = agent().get(url).call().expect("request");
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().expect("body"))
+}
+
+fn seed_server() -> Server {
+    let p = seed001::graph().deploy().expect("deploy");
+    Server::start(Ingress::new().request("/predict", p).body_limit(4096))
+}
+
+#[test]
+fn seed001_answers_over_http() {
+    let server = seed_server();
+    let (status, json, headers) = post(&server.url("/predict"), br#"{"values": [1, 2, 6]}"#);
+    assert_eq!(status, 200, "{json}");
+    let answer: Prediction = serde_json::from_value(json).expect("a Prediction");
+    // mean 3: features [-2, -1, 3]; weight 0.5: 0.5 * (-2*1 - 1*2 + 3*3) = 2.5
+    assert_eq!(answer.score, 2.5);
+    assert_eq!(answer.label, "positive");
+    assert!(headers.contains_key("x-request-id"));
+    // The query string reaches the preprocessor.
+    let (status, json, _) = post(
+        &server.url("/predict?scale=-1"),
+        br#"{"values": [1, 2, 6]}"#,
+    );
+    assert_eq!((status, json["label"].as_str()), (200, Some("negative")));
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn bad_input_gets_400_422_413_with_clear_bodies() {
+    let server = seed_server();
+    let url = server.url("/predict");
+    let (status, json, _) = post(&url, b"{\"values\": [1, 2");
+    assert_eq!(status, 400, "{json}");
+    assert_eq!(json["kind"], "malformed");
+    assert!(
+        json["error"].as_str().unwrap().contains("malformed JSON"),
+        "{json}"
+    );
+
+    let (status, json, _) = post(&url, br#"{"values": "three"}"#);
+    assert_eq!(status, 422, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid type: string"),
+        "serde's message: {json}"
+    );
+
+    let (status, json, _) = post(&url, br#"{"values": []}"#);
+    assert_eq!(status, 422, "{json}");
+
+    let (status, json, _) = post(
+        &url,
+        format!("{{\"values\": [{}]}}", "1,".repeat(3000) + "1").as_bytes(),
+    );
+    assert_eq!(status, 413, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("4096"), "{json}");
+
+    let (status, _, _) = post(&server.url("/nope"), b"{}");
+    assert_eq!(status, 404);
+    // Still up.
+    assert_eq!(post(&url, br#"{"values": [1]}"#).0, 200);
+}
+
+/// A gate steps wait at, opened by the test (no sleeps).
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    cv: Condvar,
+    waiting: Mutex<usize>,
+    arrived: Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        *self.waiting.lock().unwrap() += 1;
+        self.arrived.notify_all();
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cv.wait(open).unwrap();
+        }
+    }
+    fn wait_for(&self, n: usize) {
+        let mut waiting = self.waiting.lock().unwrap();
+        while *waiting < n {
+            waiting = self.arrived.wait(waiting).unwrap();
+        }
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+static GATE: std::sync::LazyLock<Mutex<Arc<Gate>>> =
+    std::sync::LazyLock::new(|| Mutex::new(Arc::new(Gate::default())));
+
+fn gate() -> Arc<Gate> {
+    GATE.lock().unwrap().clone()
+}
+
+#[step(mode = "actors", replicas = 1)]
+fn gated(x: i64) -> Result<i64, String> {
+    gate().pass();
+    if x < 0 {
+        Err(format!("{x} is negative"))
+    } else {
+        Ok(x * 2)
+    }
+}
+
+/// Tests that use the gate take turns.
+static GATE_TURN: Mutex<()> = Mutex::new(());
+
+fn fresh_gate() -> (std::sync::MutexGuard<'static, ()>, Arc<Gate>) {
+    let turn = GATE_TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let g = Arc::new(Gate::default());
+    *GATE.lock().unwrap() = Arc::clone(&g);
+    (turn, g)
+}
+
+#[test]
+fn overload_step_error_and_deadline_statuses() {
+    let (_turn, gate) = fresh_gate();
+    let p = gated(Input::<i64>::new())
+        .deploy_with(DeployOptions::new().queue_bound("gated", 1))
+        .expect("deploy");
+    let server = Server::start(Ingress::new().json("/gated", p));
+    let url = server.url("/gated");
+    // One call runs (held at the gate), one waits in the mailbox of 1.
+    let first = {
+        let u = url.clone();
+        std::thread::spawn(move || post(&u, b"1"))
+    };
+    gate.wait_for(1);
+    let second = {
+        let u = url.clone();
+        std::thread::spawn(move || post(&u, b"2"))
+    };
+    // The mailbox is full once the metrics say one call is queued.
+    loop {
+        let (_, metrics) = get(&server.url("/metrics"));
+        if metrics.contains("pipeline_step_queue_depth{route=\"/gated\",step=\"gated\"} 1") {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let (status, json, headers) = post(&url, b"3");
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["kind"], "overloaded");
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    gate.open();
+    assert_eq!(first.join().unwrap().0, 200);
+    assert_eq!(second.join().unwrap().1, serde_json::json!(4));
+
+    let (status, json, _) = post(&url, b"-5");
+    assert_eq!(status, 500, "{json}");
+    assert_eq!(json["step"], "gated");
+    assert!(
+        json["error"].as_str().unwrap().contains("-5 is negative"),
+        "{json}"
+    );
+    drop(server);
+
+    // A deadline: the step is held past the ingress's timeout.
+    let (_, gate) = (/* same turn */ (), {
+        let g = Arc::new(Gate::default());
+        *GATE.lock().unwrap() = Arc::clone(&g);
+        g
+    });
+    let p = gated(Input::<i64>::new()).deploy().expect("deploy");
+    let server = Server::start(
+        Ingress::new()
+            .json("/gated", p)
+            .timeout(std::time::Duration::from_millis(50)),
+    );
+    let (status, json, _) = post(&server.url("/gated"), b"1");
+    assert_eq!(status, 504, "{json}");
+    assert_eq!(json["kind"], "deadline");
+    gate.open();
+}
+
+/// xorshift64*: a fixed-seed source of random requests.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn fuzz_10k_random_bodies_and_headers_never_take_the_server_down() {
+    let server = seed_server();
+    let url = server.url("/predict");
+    let agent = agent();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let pieces: [&[u8]; 12] = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"values\"",
+        b":",
+        b",",
+        b"1.5",
+        b"-3",
+        b"null",
+        b"\"x\"",
+        b"1e999",
+    ];
+    let token = b"abcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..10_000 {
+        let body: Vec<u8> = match rng.below(4) {
+            // Random bytes.
+            0 => (0..rng.below(64)).map(|_| rng.next() as u8).collect(),
+            // Random JSON-ish tokens.
+            1 => (0..rng.below(16))
+                .flat_map(|_| pieces[rng.below(pieces.len() as u64) as usize].to_vec())
+                .collect(),
+            // A valid body, mutated at one byte.
+            2 => {
+                let mut b = br#"{"values": [1, 2, 3]}"#.to_vec();
+                let at = rng.below(b.len() as u64) as usize;
+                b[at] = rng.next() as u8;
+                b
+            }
+            // Sometimes over the limit.
+            _ => vec![b' '; rng.below(8192) as usize],
+        };
+        let mut request = agent.post(&format!("{url}?scale={}", rng.below(5)));
+        for _ in 0..rng.below(4) {
+            let name: String = (0..1 + rng.below(12))
+                .map(|_| token[rng.below(token.len() as u64) as usize] as char)
+                .collect();
+            let value: String = (0..rng.below(24))
+                .map(|_| (0x20 + rng.below(0x5f)) as u8 as char)
+                .collect();
+            request = request.header(format!("x-{name}"), value);
+        }
+        let response = request
+            .send(&body[..])
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let status = response.status().as_u16();
+        assert!(
+            matches!(status, 200 | 400 | 413 | 422),
+            "request {i}: status {status} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    println!("statuses over 10k fuzzed requests: {statuses:?}");
+    assert!(
+        statuses.len() >= 3,
+        "the fuzzer reaches several outcomes: {statuses:?}"
+    );
+    assert_eq!(get(&server.url("/healthz")).0, 200);
+    assert_eq!(post(&url, br#"{"values": [1, 2]}"#).0, 200);
+}
+
+#[test]
+fn health_metrics_and_live_graph() {
+    let server = seed_server();
+    assert_eq!(get(&server.url("/healthz")), (200, "ok\n".into()));
+    assert_eq!(get(&server.url("/readyz")).0, 200);
+    for _ in 0..3 {
+        assert_eq!(
+            post(&server.url("/predict"), br#"{"values": [1, 2]}"#).0,
+            200
+        );
+    }
+    assert_eq!(post(&server.url("/predict"), b"oops").0, 400);
+
+    let (status, metrics) = get(&server.url("/metrics"));
+    assert_eq!(status, 200);
+    for line in [
+        "# TYPE pipeline_step_requests_total counter",
+        "pipeline_step_requests_total{route=\"/predict\",step=\"Model\"} 3",
+        "pipeline_step_errors_total{route=\"/predict\",step=\"preprocessor\"} 1",
+        "pipeline_step_replicas{route=\"/predict\",step=\"Model\"} 2",
+        "pipeline_step_latency_seconds_count{route=\"/predict\",step=\"Model\"} 3",
+        "pipeline_step_latency_seconds_bucket{route=\"/predict\",step=\"Model\",le=\"+Inf\"} 3",
+        "pipeline_step_queue_depth{route=\"/predict\",step=\"Model\"} 0",
+        "pipeline_step_in_flight{route=\"/predict\",step=\"Model\"} 0",
+        "pipeline_step_replica_rebuilds_total{route=\"/predict\",step=\"Model\"} 0",
+        "# TYPE pipeline_step_batch_size histogram",
+        "pipeline_http_responses_total{route=\"/predict\",code=\"200\"} 3",
+        "pipeline_http_responses_total{route=\"/predict\",code=\"400\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+
+    let (status, json) = get(&server.url("/graph"));
+    assert_eq!(status, 200);
+    let graph: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let nodes = graph["routes"][0]["nodes"].as_array().expect("nodes");
+    let model = nodes
+        .iter()
+        .find(|n| n["label"] == "Model")
+        .expect("Model node");
+    assert_eq!(model["counters"]["requests"], 3);
+    let (_, dot) = get(&server.url("/graph?format=dot"));
+    assert!(dot.starts_with("// route /predict\ndigraph"), "{dot}");
+    assert!(dot.contains("requests 3 | errors 0"), "{dot}");
+    let (_, mermaid) = get(&server.url("/graph?format=mermaid"));
+    assert!(
+        mermaid.contains("flowchart LR") && mermaid.contains("<br/>requests"),
+        "{mermaid}"
+    );
+    assert_eq!(get(&server.url("/graph?format=svg")).0, 400);
+}
+
+#[test]
+fn shutdown_finishes_the_requests_in_flight() {
+    let (_turn, gate) = fresh_gate();
+    let p = gated(Input::<i64>::new()).deploy().expect("deploy");
+    let server = Server::start(Ingress::new().json("/gated", p));
+    let url = server.url("/gated");
+    let in_flight = std::thread::spawn(move || post(&url, b"21"));
+    gate.wait_for(1);
+    let addr = server.addr;
+    // Ask for shutdown while the call is held, then let it finish.
+    let stopping = std::thread::spawn(move || server.shutdown());
+    // New connections are refused once the listener is closed.
+    while std::net::TcpStream::connect(addr).is_ok() {
+        std::thread::yield_now();
+    }
+    gate.open();
+    let (status, json, _) = in_flight.join().unwrap();
+    assert_eq!((status, json), (200, serde_json::json!(42)));
+    stopping
+        .join()
+        .unwrap()
+        .expect("serve returns Ok after draining");
+}
+
+#[step]
+fn echo_header(request: HttpRequest) -> Option<String> {
+    request.header("x-echo").map(str::to_string)
+}
+
+#[test]
+fn raw_request_routes_see_headers() {
+    let p = echo_header(Input::<HttpRequest>::new())
+        .deploy()
+        .expect("deploy");
+    let server = Server::start(Ingress::new().request("/echo", p));
+    let mut response = agent()
+        .post(&server.url("/echo"))
+        .header("x-echo", "hello")
+        .send(&b""[..])
+        .expect("request");
+    assert_eq!(response.body_mut().read_to_string().unwrap(), "\"hello\"");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_stops() {
+    let (_turn, gate) = fresh_gate();
+    let p = gated(Input::<i64>::new()).deploy().expect("deploy");
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            Ingress::new()
+                .json("/gated", p)
+                .serve_listener(listener)
+                .await
+        })
+    });
+    // Once it answers, its signal handlers are installed.
+    while std::net::TcpStream::connect(addr).is_err() {
+        std::thread::yield_now();
+    }
+    assert_eq!(get(&format!("http://{addr}/healthz")).0, 200);
+    let url = format!("http://{addr}/gated");
+    let in_flight = std::thread::spawn(move || post(&url, b"4"));
+    gate.wait_for(1);
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    while std::net::TcpStream::connect(addr).is_ok() {
+        std::thread::yield_now();
+    }
+    gate.open();
+    assert_eq!(
+        in_flight.join().unwrap().0,
+        200,
+        "the call in flight finished"
+    );
+    server.join().unwrap().expect("serve returned Ok");
+}
