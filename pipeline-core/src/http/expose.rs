@@ -113,7 +113,8 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             let _ = writeln!(out, "{name}{{{}}} {}", labels(route, m), field(m));
         }
     }
-    let histograms: [(&str, &str, fn(&StepMetrics) -> &HistogramSnapshot); 2] = [
+    type Histo = fn(&StepMetrics) -> &HistogramSnapshot;
+    let histograms: [(&str, &str, Histo); 2] = [
         (
             "pipeline_step_latency_seconds",
             "Time from reaching the step to its answer.",

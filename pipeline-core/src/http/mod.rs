@@ -81,6 +81,9 @@ impl<In: Send + 'static, Out: Send + 'static> Inspect for Pipeline<In, Out> {
     }
 }
 
+/// Adds one route to the router once the limits are final.
+type AddRoute = Box<dyn FnOnce(Limits, Router<Arc<Shared>>) -> Router<Arc<Shared>> + Send>;
+
 /// Settings every route shares.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -139,7 +142,7 @@ pub struct Ingress {
     router: Router<Arc<Shared>>,
     routes: Vec<(String, Arc<dyn Inspect>)>,
     limits: Limits,
-    pending: Vec<Box<dyn FnOnce(Limits, Router<Arc<Shared>>) -> Router<Arc<Shared>> + Send>>,
+    pending: Vec<AddRoute>,
 }
 
 impl std::fmt::Debug for Ingress {

@@ -16,8 +16,6 @@ use super::metrics::StepCounters;
 use crate::error::{BoxError, PipelineError};
 use crate::step::{Placement, ReplicaContext, StepFn};
 
-/// Live counters of one step (all instances of it in the graph).
-
 /// Runs one step of a deployed graph.
 #[doc(hidden)]
 pub enum Runner<S: StepFn> {
