@@ -240,8 +240,9 @@ impl Ingress {
                     let id = shared.request_id(request.headers());
                     let span = tracing::info_span!("request", id = %id, route = %route);
                     let response = handle(&pipeline, limits, parse, request, &id)
-                        .instrument(span)
+                        .instrument(span.clone())
                         .await;
+                    tracing::info!(parent: &span, status = response.status().as_u16(), "answered");
                     shared.count(&route, response.status());
                     with_request_id(response, &id)
                 }

@@ -102,10 +102,11 @@ where
         let inputs = self.edges.eval(cx).await?;
         let call = self.counters.start();
         let span = tracing::debug_span!("step", step = S::INFO.name);
-        let result = tracing::Instrument::instrument(self.runner.run(inputs), span).await;
+        let result = tracing::Instrument::instrument(self.runner.run(inputs), span.clone()).await;
         if result.is_err() {
             call.failed();
         }
+        tracing::debug!(parent: &span, ok = result.is_ok(), "step answered");
         result
     }
 }
