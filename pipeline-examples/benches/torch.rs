@@ -9,7 +9,10 @@
 //! 3. the ensemble's latency against its slowest branch alone.
 //!
 //! `cargo bench -p pipeline-examples --features torch --bench torch` prints
-//! the tables and writes `target/bench/torch.json`.
+//! the tables and writes `target/bench/torch.json`. The process tunes
+//! glibc's malloc first (`torch::tune_malloc`), as a server binary should;
+//! `PIPELINE_BENCH_UNTUNED=1` keeps glibc's defaults and writes
+//! `target/bench/torch-untuned.json`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,27 +92,69 @@ where
     inputs.len() as f64 / start.elapsed().as_secs_f64()
 }
 
+fn median(xs: &[f64]) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn range(xs: &[f64]) -> (f64, f64) {
+    xs.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
+/// Minor page faults of this process so far (`/proc/self/stat` field 10):
+/// memory the allocator hands back to the kernel and takes again shows here.
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    rest.split_whitespace()
+        .nth(7)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0)
+}
+
 fn p50(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
 }
 
 fn main() {
+    // First, before any thread: replica threads then reuse freed
+    // activations like the main thread does (see `torch::tune_malloc`).
+    // `PIPELINE_BENCH_UNTUNED=1` measures glibc's defaults instead.
+    let tuned =
+        std::env::var_os("PIPELINE_BENCH_UNTUNED").is_none() && pipeline_core::torch::tune_malloc();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let samples: Vec<Vec<u8>> = sample_images().into_iter().map(|(_, b)| b).collect();
     let images = |n: usize| -> Vec<Vec<u8>> { samples.iter().cycle().take(n).cloned().collect() };
     let threads = tch::get_num_threads();
     let mut rows = Vec::new();
-    println!("libtorch intra-op threads: {threads}; CPU; seeded weights\n");
+    println!(
+        "libtorch intra-op threads: {threads}; CPU; seeded weights; glibc malloc tuned: {tuned}\n"
+    );
 
-    // 1. Pipeline against the hand-written loop.
-    println!("preprocess -> resnet18, pipeline vs hand-written tch loop (calls/s, best of 3 interleaved rounds)");
-    println!("| batch | callers in flight | hand-written | pipeline | ratio |");
-    println!("| ---: | ---: | ---: | ---: | ---: |");
+    // 1. Pipeline against the hand-written loop, interleaved rounds so the
+    // machine's drift hits both alike. `local` is the same pipeline with
+    // every step inline (no thread hops): the framework's own cost.
+    let rounds = 5;
+    println!(
+        "preprocess -> resnet18, pipeline vs hand-written tch loop (calls/s, median of {rounds} interleaved rounds)"
+    );
+    println!("| batch | callers in flight | hand-written | pipeline | ratio | ratio range | pipeline, all steps local | page faults/call hand, pipeline |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let hand = HandLoop::new();
     let single = Arc::new(
         chain(ModelSpec::seeded(Arch::Resnet18))
             .deploy_with(DeployOptions::new().replicas("Classifier", 1))
+            .expect("deploy"),
+    );
+    let single_local = Arc::new(
+        chain(ModelSpec::seeded(Arch::Resnet18))
+            .deploy_with(DeployOptions::local())
             .expect("deploy"),
     );
     let batched = Arc::new(
@@ -122,33 +167,50 @@ fn main() {
     );
     for (batch, n) in [(1usize, 40usize), (8, 96)] {
         let work = images(n);
-        // Warm up both (first passes allocate).
+        let pipeline = if batch == 1 { &single } else { &batched };
+        // Warm up (first passes allocate).
         hand.run(&work[..batch], batch);
-        if batch == 1 {
-            throughput(&rt, &single, &work[..2], 1);
-        } else {
-            throughput(&rt, &batched, &work[..batch], batch);
-        }
-        let (mut best_hand, mut best_pipe) = (0f64, 0f64);
-        for _ in 0..3 {
+        throughput(&rt, pipeline, &work[..batch.max(2)], batch);
+        throughput(&rt, &single_local, &work[..2], 1);
+        let (mut hand_rates, mut pipe_rates, mut local_rates, mut ratios) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut hand_faults, mut pipe_faults) = (0u64, 0u64);
+        for _ in 0..rounds {
+            let faults = minor_faults();
             let start = Instant::now();
             assert_eq!(hand.run(&work, batch), n);
-            best_hand = best_hand.max(n as f64 / start.elapsed().as_secs_f64());
-            let rate = if batch == 1 {
-                throughput(&rt, &single, &work, 1)
-            } else {
-                throughput(&rt, &batched, &work, batch)
-            };
-            best_pipe = best_pipe.max(rate);
+            let hand_rate = n as f64 / start.elapsed().as_secs_f64();
+            hand_faults += minor_faults() - faults;
+            let faults = minor_faults();
+            let pipe_rate = throughput(&rt, pipeline, &work, batch);
+            pipe_faults += minor_faults() - faults;
+            if batch == 1 {
+                local_rates.push(throughput(&rt, &single_local, &work, 1));
+            }
+            ratios.push(pipe_rate / hand_rate);
+            hand_rates.push(hand_rate);
+            pipe_rates.push(pipe_rate);
         }
-        let ratio = best_pipe / best_hand;
+        let (hand_rate, pipe_rate) = (median(&hand_rates), median(&pipe_rates));
+        let ratio = pipe_rate / hand_rate;
+        let (lo, hi) = range(&ratios);
+        let local = (!local_rates.is_empty()).then(|| median(&local_rates));
+        let calls = (rounds * n) as f64;
+        let (hand_faults, pipe_faults) = (hand_faults as f64 / calls, pipe_faults as f64 / calls);
         println!(
-            "| {batch} | {batch} | {best_hand:.1} | {best_pipe:.1} | {:.1}% |",
-            ratio * 100.0
+            "| {batch} | {batch} | {hand_rate:.1} | {pipe_rate:.1} | {:.1}% | {:.0}-{:.0}% | {} | {hand_faults:.0}, {pipe_faults:.0} |",
+            ratio * 100.0,
+            lo * 100.0,
+            hi * 100.0,
+            local.map_or("-".to_string(), |l| format!("{l:.1}")),
         );
         rows.push(
             json!({"bench": "pipeline_vs_hand_loop", "batch": batch, "in_flight": batch,
-            "hand_calls_per_s": best_hand, "pipeline_calls_per_s": best_pipe, "ratio": ratio}),
+            "rounds": rounds, "hand_calls_per_s": hand_rate, "pipeline_calls_per_s": pipe_rate,
+            "ratio": ratio, "ratio_min": lo, "ratio_max": hi,
+            "pipeline_local_calls_per_s": local,
+            "minor_faults_per_call_hand": hand_faults,
+            "minor_faults_per_call_pipeline": pipe_faults}),
         );
     }
 
@@ -235,9 +297,9 @@ fn main() {
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).expect("bench dir");
     std::fs::write(
-        out.join("torch.json"),
+        out.join(if tuned { "torch.json" } else { "torch-untuned.json" }),
         serde_json::to_string_pretty(
-            &json!({"benchmark": "torch", "intra_op_threads": threads, "rows": rows}),
+            &json!({"benchmark": "torch", "intra_op_threads": threads, "malloc_tuned": tuned, "rows": rows}),
         )
         .expect("json"),
     )

@@ -15,8 +15,14 @@ fn image_body(request: HttpRequest) -> Vec<u8> {
     request.body().to_vec()
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Before the runtime's threads start: model replicas then reuse freed
+    // activations (see `torch::tune_malloc`).
+    pipeline_core::torch::tune_malloc();
+    tokio::runtime::Runtime::new()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

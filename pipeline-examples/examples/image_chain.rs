@@ -5,6 +5,7 @@ use pipeline_core::prelude::*;
 use pipeline_examples::vision::{chain, model_specs, sample_images};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    pipeline_core::torch::tune_malloc(); // before any thread starts
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
     let [resnet18, _] = model_specs(dir.as_deref());
     let p = chain(resnet18).deploy()?;

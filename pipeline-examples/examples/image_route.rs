@@ -5,6 +5,7 @@ use pipeline_core::prelude::*;
 use pipeline_examples::vision::{model_specs, routed, sample_images, Arch, ImageRequest};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    pipeline_core::torch::tune_malloc(); // before any thread starts
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
     let [resnet18, resnet34] = model_specs(dir.as_deref());
     let p = routed(resnet18, resnet34).deploy()?;

@@ -6,6 +6,7 @@ use pipeline_core::prelude::*;
 use pipeline_examples::vision::{model_specs, sample_images, weighted};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    pipeline_core::torch::tune_malloc(); // before any thread starts
     let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
     let store = std::env::temp_dir().join(format!("ensemble-weights-{}.json", std::process::id()));
     let p = weighted(model_specs(dir.as_deref()), store.clone()).deploy()?;

@@ -26,6 +26,9 @@ fn double(x: i64) -> i64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Before any thread starts: model replicas reuse freed activations.
+    #[cfg(feature = "torch")]
+    pipeline_core::torch::tune_malloc();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -17,7 +17,9 @@ use std::sync::OnceLock;
 
 pub use tch;
 
+mod malloc;
 mod tensor;
+pub use malloc::{tune_malloc, tune_malloc_with, MallocTuning};
 pub use tensor::{stack, unstack, Tensor};
 
 use crate::step::Device;
