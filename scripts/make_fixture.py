@@ -12,7 +12,9 @@ set-up's venv) to write, into OUT_DIR:
   images/*.png, images/*.jpg
       small test images drawn with PIL, in the shapes preprocessing must
       handle (landscape, portrait with alpha, grayscale, smaller than 224,
-      an odd size for the crop's rounding, JPEGs with 4:2:0 and 4:4:4 chroma)
+      an odd size for the crop's rounding, a 12 x 700 strip whose resize is
+      mostly cropped away, JPEGs with 4:2:0 and 4:4:4 chroma, progressive,
+      grayscale and CMYK)
   preprocessed.safetensors
       each image through the seed's transform, as a [3, 224, 224] tensor
   expected.json
@@ -75,8 +77,13 @@ IMAGES = [
     ("gray-150x170.png", lambda: picture(150, 170, 3, "L"), "PNG"),
     ("small-100x80.png", lambda: picture(100, 80, 4), "PNG"),
     ("odd-227x301.png", lambda: picture(227, 301, 5), "PNG"),
+    # Resizes to 224 x 13066: the crop is a sliver of the resized image.
+    ("strip-12x700.png", lambda: picture(12, 700, 8), "PNG"),
     ("photo-300x200.jpg", lambda: picture(300, 200, 6), "JPEG"),
     ("photo-444-260x210.jpg", lambda: picture(260, 210, 7), "JPEG444"),
+    ("progressive-250x190.jpg", lambda: picture(250, 190, 9), "JPEGPROG"),
+    ("gray-180x240.jpg", lambda: picture(180, 240, 10, "L"), "JPEG"),
+    ("cmyk-210x160.jpg", lambda: picture(210, 160, 11).convert("CMYK"), "JPEG"),
 ]
 
 
@@ -124,9 +131,11 @@ def main(out):
         if fmt == "PNG":
             draw().save(buf, format="PNG")
         else:
-            # Quality 90; 4:2:0 chroma (PIL's default) or 4:4:4.
+            # Quality 90; 4:2:0 chroma (PIL's default) or 4:4:4; baseline
+            # or progressive.
             subsampling = 0 if fmt == "JPEG444" else 2
-            draw().save(buf, format="JPEG", quality=90, subsampling=subsampling)
+            draw().save(buf, format="JPEG", quality=90, subsampling=subsampling,
+                        progressive=fmt == "JPEGPROG")
         data = buf.getvalue()
         with open(os.path.join(out, "images", name), "wb") as f:
             f.write(data)

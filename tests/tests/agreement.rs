@@ -3,12 +3,12 @@
 //! expected outputs) is written by `scripts/make_fixture.py` through
 //! `scripts/fixture.sh`, which the README's test command runs first.
 //!
-//! Checks, per image and model: the top-5 categories are identical, and the
-//! scores agree within 1e-4 for PNG images (for JPEG, where the `image`
-//! crate's decoder and libjpeg-turbo differ by a few levels on some pixels,
-//! the difference is reported). The preprocessed tensor is compared element
-//! by element and the largest difference is reported (printed with
-//! `--nocapture`, and written to `target/fixture/agreement-*.txt`).
+//! Checks, per image and model: the top-5 categories are identical and the
+//! scores agree within 1e-4. The preprocessed tensor is compared element by
+//! element: it must equal torchvision's bit for bit (PNG through the same
+//! arithmetic as Pillow's resize, JPEG through libjpeg-turbo as in Pillow),
+//! and the largest difference is reported (printed with `--nocapture`, and
+//! written to `target/fixture/agreement-*.txt`).
 #![cfg(feature = "torch")]
 
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ fn preprocessing_matches_torchvision() {
             .into_iter()
             .collect();
     let mut report = String::new();
-    let mut worst_png = 0f32;
+    let mut worst = 0f32;
     for image in images(&expected) {
         let file = image["file"].as_str().expect("file");
         let bytes = std::fs::read(dir.join("images").join(file)).expect("read image");
@@ -80,21 +80,17 @@ fn preprocessing_matches_torchvision() {
         );
         print!("{line}");
         report.push_str(&line);
-        if file.ends_with(".png") {
-            worst_png = worst_png.max(max_diff);
-            assert!(
-                (mean - want_mean).abs() < 1e-5,
-                "{file}: mean {mean} vs {want_mean}"
-            );
-        } else {
-            // libjpeg-turbo (PIL) and the image crate's decoder (zune-jpeg)
-            // round the IDCT and upsample chroma differently: a few levels
-            // on some pixels (k/255/std: 3 levels is 0.052).
-            assert!(max_diff < 0.07, "{file}: max diff {max_diff}");
-        }
+        assert!(
+            (mean - want_mean).abs() < 1e-5,
+            "{file}: mean {mean} vs {want_mean}"
+        );
+        worst = worst.max(max_diff);
     }
-    // PNG decoding is lossless and the resize is Pillow's own arithmetic.
-    assert_eq!(worst_png, 0.0, "PNG preprocessing should match bit for bit");
+    let line = format!("largest preprocessing difference: {worst:.3e}\n");
+    print!("{line}");
+    report.push_str(&line);
+    // The same decoded pixels, and the resize is Pillow's own arithmetic.
+    assert_eq!(worst, 0.0, "preprocessing should match bit for bit");
     let _ = std::fs::write(dir.join("agreement-preprocess.txt"), report);
 }
 
@@ -103,7 +99,7 @@ fn top5_matches_pytorch() {
     let dir = fixture_dir();
     let expected = expected(&dir);
     let mut report = String::new();
-    let (mut worst, mut worst_jpeg) = (0f64, 0f64);
+    let mut worst = 0f64;
     for arch in [Arch::Resnet18, Arch::Resnet34] {
         let spec = ModelSpec::load(arch, dir.join(format!("{arch}.safetensors")));
         let pipeline = Classifier::bind(spec, preprocess(Input::<Vec<u8>>::new()))
@@ -125,10 +121,6 @@ fn top5_matches_pytorch() {
                 top5.categories, want_categories,
                 "{arch} on {file}: categories"
             );
-            // Scores are held to 1e-4 where both sides see the same pixels
-            // (PNG); for JPEG the decoders differ (see the preprocessing
-            // test), so the difference is reported, not bounded.
-            let lossless = file.ends_with(".png");
             assert!(top5.weights.ends_with(".safetensors"), "{}", top5.weights);
             let diff = top5
                 .scores
@@ -143,20 +135,14 @@ fn top5_matches_pytorch() {
             print!("{line}");
             report.push_str(&line);
             assert!(
-                diff <= SCORE_TOLERANCE || !lossless,
+                diff <= SCORE_TOLERANCE,
                 "{arch} on {file}: scores {:?} vs {want_scores:?}",
                 top5.scores
             );
-            if lossless {
-                worst = worst.max(diff);
-            } else {
-                worst_jpeg = worst_jpeg.max(diff);
-            }
+            worst = worst.max(diff);
         }
     }
-    let line = format!(
-        "largest score difference: PNG {worst:.3e} (tolerance {SCORE_TOLERANCE:e}), JPEG {worst_jpeg:.3e} (decoders differ)\n"
-    );
+    let line = format!("largest score difference: {worst:.3e} (tolerance {SCORE_TOLERANCE:e})\n");
     print!("{line}");
     report.push_str(&line);
     let _ = std::fs::write(dir.join("agreement-top5.txt"), report);

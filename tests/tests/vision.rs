@@ -142,6 +142,69 @@ fn bad_image_bytes_fail_the_call_naming_preprocess() {
     assert!(p.call(first_image()).is_ok());
 }
 
+fn sample_jpeg() -> Vec<u8> {
+    sample_images()
+        .into_iter()
+        .find(|(name, _)| name.ends_with(".jpg"))
+        .expect("a JPEG sample")
+        .1
+}
+
+#[test]
+fn broken_jpegs_fail_with_libjpegs_reason_and_never_panic() {
+    let jpeg = sample_jpeg();
+    assert!(preprocess::call(jpeg.clone()).is_ok());
+    // Cut off in the scan data: libjpeg alone would pad it with grey.
+    let cut = jpeg[..jpeg.len() * 2 / 3].to_vec();
+    match preprocess::call(cut) {
+        Err(PreprocessError::Jpeg { reason, .. }) => {
+            assert!(reason.contains("truncated"), "{reason}")
+        }
+        other => panic!("expected a truncated-JPEG error, got {other:?}"),
+    }
+    // Cut off in the header.
+    let err = preprocess::call(jpeg[..40].to_vec()).expect_err("header only");
+    assert!(matches!(err, PreprocessError::Jpeg { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot decode the JPEG image (40 bytes)"),
+        "{err}"
+    );
+    // Bytes after the end-of-image marker are ignored, as Pillow does.
+    let mut trailing = jpeg.clone();
+    trailing.extend_from_slice(b"appended by some camera");
+    assert!(preprocess::call(trailing).is_ok());
+    // Flipped bytes anywhere: an answer or an error, never a panic or an
+    // abort (libjpeg's fatal errors unwind out of C and are caught).
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..500 {
+        let mut bytes = jpeg.clone();
+        for _ in 0..1 + next() % 8 {
+            let at = (next() as usize) % bytes.len();
+            bytes[at] = next() as u8;
+        }
+        match preprocess::call(bytes) {
+            Ok(t) => {
+                assert_eq!(t.size(), vec![3, 224, 224]);
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().starts_with("cannot decode"), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(ok + failed, 500);
+    assert!(failed > 0, "some of the damage must be caught");
+}
+
 #[test]
 fn a_wrongly_shaped_tensor_fails_with_the_models_error() {
     let p = Classifier::bind(ModelSpec::seeded(Arch::Resnet18), Input::<Tensor>::new())

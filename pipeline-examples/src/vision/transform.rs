@@ -39,6 +39,14 @@ pub enum PreprocessError {
         /// The decoder's error.
         source: image::ImageError,
     },
+    /// libjpeg could not decode these JPEG bytes.
+    #[error("cannot decode the JPEG image ({len} bytes): {reason}")]
+    Jpeg {
+        /// How many bytes came in.
+        len: usize,
+        /// libjpeg's reason.
+        reason: String,
+    },
     /// The image decodes but has no pixels to resize.
     #[error("the image is {width}x{height}: it has no pixels to resize")]
     Empty {
@@ -52,18 +60,38 @@ pub enum PreprocessError {
 /// Decodes PNG or JPEG bytes and converts to 8-bit RGB, dropping alpha
 /// (Pillow's `convert("RGB")`: alpha is discarded, not composited).
 ///
+/// JPEG goes through libjpeg-turbo's decoder (the `mozjpeg` crate), which
+/// Pillow uses too, with Pillow's settings (accurate integer IDCT, smooth
+/// chroma upsampling), so JPEG pixels match PIL's exactly; CMYK and YCCK
+/// JPEGs are read as inverted CMYK and turned into RGB with Pillow's
+/// formula. PNG goes through the `image` crate.
+/// Images whose pixels would take more than 512 MiB are refused before
+/// decoding.
+///
 /// ```
 /// use pipeline_examples::vision::transform::decode_rgb;
 /// assert!(decode_rgb(b"not an image").unwrap_err().to_string().contains("cannot decode"));
 /// ```
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
-    let image = image::load_from_memory(bytes).map_err(|source| PreprocessError::Decode {
-        len: bytes.len(),
-        source,
-    })?;
-    let rgb = match image {
-        DynamicImage::ImageRgb8(rgb) => rgb,
-        other => other.to_rgb8(),
+    let rgb = match jpeg::decode(bytes) {
+        jpeg::Decoded::Rgb(rgb) => rgb,
+        jpeg::Decoded::Failed(reason) => {
+            return Err(PreprocessError::Jpeg {
+                len: bytes.len(),
+                reason,
+            })
+        }
+        jpeg::Decoded::NotForLibjpeg => {
+            let image =
+                image::load_from_memory(bytes).map_err(|source| PreprocessError::Decode {
+                    len: bytes.len(),
+                    source,
+                })?;
+            match image {
+                DynamicImage::ImageRgb8(rgb) => rgb,
+                other => other.to_rgb8(),
+            }
+        }
     };
     if rgb.width() == 0 || rgb.height() == 0 {
         return Err(PreprocessError::Empty {
@@ -72,6 +100,136 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
         });
     }
     Ok(rgb)
+}
+
+/// The most bytes a decoded image may take (the `image` crate's default
+/// limit, applied to JPEG too).
+const MAX_DECODED_BYTES: usize = 512 << 20;
+
+/// JPEG through libjpeg-turbo, as Pillow decodes it.
+mod jpeg {
+    use image::RgbImage;
+    use mozjpeg::{ColorSpace, DctMethod, Decompress};
+
+    pub(super) enum Decoded {
+        Rgb(RgbImage),
+        /// Not a JPEG.
+        NotForLibjpeg,
+        /// libjpeg's reason.
+        Failed(String),
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Decoded {
+        // SOI then the start of a marker.
+        if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            return Decoded::NotForLibjpeg;
+        }
+        // libjpeg reports fatal errors by unwinding out of its callback
+        // (the `mozjpeg` crate's design, without the panic hook), so every
+        // call into it is inside `catch_unwind`.
+        let decoded = std::panic::catch_unwind(|| -> Result<Decoded, String> {
+            let mut d = Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
+            let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
+            let (width, height) = d.size();
+            if width.saturating_mul(height).saturating_mul(3) > super::MAX_DECODED_BYTES {
+                return Err(format!(
+                    "{width}x{height} pixels would take more than {} MiB",
+                    super::MAX_DECODED_BYTES >> 20
+                ));
+            }
+            // Pillow's settings (and libjpeg's defaults), stated.
+            d.dct_method(DctMethod::IntegerSlow);
+            d.do_fancy_upsampling(true);
+            // libjpeg cannot turn CMYK into RGB: it gives CMYK, as to Pillow.
+            let out = if cmyk {
+                ColorSpace::JCS_CMYK
+            } else {
+                ColorSpace::JCS_RGB
+            };
+            let mut started = d.to_colorspace(out).map_err(|e| e.to_string())?;
+            let (w, h) = (started.width(), started.height());
+            let mut pixels: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+            started.finish().map_err(|e| e.to_string())?;
+            if cmyk {
+                pixels = cmyk_to_rgb(&pixels);
+            }
+            // libjpeg pads a cut-off file with grey and only warns; Pillow
+            // refuses it ("image file is truncated"), and so do we.
+            if !has_end_marker(bytes) {
+                return Err(
+                    "the data ends before the end-of-image marker: the file is truncated".into(),
+                );
+            }
+            let (w, h) = (u32::try_from(w), u32::try_from(h));
+            match (w, h) {
+                (Ok(w), Ok(h)) => RgbImage::from_raw(w, h, pixels)
+                    .map(Decoded::Rgb)
+                    .ok_or_else(|| "libjpeg returned fewer pixels than the image has".into()),
+                _ => Err("the image is too large".into()),
+            }
+        });
+        match decoded {
+            Ok(Ok(decoded)) => decoded,
+            Ok(Err(reason)) => Decoded::Failed(reason),
+            Err(unwound) => Decoded::Failed(
+                unwound
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "libjpeg failed".into()),
+            ),
+        }
+    }
+
+    /// Whether the end-of-image marker (`FF D9`) follows the first scan.
+    /// The marker segments before the scan are walked by their lengths, as
+    /// Pillow does, because their contents (an EXIF thumbnail, say) may
+    /// hold markers of their own; inside scan data `FF` is always escaped,
+    /// so `FF D9` there is the real end.
+    pub(super) fn has_end_marker(bytes: &[u8]) -> bool {
+        let mut i = 2; // after SOI
+        loop {
+            // Markers may be preceded by any number of `FF` fill bytes.
+            while bytes.get(i) == Some(&0xFF) && bytes.get(i + 1) == Some(&0xFF) {
+                i += 1;
+            }
+            let (Some(0xFF), Some(&marker)) = (bytes.get(i), bytes.get(i + 1)) else {
+                return false;
+            };
+            i += 2;
+            match marker {
+                0xDA => break,                  // start of scan
+                0xD9 => return false,           // ends before any scan
+                0x01 | 0xD0..=0xD8 => continue, // no length follows
+                _ => match bytes.get(i..i + 2) {
+                    Some(&[hi, lo]) => i += usize::from(u16::from_be_bytes([hi, lo])),
+                    _ => return false,
+                },
+            }
+        }
+        bytes
+            .get(i..)
+            .is_some_and(|scan| scan.windows(2).any(|w| w == [0xFF, 0xD9]))
+    }
+
+    /// Pillow's reading of CMYK JPEGs: the samples inverted (`CMYK;I`,
+    /// "assume adobe conventions"), then its `cmyk2rgb`:
+    /// `nk - nk * c / 255` per channel with `nk = 255 - k`, in its rounding.
+    fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+        let muldiv255 = |a: u32, b: u32| {
+            let t = a * b + 128;
+            ((t >> 8) + t) >> 8
+        };
+        let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
+        for px in cmyk.chunks_exact(4) {
+            // k is stored inverted: 255 - (255 - k).
+            let nk = u32::from(px[3]);
+            for &c in &px[..3] {
+                let c = 255 - u32::from(c);
+                rgb.push(nk.saturating_sub(muldiv255(c, nk)) as u8);
+            }
+        }
+        rgb
+    }
 }
 
 /// The size torchvision's `Resize(224)` gives an image of `width x height`:
@@ -124,18 +282,20 @@ pub fn normalized_chw(bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
     let rgb = decode_rgb(bytes)?;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let (new_w, new_h) = resized_size(w, h);
-    let resized = resample(rgb.as_raw(), w, h, new_w, new_h);
-    let (left, top) = (crop_start(new_w), crop_start(new_h));
+    let crop = Window {
+        left: crop_start(new_w),
+        top: crop_start(new_h),
+        width: SIZE,
+        height: SIZE,
+    };
+    let cropped = resample(rgb.as_raw(), (w, h), (new_w, new_h), crop);
     let mut out = vec![0f32; 3 * SIZE * SIZE];
     for c in 0..3 {
         let plane = &mut out[c * SIZE * SIZE..(c + 1) * SIZE * SIZE];
-        for y in 0..SIZE {
-            let row = &resized[((top + y) * new_w + left) * 3..];
-            for x in 0..SIZE {
-                // ToTensor then Normalize, in f32 as torch computes them.
-                let v = f32::from(row[x * 3 + c]) / 255.0;
-                plane[y * SIZE + x] = (v - MEAN[c]) / STD[c];
-            }
+        for (i, v) in plane.iter_mut().enumerate() {
+            // ToTensor then Normalize, in f32 as torch computes them.
+            let byte = f32::from(cropped[i * 3 + c]) / 255.0;
+            *v = (byte - MEAN[c]) / STD[c];
         }
     }
     Ok(out)
@@ -144,8 +304,8 @@ pub fn normalized_chw(bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
 /// Pillow's fixed-point precision for 8-bit resampling.
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// One axis of a resampling: for each output position, the first input
-/// index, how many inputs it reads, and their fixed-point weights.
+/// One axis of a resampling: for each output position asked for, the first
+/// input index, how many inputs it reads, and their fixed-point weights.
 struct Taps {
     bounds: Vec<(usize, usize)>,
     ksize: usize,
@@ -153,16 +313,18 @@ struct Taps {
 }
 
 /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear
-/// (triangle) filter, support 1.
-fn taps(in_size: usize, out_size: usize) -> Taps {
+/// (triangle) filter, support 1, for output positions `first..first + count`
+/// of a resize from `in_size` to `out_size`. Each position's taps depend on
+/// that position alone, so a window gets exactly the full resize's values.
+fn taps(in_size: usize, out_size: usize, first: usize, count: usize) -> Taps {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = vec![0i32; out_size * ksize];
+    let mut bounds = Vec::with_capacity(count);
+    let mut weights = vec![0i32; count * ksize];
     let mut k = vec![0f64; ksize];
-    for xx in 0..out_size {
+    for (row, xx) in (first..first + count).enumerate() {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // C's (int) cast truncates toward zero, as `as` does.
@@ -178,7 +340,7 @@ fn taps(in_size: usize, out_size: usize) -> Taps {
         for (x, kx) in k.iter().enumerate().take(xmax) {
             let w = if ww != 0.0 { kx / ww } else { *kx };
             let fixed = w * f64::from(1u32 << PRECISION_BITS);
-            weights[xx * ksize + x] = if w < 0.0 {
+            weights[row * ksize + x] = if w < 0.0 {
                 (fixed - 0.5) as i32
             } else {
                 (fixed + 0.5) as i32
@@ -193,55 +355,91 @@ fn taps(in_size: usize, out_size: usize) -> Taps {
     }
 }
 
+impl Taps {
+    /// The weights of output position `i` (counted from `first`).
+    fn of(&self, i: usize) -> &[i32] {
+        &self.weights[i * self.ksize..i * self.ksize + self.bounds[i].1]
+    }
+}
+
 fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Pillow's `Image.resize((new_w, new_h), BILINEAR)` on packed RGB: a
-/// horizontal pass, then a vertical one, each skipped when its size is
-/// unchanged.
-fn resample(rgb: &[u8], w: usize, h: usize, new_w: usize, new_h: usize) -> Vec<u8> {
+/// The part of a resized image to compute, in resized coordinates.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    left: usize,
+    top: usize,
+    width: usize,
+    height: usize,
+}
+
+/// Pillow's `Image.resize((new_w, new_h), BILINEAR)` on packed RGB, then a
+/// crop to `window`: a horizontal pass, then a vertical one, each skipped
+/// when its size is unchanged. Only the window's pixels (and the input rows
+/// they read) are computed, so a tiny image with an extreme aspect ratio
+/// (1 x 60,000 resizes to 224 x 13,440,000) costs no more than any other.
+fn resample(
+    rgb: &[u8],
+    (w, h): (usize, usize),
+    (new_w, new_h): (usize, usize),
+    window: Window,
+) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
-    let horizontal = if new_w == w {
-        rgb.to_vec()
-    } else {
-        let t = taps(w, new_w);
-        let mut out = vec![0u8; new_w * h * 3];
-        for y in 0..h {
-            let row = &rgb[y * w * 3..(y + 1) * w * 3];
-            for (xx, &(xmin, n)) in t.bounds.iter().enumerate() {
-                let k = &t.weights[xx * t.ksize..xx * t.ksize + n];
-                let mut acc = [half; 3];
-                for (i, &kw) in k.iter().enumerate() {
-                    let px = &row[(xmin + i) * 3..(xmin + i) * 3 + 3];
-                    for c in 0..3 {
-                        acc[c] += i32::from(px[c]) * kw;
+    let out_w = window.width;
+    // The vertical pass's taps say which input rows the horizontal pass
+    // must produce.
+    let vertical = (new_h != h).then(|| taps(h, new_h, window.top, window.height));
+    let rows = match &vertical {
+        Some(t) => {
+            let first = t.bounds.iter().map(|&(min, _)| min).min().unwrap_or(0);
+            let end = t.bounds.iter().map(|&(min, n)| min + n).max().unwrap_or(0);
+            first..end
+        }
+        None => window.top..window.top + window.height,
+    };
+    // Horizontal pass over those rows, for the window's columns only.
+    let mut horizontal = vec![0u8; out_w * rows.len() * 3];
+    let columns = (new_w != w).then(|| taps(w, new_w, window.left, out_w));
+    for (r, y) in rows.clone().enumerate() {
+        let row = &rgb[y * w * 3..(y + 1) * w * 3];
+        let dst = &mut horizontal[r * out_w * 3..(r + 1) * out_w * 3];
+        match &columns {
+            None => dst.copy_from_slice(&row[window.left * 3..(window.left + out_w) * 3]),
+            Some(t) => {
+                for (xx, px_out) in dst.chunks_exact_mut(3).enumerate() {
+                    let xmin = t.bounds[xx].0;
+                    let mut acc = [half; 3];
+                    for (i, &kw) in t.of(xx).iter().enumerate() {
+                        let px = &row[(xmin + i) * 3..(xmin + i) * 3 + 3];
+                        for c in 0..3 {
+                            acc[c] += i32::from(px[c]) * kw;
+                        }
                     }
-                }
-                for c in 0..3 {
-                    out[(y * new_w + xx) * 3 + c] = clip8(acc[c]);
+                    for c in 0..3 {
+                        px_out[c] = clip8(acc[c]);
+                    }
                 }
             }
         }
-        out
-    };
-    if new_h == h {
-        return horizontal;
     }
-    let t = taps(h, new_h);
-    let mut out = vec![0u8; new_w * new_h * 3];
-    for (yy, &(ymin, n)) in t.bounds.iter().enumerate() {
-        let k = &t.weights[yy * t.ksize..yy * t.ksize + n];
-        for xx in 0..new_w {
+    let Some(t) = vertical else {
+        return horizontal;
+    };
+    let mut out = vec![0u8; out_w * window.height * 3];
+    for (yy, dst) in out.chunks_exact_mut(out_w * 3).enumerate() {
+        let ymin = t.bounds[yy].0 - rows.start;
+        for (xx, px_out) in dst.chunks_exact_mut(3).enumerate() {
             let mut acc = [half; 3];
-            for (i, &kw) in k.iter().enumerate() {
-                let px = &horizontal[((ymin + i) * new_w + xx) * 3..];
+            for (i, &kw) in t.of(yy).iter().enumerate() {
+                let px = &horizontal[((ymin + i) * out_w + xx) * 3..];
                 for c in 0..3 {
                     acc[c] += i32::from(px[c]) * kw;
                 }
             }
             for c in 0..3 {
-                out[(yy * new_w + xx) * 3 + c] = clip8(acc[c]);
+                px_out[c] = clip8(acc[c]);
             }
         }
     }
@@ -262,16 +460,85 @@ mod tests {
         assert_eq!(crop_start(224), 0);
     }
 
+    fn full(width: usize, height: usize) -> Window {
+        Window {
+            left: 0,
+            top: 0,
+            width,
+            height,
+        }
+    }
+
     #[test]
     fn same_size_resample_is_identity() {
         let px: Vec<u8> = (0..4 * 3 * 3).map(|i| (i * 7) as u8).collect();
-        assert_eq!(resample(&px, 4, 3, 4, 3), px);
+        assert_eq!(resample(&px, (4, 3), (4, 3), full(4, 3)), px);
     }
 
     #[test]
     fn flat_image_stays_flat_when_resized() {
         let px = vec![100u8; 50 * 30 * 3];
-        let out = resample(&px, 50, 30, 37, 224);
+        let out = resample(&px, (50, 30), (37, 224), full(37, 224));
+        assert_eq!(out.len(), 37 * 224 * 3);
         assert!(out.iter().all(|&v| v == 100));
+    }
+
+    #[test]
+    fn a_window_equals_the_same_part_of_the_full_resize() {
+        // A noisy image, shrunk on one axis and grown on the other.
+        let (w, h, new_w, new_h) = (61, 23, 40, 57);
+        let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
+        let whole = resample(&px, (w, h), (new_w, new_h), full(new_w, new_h));
+        let window = Window {
+            left: 7,
+            top: 11,
+            width: 20,
+            height: 30,
+        };
+        let part = resample(&px, (w, h), (new_w, new_h), window);
+        for y in 0..window.height {
+            let start = ((window.top + y) * new_w + window.left) * 3;
+            assert_eq!(
+                part[y * window.width * 3..(y + 1) * window.width * 3],
+                whole[start..start + window.width * 3],
+                "row {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_end_marker_is_looked_for_after_the_first_scan_only() {
+        // SOI, an APP1 segment holding a whole thumbnail (with its own
+        // SOS and EOI), then the real scan.
+        let app1 = [0xFF, 0xE1, 0x00, 0x08, 0xFF, 0xDA, 0x01, 0xFF, 0xD9, 0x00];
+        let mut jpeg = vec![0xFF, 0xD8];
+        jpeg.extend_from_slice(&app1);
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34]);
+        assert!(!jpeg::has_end_marker(&jpeg), "cut off after the scan data");
+        jpeg.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(jpeg::has_end_marker(&jpeg));
+        jpeg.extend_from_slice(b"trailing bytes after EOI are fine");
+        assert!(jpeg::has_end_marker(&jpeg));
+        assert!(!jpeg::has_end_marker(&[0xFF, 0xD8, 0xFF, 0xE1, 0x40]));
+    }
+
+    #[test]
+    fn an_extreme_aspect_ratio_costs_only_its_crop() {
+        // 1 x 60,000 resizes to 224 x 13,440,000 (9 GB of RGB); only the
+        // centre crop is computed.
+        let (w, h) = (1, 60_000);
+        let px: Vec<u8> = (0..w * h * 3).map(|i| (i % 256) as u8).collect();
+        let (new_w, new_h) = resized_size(w, h);
+        assert_eq!((new_w, new_h), (224, 13_440_000));
+        let crop = Window {
+            left: crop_start(new_w),
+            top: crop_start(new_h),
+            width: SIZE,
+            height: SIZE,
+        };
+        assert_eq!(
+            resample(&px, (w, h), (new_w, new_h), crop).len(),
+            SIZE * SIZE * 3
+        );
     }
 }
