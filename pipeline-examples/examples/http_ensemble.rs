@@ -7,7 +7,7 @@
 //! ```
 use pipeline_core::http::{HttpRequest, Ingress, DEFAULT_ADDR};
 use pipeline_core::prelude::*;
-use pipeline_examples::vision::{combine, model_specs, preprocess, Classifier};
+use pipeline_examples::vision::{classifier, combine, model_specs, preprocess};
 
 /// The request's body: the image bytes.
 #[step]
@@ -32,7 +32,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let addr = args.next().unwrap_or_else(|| DEFAULT_ADDR.to_string());
     let dir = args.next().map(std::path::PathBuf::from);
     let pre = preprocess(image_body(Input::<HttpRequest>::new())).shared();
-    let models = model_specs(dir.as_deref()).map(|m| Classifier::bind(m, pre.clone()));
+    let models = model_specs(dir.as_deref()).map(|m| classifier(m, pre.clone()));
     let pipeline = combine(models).deploy()?;
     Ingress::new()
         .request("/classify", pipeline)

@@ -301,6 +301,17 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
         }
 
         #[automatically_derived]
+        impl<__I> #name<__I> {
+            /// Names this node in graphs, metrics, errors and deploy
+            /// options (see `pipeline_core::StepNode::named`).
+            #vis fn named(self, name: &str) -> Self {
+                #name {
+                    __node: self.__node.named(name),
+                }
+            }
+        }
+
+        #[automatically_derived]
         impl<__I> ::core::fmt::Debug for #name<__I> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Formatter::write_str(f, #name_str)

@@ -315,7 +315,7 @@ fn graph_prints_as_dot_and_mermaid_before_deploy() {
             "input",
             "preprocess",
             "add_one",
-            "add_one",
+            "add_one_1",
             "gather",
             "combine"
         ]

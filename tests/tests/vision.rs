@@ -56,10 +56,22 @@ fn ensemble_concatenates_each_models_top5() {
     let mut want = a.call(image.clone()).expect("resnet18").categories;
     want.extend(b.call(image.clone()).expect("resnet34").categories);
     assert_eq!(p.call(image).expect("ensemble"), want);
-    // One preprocess feeding two classifiers, as drawn.
+    // One preprocess feeding two classifiers, as drawn, each named after
+    // its model and counted apart.
     let dot = p.graph().to_dot();
-    assert_eq!(dot.matches("Classifier").count(), 2, "{dot}");
+    assert_eq!(dot.matches("label=\"resnet18").count(), 1, "{dot}");
+    assert_eq!(dot.matches("label=\"resnet34").count(), 1, "{dot}");
     assert_eq!(dot.matches("preprocess").count(), 1, "{dot}");
+    let requests: Vec<_> = p.metrics().iter().map(|m| (m.step, m.requests)).collect();
+    assert_eq!(
+        requests,
+        [
+            ("preprocess", 1),
+            ("resnet18", 1),
+            ("resnet34", 1),
+            ("combine", 1)
+        ]
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::step::{Mode, StepInfo, StepKind};
+use crate::step::{InstanceNames, Mode, StepInfo, StepKind};
 
 /// Index of a node in a [`Graph`].
 pub type NodeId = usize;
@@ -30,6 +30,10 @@ pub enum NodeKind {
     Input,
     /// A `#[step]`.
     Step {
+        /// The step's own name (the function or the model type); the
+        /// node's label is this instance's name, which differs when the
+        /// node was `.named(..)` or the graph holds the step twice.
+        step: &'static str,
         /// Function or model.
         kind: StepKind,
         /// The requested mode.
@@ -60,7 +64,10 @@ pub enum NodeKind {
 pub struct GraphNode {
     /// Its index.
     pub id: NodeId,
-    /// Its label: the step's name, `input`, `gather` or `route`.
+    /// Its label: for a step, this instance's name (the step's name, the
+    /// one given with `.named(..)`, or either with `_1`, `_2`, ... when the
+    /// graph holds it twice; metrics and errors use the same); else
+    /// `input`, `gather` or `route`.
     pub label: String,
     /// What it is.
     pub kind: NodeKind,
@@ -226,6 +233,7 @@ fn escape(s: &str) -> String {
 pub struct GraphBuilder {
     graph: Graph,
     shared: HashMap<usize, NodeId>,
+    names: InstanceNames,
 }
 
 impl GraphBuilder {
@@ -255,16 +263,19 @@ impl GraphBuilder {
     pub(crate) fn step(
         &mut self,
         info: &StepInfo,
+        name: Option<&'static str>,
         output: &'static str,
         inputs: Vec<NodeId>,
     ) -> NodeId {
+        let label = self.names.unique(name.unwrap_or(info.name));
         let kind = NodeKind::Step {
+            step: info.name,
             kind: info.kind,
             mode: info.mode,
             replicas: info.replicas,
         };
         self.push(
-            info.name,
+            label,
             kind,
             output,
             inputs.into_iter().map(|i| (i, None)).collect(),

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::error::{DeployError, PipelineError};
-use crate::graph::{Graph, Upstream};
-use crate::step::{Device, Mode, ReplicaContext, StepFn};
+use crate::graph::{Graph, NodeKind, Upstream};
+use crate::step::{Device, InstanceNames, Mode, ReplicaContext, StepFn};
 
 mod eval;
 mod metrics;
@@ -120,11 +120,13 @@ pub struct Lowering<'o> {
     report: Vec<StepReport>,
     counters: Vec<(&'static str, Arc<StepCounters>)>,
     runtime: Option<OwnedRuntime>,
+    names: InstanceNames,
 }
 
 impl<'o> Lowering<'o> {
     fn new(options: &'o DeployOptions) -> Self {
         Lowering {
+            names: InstanceNames::default(),
             options,
             shared: HashMap::new(),
             slots: 0,
@@ -186,14 +188,33 @@ impl<'o> Lowering<'o> {
         self.shared.insert(key, Box::new(value));
     }
 
-    /// Builds the runner of one step and records (and logs) how it runs.
-    pub(crate) fn runner<S: StepFn>(&mut self, init: S::Init) -> Result<Runner<S>, DeployError> {
+    /// The name of the next step node in the graph (see `step::names`).
+    pub(crate) fn instance_name<S: StepFn>(
+        &mut self,
+        named: Option<&'static str>,
+    ) -> Result<&'static str, DeployError> {
+        if named.is_some_and(|n| n.trim().is_empty()) {
+            return Err(DeployError::InvalidOption {
+                step: S::INFO.name.to_string(),
+                message: "`.named(..)` needs a non-empty name".into(),
+            });
+        }
+        Ok(self.names.unique(named.unwrap_or(S::INFO.name)))
+    }
+
+    /// Builds the runner of one step node, called `name`, and records (and
+    /// logs) how it runs.
+    pub(crate) fn runner<S: StepFn>(
+        &mut self,
+        name: &'static str,
+        init: S::Init,
+    ) -> Result<Runner<S>, DeployError> {
         let info = S::INFO;
-        let step_opts = self.options.step(info.name);
-        let queue_bound = self.options.queue_bound_for(info.name);
+        let step_opts = self.options.instance(name, info.name);
+        let queue_bound = self.options.queue_bound_for(name, info.name);
         if queue_bound == 0 {
             return Err(DeployError::InvalidOption {
-                step: info.name.to_string(),
+                step: name.to_string(),
                 message: "queue_bound must be at least 1".into(),
             });
         }
@@ -205,7 +226,7 @@ impl<'o> Lowering<'o> {
         let replicas = match (running, step_opts.replicas) {
             (Mode::Actors, Some(0)) => {
                 return Err(DeployError::InvalidOption {
-                    step: info.name.to_string(),
+                    step: name.to_string(),
                     message: "replicas must be at least 1".into(),
                 })
             }
@@ -213,7 +234,7 @@ impl<'o> Lowering<'o> {
             (Mode::Actors, None) => info.replicas,
             (_, Some(_)) if info.mode != Mode::Actors => {
                 return Err(DeployError::InvalidOption {
-                    step: info.name.to_string(),
+                    step: name.to_string(),
                     message: format!(
                         "replicas applies to actor steps; this step is `{}`",
                         info.mode
@@ -225,7 +246,7 @@ impl<'o> Lowering<'o> {
         let device = match step_opts.device {
             Some(Device::Cuda(i)) if i >= cuda_devices() => {
                 return Err(DeployError::InvalidOption {
-                    step: info.name.to_string(),
+                    step: name.to_string(),
                     message: format!(
                         "device cuda:{i} requested, but this machine has {} CUDA device(s){}",
                         cuda_devices(),
@@ -246,9 +267,9 @@ impl<'o> Lowering<'o> {
             _ => vec![device.unwrap_or(Device::Cpu)],
         };
         let note = (running != info.mode).then_some("forced local by DeployOptions::local()");
-        tracing::info!(step = info.name, requested = %info.mode, running = %running, replicas, queue_bound, "deploying step");
+        tracing::info!(step = name, requested = %info.mode, running = %running, replicas, queue_bound, "deploying step");
         self.report.push(StepReport {
-            step: info.name,
+            step: name,
             requested: info.mode,
             running,
             replicas,
@@ -256,26 +277,27 @@ impl<'o> Lowering<'o> {
             note,
             devices: devices.clone(),
         });
-        let counters = self.counters(info.name);
+        let counters = self.counters(name);
         let build_error = |replica, source| DeployError::Build {
-            step: info.name,
+            step: name,
             replica,
             source,
         };
         match running {
             Mode::Local => {
-                let ctx = ReplicaContext::new(info.name, 0, 1, device.unwrap_or(Device::Cpu));
+                let ctx = ReplicaContext::new(name, 0, 1, device.unwrap_or(Device::Cpu));
                 let state = S::build(&ctx, &init).map_err(|e| build_error(0, e))?;
-                Ok(Runner::Local(state))
+                Ok(Runner::Local { state, name })
             }
             Mode::Tasks => {
                 let handle = self.handle()?;
-                let ctx = ReplicaContext::new(info.name, 0, 1, device.unwrap_or(Device::Cpu));
+                let ctx = ReplicaContext::new(name, 0, 1, device.unwrap_or(Device::Cpu));
                 let state = S::build(&ctx, &init).map_err(|e| build_error(0, e))?;
                 Ok(Runner::Tasks {
                     state: Arc::new(state),
                     handle,
                     permits: Arc::new(tokio::sync::Semaphore::new(queue_bound)),
+                    name,
                 })
             }
             Mode::Actors => {
@@ -287,6 +309,7 @@ impl<'o> Lowering<'o> {
                     None => handle.clone(),
                 };
                 let actors = Actors::start(
+                    name,
                     init,
                     replicas,
                     queue_bound,
@@ -403,7 +426,14 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         U: Upstream<Input = In, Output = Out>,
     {
         let graph = node.graph();
-        let known: Vec<&str> = graph.steps().map(|n| n.label.as_str()).collect();
+        // Options may name a node or a step (every node of it).
+        let known: Vec<&str> = graph
+            .steps()
+            .flat_map(|n| match n.kind {
+                NodeKind::Step { step, .. } => [n.label.as_str(), step],
+                _ => [n.label.as_str(); 2],
+            })
+            .collect();
         if let Some(name) = options.step_names().find(|n| !known.contains(n)) {
             let mut known = known.clone();
             known.sort_unstable();

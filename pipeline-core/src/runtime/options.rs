@@ -44,7 +44,9 @@ pub struct DeployOptions {
     steps: BTreeMap<String, StepOptions>,
 }
 
-/// Settings for one step (all steps of that name).
+/// Settings for one step: by a node's name (its own, from `.named(..)`, or
+/// `Classifier_1` for a step's second node) for that node alone, or by the
+/// step's name for every node of it.
 ///
 /// ```
 /// let o = pipeline_core::DeployOptions::new().replicas("embed", 2);
@@ -124,8 +126,19 @@ impl DeployOptions {
         self.steps.get(step).copied().unwrap_or_default()
     }
 
-    pub(crate) fn queue_bound_for(&self, step: &str) -> usize {
-        self.step(step)
+    /// The settings of the node called `instance`, a node of `step`: its
+    /// own, each falling back to the step's.
+    pub(crate) fn instance(&self, instance: &str, step: &str) -> StepOptions {
+        let (own, all) = (self.step(instance), self.step(step));
+        StepOptions {
+            replicas: own.replicas.or(all.replicas),
+            queue_bound: own.queue_bound.or(all.queue_bound),
+            device: own.device.or(all.device),
+        }
+    }
+
+    pub(crate) fn queue_bound_for(&self, instance: &str, step: &str) -> usize {
+        self.instance(instance, step)
             .queue_bound
             .or(self.queue_bound)
             .unwrap_or(DEFAULT_QUEUE_BOUND)

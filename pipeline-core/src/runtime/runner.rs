@@ -20,12 +20,17 @@ use crate::step::{Placement, ReplicaContext, StepFn};
 #[doc(hidden)]
 pub enum Runner<S: StepFn> {
     /// Inline in the caller.
-    Local(S::State),
+    Local {
+        state: S::State,
+        /// The node's instance name, for errors.
+        name: &'static str,
+    },
     /// One task per call, at most `permits` at once.
     Tasks {
         state: Arc<S::State>,
         handle: Handle,
         permits: Arc<Semaphore>,
+        name: &'static str,
     },
     /// Long-lived replicas.
     #[allow(private_interfaces)]
@@ -34,22 +39,22 @@ pub enum Runner<S: StepFn> {
 
 impl<S: StepFn> std::fmt::Debug for Runner<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self {
-            Runner::Local(_) => "local",
-            Runner::Tasks { .. } => "tasks",
-            Runner::Actors(_) => "actors",
+        let (kind, name) = match self {
+            Runner::Local { name, .. } => ("local", *name),
+            Runner::Tasks { name, .. } => ("tasks", *name),
+            Runner::Actors(actors) => ("actors", actors.name),
         };
-        write!(f, "Runner<{}>({kind})", S::INFO.name)
+        write!(f, "Runner<{name}>({kind})")
     }
 }
 
 /// Runs the step once on `state`, catching panics (including those of a
 /// sync body, which runs when `S::call` is called).
 async fn call_once<S: StepFn>(
+    name: &'static str,
     state: &S::State,
     inputs: S::Inputs,
 ) -> Result<S::Output, PipelineError> {
-    let name = S::INFO.name;
     match AssertUnwindSafe(async move { S::call(state, inputs).await })
         .catch_unwind()
         .await
@@ -63,13 +68,14 @@ async fn call_once<S: StepFn>(
 impl<S: StepFn> Runner<S> {
     pub(crate) async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
         match self {
-            Runner::Local(state) => call_once::<S>(state, inputs).await,
+            Runner::Local { state, name } => call_once::<S>(name, state, inputs).await,
             Runner::Tasks {
                 state,
                 handle,
                 permits,
+                name,
             } => {
-                let name = S::INFO.name;
+                let name = *name;
                 let permit = Arc::clone(permits)
                     .try_acquire_owned()
                     .map_err(|_| PipelineError::Overloaded { step: name })?;
@@ -77,12 +83,12 @@ impl<S: StepFn> Runner<S> {
                 let task = if S::INFO.is_async {
                     handle.spawn(async move {
                         let _permit = permit;
-                        call_once::<S>(&state, inputs).await
+                        call_once::<S>(name, &state, inputs).await
                     })
                 } else {
                     handle.spawn_blocking(move || {
                         let _permit = permit;
-                        futures::executor::block_on(call_once::<S>(&state, inputs))
+                        futures::executor::block_on(call_once::<S>(name, &state, inputs))
                     })
                 };
                 // Dropping the call aborts a task that has not started.
@@ -122,6 +128,7 @@ struct Replica<S: StepFn> {
 /// A step's replicas: the router, their mailboxes and their threads.
 #[doc(hidden)]
 pub(crate) struct Actors<S: StepFn> {
+    name: &'static str,
     replicas: Vec<Replica<S>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     counters: Arc<StepCounters>,
@@ -131,7 +138,9 @@ impl<S: StepFn> Actors<S> {
     /// Starts `count` replicas, each built by its own constructor where it
     /// runs, and waits until all are built. Fails with the first
     /// constructor error (the others are stopped).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
+        name: &'static str,
         init: S::Init,
         count: usize,
         queue_bound: usize,
@@ -149,7 +158,7 @@ impl<S: StepFn> Actors<S> {
             let outstanding = Arc::new(AtomicUsize::new(0));
             let (built_tx, built_rx) = std::sync::mpsc::sync_channel(1);
             let worker = ReplicaWorker::<S> {
-                ctx: ReplicaContext::new(S::INFO.name, index, count, device(index)),
+                ctx: ReplicaContext::new(name, index, count, device(index)),
                 init: init.clone(),
                 rx,
                 outstanding: Arc::clone(&outstanding),
@@ -163,7 +172,7 @@ impl<S: StepFn> Actors<S> {
                 _ => {
                     let handle = handle.clone();
                     let thread = std::thread::Builder::new()
-                        .name(format!("{}-{index}", S::INFO.name))
+                        .name(format!("{name}-{index}"))
                         .spawn(move || handle.block_on(worker.run(built_tx, false)))
                         .map_err(|e| (index, Box::new(e) as BoxError))?;
                     threads.push(thread);
@@ -176,6 +185,7 @@ impl<S: StepFn> Actors<S> {
             built.push(built_rx);
         }
         let actors = Actors {
+            name,
             replicas,
             threads,
             counters,
@@ -204,7 +214,7 @@ impl<S: StepFn> Actors<S> {
     }
 
     async fn call(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
-        let name = S::INFO.name;
+        let name = self.name;
         // Least outstanding work; ties go to the first.
         let replica = self
             .replicas
@@ -303,7 +313,9 @@ impl<S: StepFn> ReplicaWorker<S> {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             // A closed reply means the caller gave up: skip its work.
             let result = match (&state, reply.is_closed()) {
-                (Some(current), false) => Some(call_once::<S>(current, inputs).await),
+                (Some(current), false) => {
+                    Some(call_once::<S>(self.ctx.step(), current, inputs).await)
+                }
                 _ => None,
             };
             match result {
@@ -347,7 +359,7 @@ impl<S: StepFn> ReplicaWorker<S> {
         policy: crate::step::BatchPolicy,
         on_worker: bool,
     ) {
-        let name = S::INFO.name;
+        let name = self.ctx.step();
         let wait = Duration::from_millis(policy.wait_ms);
         while let Some(first) = self.rx.recv().await {
             let mut jobs = vec![first];

@@ -7,8 +7,10 @@ use std::future::Future;
 
 use crate::error::BoxError;
 
+mod names;
 mod node;
 
+pub(crate) use names::{intern, InstanceNames};
 pub use node::StepNode;
 #[doc(hidden)]
 pub use node::{EdgeList, EdgesEval, StepEval};

@@ -31,12 +31,49 @@ use crate::runtime::{CallCx, Eval, Lowering, Runner, StepCounters};
 pub struct StepNode<S: StepFn, E> {
     edges: E,
     init: S::Init,
+    name: Option<&'static str>,
 }
 
 impl<S: StepFn, E> StepNode<S, E> {
     #[doc(hidden)]
     pub fn new(init: S::Init, edges: E) -> Self {
-        StepNode { edges, init }
+        StepNode {
+            edges,
+            init,
+            name: None,
+        }
+    }
+
+    /// Names this node, as Ray Serve's `.options(name=..)`: graphs,
+    /// metrics, errors, spans and [`Pipeline::report`](crate::Pipeline::report)
+    /// call it `name`, and deploy options given for `name` apply to it
+    /// alone (options for the step's own name apply to every node of the
+    /// step that has none of its own). Unnamed, a node takes its step's
+    /// name, with `_1`, `_2`, ... when the graph holds the step twice.
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// struct Scale(i64);
+    /// #[step(mode = "actors")]
+    /// impl Scale {
+    ///     fn new(k: i64) -> Self { Scale(k) }
+    ///     fn call(&self, x: i64) -> i64 { x * self.0 }
+    /// }
+    /// #[step]
+    /// fn sum(xs: Vec<i64>) -> i64 { xs.iter().sum() }
+    ///
+    /// let x = Input::<i64>::new().shared();
+    /// let p = sum([Scale::bind(2, x.clone()).named("double"), Scale::bind(3, x)])
+    ///     .deploy_with(DeployOptions::new().replicas("double", 3))?;
+    /// assert_eq!(p.call(1)?, 5);
+    /// let steps: Vec<_> = p.report().iter().map(|r| (r.step, r.replicas)).collect();
+    /// assert_eq!(steps, [("double", 3), ("Scale", 1), ("sum", 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(crate::step::intern(name));
+        self
     }
 }
 
@@ -57,18 +94,20 @@ where
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         let edges = self.edges.lower(lowering)?;
-        let runner = lowering.runner::<S>(self.init)?;
-        let counters = lowering.counters(S::INFO.name);
+        let name = lowering.instance_name::<S>(self.name)?;
+        let runner = lowering.runner::<S>(name, self.init)?;
+        let counters = lowering.counters(name);
         Ok(StepEval {
             edges,
             runner,
             counters,
+            name,
         })
     }
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         let inputs = self.edges.describe(graph);
-        graph.step(&S::INFO, type_name::<S::Output>(), inputs)
+        graph.step(&S::INFO, self.name, type_name::<S::Output>(), inputs)
     }
 }
 
@@ -90,6 +129,7 @@ pub struct StepEval<S: StepFn, E> {
     edges: E,
     runner: Runner<S>,
     counters: std::sync::Arc<StepCounters>,
+    name: &'static str,
 }
 
 impl<S, E> Eval for StepEval<S, E>
@@ -101,7 +141,7 @@ where
     async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
         let inputs = self.edges.eval(cx).await?;
         let call = self.counters.start();
-        let span = tracing::debug_span!("step", step = S::INFO.name);
+        let span = tracing::debug_span!("step", step = self.name);
         let result = tracing::Instrument::instrument(self.runner.run(inputs), span.clone()).await;
         if result.is_err() {
             call.failed();

@@ -456,11 +456,25 @@ pub fn chain(model: ModelSpec) -> impl Upstream<Input = Vec<u8>, Output = Top5> 
     Classifier::bind(model, preprocess(Input::<Vec<u8>>::new()))
 }
 
+/// A [`Classifier`] node named after its model (`resnet18`, ...), so that
+/// graphs, metrics and errors tell the models of an ensemble apart; deploy
+/// options for `Classifier` still reach every one.
+pub fn classifier<U>(
+    model: ModelSpec,
+    image: U,
+) -> impl Upstream<Input = U::Input, Output = Top5> + pipeline_core::Produces<Top5>
+where
+    U: Upstream + pipeline_core::Produces<Tensor>,
+{
+    let name = model.arch.name();
+    Classifier::bind(model, image).named(name)
+}
+
 /// Ensemble: preprocess once -> [model, model] concurrently -> [`combine`]
 /// (the seed's concatenated top-5 categories).
 pub fn ensemble(models: [ModelSpec; 2]) -> impl Upstream<Input = Vec<u8>, Output = Vec<i64>> {
     let pre = preprocess(Input::<Vec<u8>>::new()).shared();
-    combine(models.map(|m| Classifier::bind(m, pre.clone())))
+    combine(models.map(|m| classifier(m, pre.clone())))
 }
 
 /// Business logic: the ensemble weighted by [`WeightedCombine`], whose
@@ -470,7 +484,7 @@ pub fn weighted(
     store: PathBuf,
 ) -> impl Upstream<Input = Vec<u8>, Output = WeightedTop5> {
     let pre = preprocess(Input::<Vec<u8>>::new()).shared();
-    WeightedCombine::bind(store, models.map(|m| Classifier::bind(m, pre.clone())))
+    WeightedCombine::bind(store, models.map(|m| classifier(m, pre.clone())))
 }
 
 /// Per-request model choice: a route on the request's `model` field; only
@@ -482,8 +496,8 @@ pub fn routed(
     let request = Input::<ImageRequest>::new().shared();
     let pre = preprocess(image_bytes(request.clone())).shared();
     route(requested_model(request))
-        .branch(Arch::Resnet18, Classifier::bind(resnet18, pre.clone()))
-        .branch(Arch::Resnet34, Classifier::bind(resnet34, pre))
+        .branch(Arch::Resnet18, classifier(resnet18, pre.clone()))
+        .branch(Arch::Resnet34, classifier(resnet34, pre))
 }
 
 /// The models for the examples and the demo: `resnet18` / `resnet34` from
