@@ -462,7 +462,7 @@ pub fn chain(model: ModelSpec) -> impl Upstream<Input = Vec<u8>, Output = Top5> 
 pub fn classifier<U>(
     model: ModelSpec,
     image: U,
-) -> impl Upstream<Input = U::Input, Output = Top5> + pipeline_core::Produces<Top5>
+) -> impl pipeline_core::Produces<Top5, Input = U::Input, Output = Top5>
 where
     U: Upstream + pipeline_core::Produces<Tensor>,
 {
