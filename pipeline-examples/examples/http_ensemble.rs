@@ -7,7 +7,7 @@
 //! ```
 use pipeline_core::http::{HttpRequest, Ingress, DEFAULT_ADDR};
 use pipeline_core::prelude::*;
-use pipeline_examples::vision::{classifier, combine, model_specs, preprocess};
+use pipeline_examples::vision::{classifier, combine, model_specs, preprocess, PreprocessError};
 
 /// The request's body: the image bytes.
 #[step]
@@ -36,6 +36,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let pipeline = combine(models).deploy()?;
     Ingress::new()
         .request("/classify", pipeline)
+        // Bytes that are no image are the client's fault: 422, not 500.
+        .client_error::<PreprocessError>(422)
         .body_limit(10 * 1024 * 1024)
         .serve(&addr)
         .await?;

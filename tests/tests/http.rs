@@ -500,3 +500,45 @@ fn sigterm_drains_in_flight_requests_then_stops() {
     );
     server.join().unwrap().expect("serve returned Ok");
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("not a positive number: {0}")]
+struct NotPositive(i64);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the checker is broken")]
+struct Broken;
+
+#[step]
+fn checked(x: i64) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
+    match x {
+        0 => Err(Broken.into()),
+        x if x < 0 => Err(NotPositive(x).into()),
+        x => Ok(x),
+    }
+}
+
+#[test]
+fn registered_client_errors_answer_their_4xx_naming_the_step() {
+    let p = checked(Input::<i64>::new()).deploy().expect("deploy");
+    let server = Server::start(
+        Ingress::new()
+            .json("/check", p)
+            .client_error::<NotPositive>(422)
+            .client_error::<std::num::ParseIntError>(200), // not a 4xx: 400
+    );
+    let url = server.url("/check");
+    assert_eq!(post(&url, b"7").0, 200);
+    let (status, json, _) = post(&url, b"-3");
+    assert_eq!(status, 422, "{json}");
+    assert_eq!(json["kind"], "bad_input");
+    assert_eq!(json["step"], "checked");
+    assert_eq!(
+        json["error"],
+        "step `checked` failed: not a positive number: -3"
+    );
+    // Other errors of the same step are still the server's fault.
+    let (status, json, _) = post(&url, b"0");
+    assert_eq!((status, json["kind"].as_str()), (500, Some("step_failed")));
+    server.shutdown().expect("clean shutdown");
+}

@@ -12,7 +12,8 @@
 //! Errors answer with a JSON body `{"error": .., "kind": .., "step": ..,
 //! "request_id": ..}`: malformed JSON 400, the wrong shape 422 (serde's
 //! message), a body over the limit 413, overload 503 with `Retry-After`, a
-//! step error 500 naming the step, a deadline passed 504.
+//! step error 500 naming the step (or the 4xx given for its error type
+//! with [`Ingress::client_error`]), a deadline passed 504.
 //!
 //! ```no_run
 //! use pipeline_core::prelude::*;
@@ -91,9 +92,22 @@ struct Limits {
     timeout: Duration,
 }
 
+/// A step error type the client is to blame for (see
+/// [`Ingress::client_error`]).
+#[derive(Debug, Clone, Copy)]
+struct ClientError {
+    is: fn(&(dyn std::error::Error + 'static)) -> bool,
+    status: StatusCode,
+}
+
+fn is_a<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.is::<E>()
+}
+
 /// What the handlers share: the served pipelines and the response counts.
 struct Shared {
     routes: Vec<(String, Arc<dyn Inspect>)>,
+    client_errors: Vec<ClientError>,
     responses: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
     next_id: AtomicU64,
 }
@@ -141,6 +155,7 @@ impl Shared {
 pub struct Ingress {
     router: Router<Arc<Shared>>,
     routes: Vec<(String, Arc<dyn Inspect>)>,
+    client_errors: Vec<ClientError>,
     limits: Limits,
     pending: Vec<AddRoute>,
 }
@@ -168,6 +183,7 @@ impl Ingress {
         Ingress {
             router: Router::new(),
             routes: Vec::new(),
+            client_errors: Vec::new(),
             limits: Limits {
                 body: DEFAULT_BODY_LIMIT,
                 timeout: DEFAULT_TIMEOUT,
@@ -211,6 +227,43 @@ impl Ingress {
         self
     }
 
+    /// Answers `status` instead of 500 when a step fails with an error of
+    /// type `E`: the client sent something the step cannot use (bytes that
+    /// are no image, say). The body still names the step and carries the
+    /// error's message, with `"kind": "bad_input"`. `status` should be a
+    /// 4xx; anything else answers 400. A step can also return
+    /// [`BadRequest`] itself.
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    /// use pipeline_core::http::Ingress;
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("not a positive number: {0}")]
+    /// struct NotPositive(i64);
+    ///
+    /// #[step]
+    /// fn check(x: i64) -> Result<i64, NotPositive> {
+    ///     if x > 0 { Ok(x) } else { Err(NotPositive(x)) }
+    /// }
+    ///
+    /// let ingress = Ingress::new()
+    ///     .json("/check", check(Input::<i64>::new()).deploy()?)
+    ///     .client_error::<NotPositive>(422);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_error<E: std::error::Error + 'static>(mut self, status: u16) -> Self {
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(StatusCode::is_client_error)
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        self.client_errors.push(ClientError {
+            is: is_a::<E>,
+            status,
+        });
+        self
+    }
+
     /// How long a call may take (504 after it).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.limits.timeout = timeout;
@@ -239,7 +292,7 @@ impl Ingress {
                 async move {
                     let id = shared.request_id(request.headers());
                     let span = tracing::info_span!("request", id = %id, route = %route);
-                    let response = handle(&pipeline, limits, parse, request, &id)
+                    let response = handle(&pipeline, &shared, limits, parse, request, &id)
                         .instrument(span.clone())
                         .await;
                     tracing::info!(parent: &span, status = response.status().as_u16(), "answered");
@@ -261,6 +314,7 @@ impl Ingress {
     fn into_parts(self) -> (Router, Arc<Shared>) {
         let shared = Arc::new(Shared {
             routes: self.routes,
+            client_errors: self.client_errors,
             responses: Default::default(),
             next_id: AtomicU64::new(1),
         });
@@ -351,6 +405,7 @@ fn route_path(route: &str) -> String {
 
 async fn handle<In, Out>(
     pipeline: &Pipeline<In, Out>,
+    shared: &Shared,
     limits: Limits,
     parse: fn(Bytes, &axum::http::request::Parts) -> Result<In, BadRequest>,
     request: Request,
@@ -403,7 +458,7 @@ where
                 Some(id),
             ),
         },
-        Err(e) => pipeline_error(&e, id),
+        Err(e) => pipeline_error(&e, &shared.client_errors, id),
     }
 }
 
@@ -423,11 +478,20 @@ fn bad_request(bad: &BadRequest, id: &str) -> Response {
 }
 
 /// The status for a pipeline error (see the module docs).
-fn pipeline_error(e: &PipelineError, id: &str) -> Response {
+fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) -> Response {
     if let PipelineError::Step { .. } = e {
-        if let Some(bad) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<BadRequest>())
-        {
+        let source = std::error::Error::source(e);
+        if let Some(bad) = source.and_then(|s| s.downcast_ref::<BadRequest>()) {
             return bad_request(bad, id);
+        }
+        if let Some(client) = source.and_then(|s| client_errors.iter().find(|c| (c.is)(s))) {
+            return error_body(
+                client.status,
+                "bad_input",
+                &e.to_string(),
+                e.step(),
+                Some(id),
+            );
         }
     }
     let (status, kind) = match e {

@@ -39,6 +39,16 @@ pub enum PreprocessError {
         /// The decoder's error.
         source: image::ImageError,
     },
+    /// The image is too large to decode.
+    #[error("the image is {width}x{height}: decoded, it would take more than {limit_mib} MiB")]
+    TooLarge {
+        /// Its width.
+        width: u64,
+        /// Its height.
+        height: u64,
+        /// The limit, MiB.
+        limit_mib: usize,
+    },
     /// libjpeg could not decode these JPEG bytes.
     #[error("cannot decode the JPEG image ({len} bytes): {reason}")]
     Jpeg {
@@ -66,7 +76,7 @@ pub enum PreprocessError {
 /// JPEGs are read as inverted CMYK and turned into RGB with Pillow's
 /// formula. PNG goes through the `image` crate.
 /// Images whose pixels would take more than 512 MiB are refused before
-/// decoding.
+/// decoding ([`PreprocessError::TooLarge`]).
 ///
 /// ```
 /// use pipeline_examples::vision::transform::decode_rgb;
@@ -81,12 +91,21 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
                 reason,
             })
         }
+        jpeg::Decoded::TooLarge(width, height) => return Err(too_large(width, height)),
         jpeg::Decoded::NotForLibjpeg => {
-            let image =
-                image::load_from_memory(bytes).map_err(|source| PreprocessError::Decode {
+            let image = image::load_from_memory(bytes).map_err(|source| match source {
+                image::ImageError::Limits(_) => match image_size(bytes) {
+                    Some((width, height)) => too_large(width, height),
+                    None => PreprocessError::Decode {
+                        len: bytes.len(),
+                        source,
+                    },
+                },
+                source => PreprocessError::Decode {
                     len: bytes.len(),
                     source,
-                })?;
+                },
+            })?;
             match image {
                 DynamicImage::ImageRgb8(rgb) => rgb,
                 other => other.to_rgb8(),
@@ -106,6 +125,24 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
 /// limit, applied to JPEG too).
 const MAX_DECODED_BYTES: usize = 512 << 20;
 
+fn too_large(width: usize, height: usize) -> PreprocessError {
+    PreprocessError::TooLarge {
+        width: width as u64,
+        height: height as u64,
+        limit_mib: MAX_DECODED_BYTES >> 20,
+    }
+}
+
+/// The size the image's header states, read without decoding it.
+fn image_size(bytes: &[u8]) -> Option<(usize, usize)> {
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()?;
+    Some((w as usize, h as usize))
+}
+
 /// JPEG through libjpeg-turbo, as Pillow decodes it.
 mod jpeg {
     use image::RgbImage;
@@ -113,6 +150,8 @@ mod jpeg {
 
     pub(super) enum Decoded {
         Rgb(RgbImage),
+        /// Width and height: over [`super::MAX_DECODED_BYTES`].
+        TooLarge(usize, usize),
         /// Not a JPEG.
         NotForLibjpeg,
         /// libjpeg's reason.
@@ -132,10 +171,7 @@ mod jpeg {
             let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
             let (width, height) = d.size();
             if width.saturating_mul(height).saturating_mul(3) > super::MAX_DECODED_BYTES {
-                return Err(format!(
-                    "{width}x{height} pixels would take more than {} MiB",
-                    super::MAX_DECODED_BYTES >> 20
-                ));
+                return Ok(Decoded::TooLarge(width, height));
             }
             // Pillow's settings (and libjpeg's defaults), stated.
             d.dct_method(DctMethod::IntegerSlow);
@@ -520,6 +556,56 @@ mod tests {
         jpeg.extend_from_slice(b"trailing bytes after EOI are fine");
         assert!(jpeg::has_end_marker(&jpeg));
         assert!(!jpeg::has_end_marker(&[0xFF, 0xD8, 0xFF, 0xE1, 0x40]));
+    }
+
+    fn sample(ext: &str) -> Vec<u8> {
+        crate::vision::sample_images()
+            .into_iter()
+            .find(|(name, _)| name.ends_with(ext))
+            .expect("a sample")
+            .1
+    }
+
+    /// PNG's chunk checksum (CRC-32, ISO-HDLC).
+    fn crc32(bytes: &[u8]) -> u32 {
+        !bytes.iter().fold(!0u32, |crc, &b| {
+            (0..8).fold(crc ^ u32::from(b), |c, _| {
+                if c & 1 == 1 {
+                    (c >> 1) ^ 0xEDB8_8320
+                } else {
+                    c >> 1
+                }
+            })
+        })
+    }
+
+    #[test]
+    fn huge_images_are_refused_from_their_headers() {
+        // A PNG whose header claims 30000 x 30000 (2.5 GB of RGB).
+        let mut png = sample(".png");
+        // Signature (8), IHDR length (4), "IHDR" (4), width, height.
+        png[16..20].copy_from_slice(&30_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&30_000u32.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        // A JPEG whose frame header says the same.
+        let mut jpeg = sample(".jpg");
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline frame header");
+        // Marker (2), length (2), precision (1), height (2), width (2).
+        jpeg[sof + 5..sof + 7].copy_from_slice(&30_000u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&30_000u16.to_be_bytes());
+        for bytes in [png, jpeg] {
+            match normalized_chw(&bytes) {
+                Err(e @ PreprocessError::TooLarge { .. }) => assert_eq!(
+                    e.to_string(),
+                    "the image is 30000x30000: decoded, it would take more than 512 MiB"
+                ),
+                other => panic!("expected TooLarge, got {:?}", other.map(|v| v.len())),
+            }
+        }
     }
 
     #[test]
