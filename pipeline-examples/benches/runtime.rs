@@ -279,6 +279,43 @@ fn main() {
         drop(p);
     }
 
+    // DESIGN section 6: a long run holds flat memory, refusals included.
+    let rounds = 10;
+    let per_round = 100_000u64;
+    println!(
+        "\nlong run: 2-branch ensemble, queue bound 16, 256 calls in flight (more than fit: some refused), RSS after each {per_round} calls"
+    );
+    let x = Input::<u64>::new().shared();
+    let long = sum([stage(x.clone()), stage(x)])
+        .deploy_with(DeployOptions::new().default_queue_bound(16))
+        .unwrap();
+    let (mut rss, mut answered, mut refused) = (Vec::new(), 0u64, 0u64);
+    for round in 0..rounds {
+        let (ok, overloaded) = rt.block_on(async {
+            futures::stream::iter(round * per_round..(round + 1) * per_round)
+                .map(|i| long.call_async(i))
+                .buffer_unordered(256)
+                .fold((0u64, 0u64), |(ok, over), r| {
+                    futures::future::ready(match r {
+                        Ok(_) => (ok + 1, over),
+                        Err(PipelineError::Overloaded { .. }) => (ok, over + 1),
+                        Err(e) => panic!("unexpected error: {e}"),
+                    })
+                })
+                .await
+        });
+        answered += ok;
+        refused += overloaded;
+        rss.push(rss_kib() / 1024.0);
+    }
+    let line: Vec<String> = rss.iter().map(|m| format!("{m:.1}")).collect();
+    println!("RSS MiB by round: {}", line.join(", "));
+    let growth = rss[rss.len() - 1] - rss[0];
+    println!(
+        "{answered} answered, {refused} refused as Overloaded; growth from round 1 to {rounds}: {growth:+.2} MiB"
+    );
+    json_rows.push(json!({"long_run": "2-branch ensemble", "calls": rounds * per_round, "answered": answered, "refused": refused, "rss_mib_by_round": rss, "growth_mib": growth}));
+
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).unwrap();
     let path = out.join("runtime.json");

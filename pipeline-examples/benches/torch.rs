@@ -6,7 +6,8 @@
 //!    stack, forward, top-5) with the same batch size and the same libtorch
 //!    threads;
 //! 2. batched against unbatched resnet18 under 32 concurrent callers;
-//! 3. the ensemble's latency against its slowest branch alone.
+//! 3. the ensemble's latency against its slowest branch alone;
+//! 4. resident memory over a long run of the ensemble.
 //!
 //! `cargo bench -p pipeline-examples --features torch --bench torch` prints
 //! the tables and writes `target/bench/torch.json`. The process tunes
@@ -115,6 +116,17 @@ fn minor_faults() -> u64 {
         .nth(7)
         .and_then(|f| f.parse().ok())
         .unwrap_or(0)
+}
+
+/// Resident memory of this process, MiB.
+fn rss_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
 }
 
 fn p50(mut xs: Vec<Duration>) -> Duration {
@@ -292,6 +304,32 @@ fn main() {
         json!({"bench": "ensemble_latency", "p50_ms_resnet18": a.as_secs_f64() * 1e3,
         "p50_ms_resnet34": b.as_secs_f64() * 1e3, "p50_ms_ensemble": c.as_secs_f64() * 1e3,
         "ratio_to_slowest_branch": c.as_secs_f64() / slowest.as_secs_f64()}),
+    );
+
+    // 4. Memory over a long run of the ensemble (8 calls in flight): the
+    // allocator keeps its peak, and nothing grows past it.
+    let rounds = 40;
+    let per_round = 48;
+    let work = images(per_round);
+    let ens = Arc::new(ens);
+    let mut rss = Vec::new();
+    for _ in 0..rounds {
+        throughput(&rt, &ens, &work, 8);
+        rss.push(rss_mib());
+    }
+    let line: Vec<String> = rss.iter().step_by(4).map(|m| format!("{m:.0}")).collect();
+    // The first rounds may still reach the allocator's peak; the second
+    // half must hold it.
+    let half = rounds / 2;
+    let growth = rss[rounds - 1] - rss[half - 1];
+    println!(
+        "\nlong run: ensemble, 8 calls in flight, RSS MiB every {} calls: {}; growth over rounds {half}-{rounds}: {growth:+.1} MiB",
+        4 * per_round,
+        line.join(", ")
+    );
+    rows.push(
+        json!({"bench": "ensemble_long_run", "calls": rounds * per_round,
+        "rss_mib_by_round": rss, "growth_mib_second_half": growth}),
     );
 
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
