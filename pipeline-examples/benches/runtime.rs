@@ -1,7 +1,8 @@
 //! Runtime costs: per-hop latency of tasks and actors (thread and task
 //! placement) against a hand-written tokio mpsc + oneshot round trip,
 //! throughput of a 3-step chain and a 2-branch ensemble at 1, 8 and 64 calls
-//! in flight, and memory per idle replica.
+//! in flight, memory per idle replica, and resident memory over a long run
+//! of a million calls that overfill the queues.
 //!
 //! `cargo bench -p pipeline-examples --bench runtime` prints tables and
 //! writes `target/bench/runtime.json`.
