@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use pipeline_core::prelude::*;
+use pipeline_examples::process::rss_mib;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -89,16 +90,6 @@ async fn throughput(p: &Pipeline<u64, u64>, total: usize, in_flight: usize) -> f
         .await;
     assert_eq!(done, total);
     total as f64 / start.elapsed().as_secs_f64()
-}
-
-fn rss_kib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4.0
 }
 
 fn main() {
@@ -268,13 +259,13 @@ fn main() {
         x
     }
     for (name, which) in [("thread placement", 0), ("task placement", 1)] {
-        let before = rss_kib();
+        let before = rss_mib();
         let p = match which {
             0 => idle_thread(Input::<u64>::new()).deploy().unwrap(),
             _ => idle_task(Input::<u64>::new()).deploy().unwrap(),
         };
         rt.block_on(async { p.call_async(1).await.unwrap() });
-        let per = (rss_kib() - before) / 64.0;
+        let per = (rss_mib() - before) * 1024.0 / 64.0;
         println!("{name:<24} {per:>8.1} KiB per replica");
         json_rows.push(json!({"memory": name, "kib_per_replica": per}));
         drop(p);
@@ -307,7 +298,7 @@ fn main() {
         });
         answered += ok;
         refused += overloaded;
-        rss.push(rss_kib() / 1024.0);
+        rss.push(rss_mib());
     }
     let line: Vec<String> = rss.iter().map(|m| format!("{m:.1}")).collect();
     println!("RSS MiB by round: {}", line.join(", "));

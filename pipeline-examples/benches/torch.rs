@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use pipeline_core::prelude::*;
 use pipeline_core::torch::{tch, Tensor};
+use pipeline_examples::process::{minor_faults, rss_mib};
 use pipeline_examples::vision::{
     chain, ensemble, model_specs, preprocess, sample_images, transform, Arch, BatchedClassifier,
     Classifier, ModelSpec,
@@ -104,29 +105,6 @@ fn range(xs: &[f64]) -> (f64, f64) {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
             (lo.min(x), hi.max(x))
         })
-}
-
-/// Minor page faults of this process so far (`/proc/self/stat` field 10):
-/// memory the allocator hands back to the kernel and takes again shows here.
-fn minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    rest.split_whitespace()
-        .nth(7)
-        .and_then(|f| f.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resident memory of this process, MiB.
-fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / (1024.0 * 1024.0)
 }
 
 fn p50(mut xs: Vec<Duration>) -> Duration {

@@ -4,6 +4,7 @@
 
 use pipeline_core::prelude::*;
 
+pub mod process;
 #[cfg(feature = "http")]
 pub mod seed001;
 #[cfg(feature = "torch")]

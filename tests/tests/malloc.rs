@@ -45,6 +45,7 @@ fn main() {
 #[cfg(feature = "torch")]
 fn faults_per_call() -> f64 {
     use pipeline_core::prelude::*;
+    use pipeline_examples::process::minor_faults;
     use pipeline_examples::vision::{chain, sample_images, Arch, ModelSpec};
 
     let p = chain(ModelSpec::seeded(Arch::Resnet18))
@@ -60,18 +61,6 @@ fn faults_per_call() -> f64 {
         p.call(image.clone()).expect("call");
     }
     (minor_faults() - before) as f64 / calls as f64
-}
-
-/// This process's minor page faults so far (`/proc/self/stat` field 10).
-#[cfg(feature = "torch")]
-fn minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    rest.split_whitespace()
-        .nth(7)
-        .and_then(|f| f.parse().ok())
-        .expect("minflt field")
 }
 
 #[cfg(not(feature = "torch"))]
