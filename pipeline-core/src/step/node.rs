@@ -50,6 +50,9 @@ impl<S: StepFn, E> StepNode<S, E> {
     /// alone (options for the step's own name apply to every node of the
     /// step that has none of its own). Unnamed, a node takes its step's
     /// name, with `_1`, `_2`, ... when the graph holds the step twice.
+    /// Each distinct name is kept once for the life of the process (errors
+    /// and reports carry `&'static str`), so names should come from a
+    /// fixed set, not from request data.
     ///
     /// ```
     /// use pipeline_core::prelude::*;
