@@ -405,6 +405,11 @@ fn health_metrics_and_live_graph() {
         .find(|n| n["label"] == "Model")
         .expect("Model node");
     assert_eq!(model["counters"]["requests"], 3);
+    assert_eq!(
+        (model["kind"].as_str(), model["step"].as_str()),
+        (Some("step"), Some("Model"))
+    );
+    assert!(nodes[0]["step"].is_null(), "the input is no step");
     let (_, dot) = get(&server.url("/graph?format=dot"));
     assert!(dot.starts_with("// route /predict\ndigraph"), "{dot}");
     assert!(dot.contains("requests 3 | errors 0"), "{dot}");

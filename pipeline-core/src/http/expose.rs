@@ -227,6 +227,10 @@ pub(super) async fn graph(
                                     NodeKind::Gather => "gather",
                                     NodeKind::Route => "route",
                                 },
+                                "step": match n.kind {
+                                    NodeKind::Step { step, .. } => Some(step),
+                                    _ => None,
+                                },
                                 "output": n.output,
                                 "inputs": n.inputs.iter().map(|(id, label)| serde_json::json!({"from": id, "label": label})).collect::<Vec<_>>(),
                                 "counters": m.map(|m| serde_json::json!({
