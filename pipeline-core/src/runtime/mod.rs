@@ -162,6 +162,8 @@ impl<'o> Lowering<'o> {
             .ok_or(DeployError::Internal("runtime missing after start"))
     }
 
+    /// The counters of the step node called `step`: one set per node (names
+    /// are unique in a graph), shared by its runner and its evaluator.
     pub(crate) fn counters(&mut self, step: &'static str) -> Arc<StepCounters> {
         if let Some((_, c)) = self.counters.iter().find(|(s, _)| *s == step) {
             return Arc::clone(c);

@@ -39,12 +39,12 @@ pub enum Runner<S: StepFn> {
 
 impl<S: StepFn> std::fmt::Debug for Runner<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (kind, name) = match self {
-            Runner::Local { name, .. } => ("local", *name),
-            Runner::Tasks { name, .. } => ("tasks", *name),
-            Runner::Actors(actors) => ("actors", actors.name),
+        let kind = match self {
+            Runner::Local { .. } => "local",
+            Runner::Tasks { .. } => "tasks",
+            Runner::Actors(_) => "actors",
         };
-        write!(f, "Runner<{name}>({kind})")
+        write!(f, "Runner<{}>({kind})", self.name())
     }
 }
 
@@ -66,6 +66,14 @@ async fn call_once<S: StepFn>(
 }
 
 impl<S: StepFn> Runner<S> {
+    /// The node's instance name (see `step::names`).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Runner::Local { name, .. } | Runner::Tasks { name, .. } => name,
+            Runner::Actors(actors) => actors.name,
+        }
+    }
+
     pub(crate) async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
         match self {
             Runner::Local { state, name } => call_once::<S>(name, state, inputs).await,

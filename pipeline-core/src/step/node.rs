@@ -104,7 +104,6 @@ where
             edges,
             runner,
             counters,
-            name,
         })
     }
 
@@ -132,7 +131,6 @@ pub struct StepEval<S: StepFn, E> {
     edges: E,
     runner: Runner<S>,
     counters: std::sync::Arc<StepCounters>,
-    name: &'static str,
 }
 
 impl<S, E> Eval for StepEval<S, E>
@@ -144,7 +142,7 @@ where
     async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
         let inputs = self.edges.eval(cx).await?;
         let call = self.counters.start();
-        let span = tracing::debug_span!("step", step = self.name);
+        let span = tracing::debug_span!("step", step = self.runner.name());
         let result = tracing::Instrument::instrument(self.runner.run(inputs), span.clone()).await;
         if result.is_err() {
             call.failed();
