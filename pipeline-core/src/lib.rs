@@ -88,7 +88,7 @@ pub use runtime::{
     StepReport, BATCH_BUCKETS, DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
 };
 pub use step::{
-    BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo, StepKind, StepNode,
+    AutoscalePolicy, BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo, StepKind, StepNode,
 };
 
 /// The names most pipelines need: `use pipeline_core::prelude::*;`.
@@ -112,7 +112,7 @@ pub mod __private {
         EdgeList, EdgesEval, StepEval, StepFn, StepInfo, StepKind, StepNode, StepOutput,
     };
     pub use crate::{
-        BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement, Produces,
+        AutoscalePolicy, BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement, Produces,
         ReplicaContext, Upstream,
     };
     pub use core::future::{ready, Future};

@@ -68,6 +68,7 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
             kind: ::pipeline_core::__private::StepKind::#kind,
             is_async: #is_async,
             placement: ::pipeline_core::__private::Placement::#placement,
+            autoscale: ::core::option::Option::None,
         }
     }
 }

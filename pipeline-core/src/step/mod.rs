@@ -94,6 +94,9 @@ pub struct StepInfo {
     pub is_async: bool,
     /// Where an actor replica runs, from `placement = "..."`.
     pub placement: Placement,
+    /// Autoscaling of actor replicas, from `autoscale(..)`; `replicas` is
+    /// then its `min_replicas`.
+    pub autoscale: Option<AutoscalePolicy>,
 }
 
 impl StepInfo {
@@ -314,6 +317,60 @@ pub struct BatchPolicy {
     pub max_size: usize,
     /// How long a replica waits for more calls after the first, in ms.
     pub wait_ms: u64,
+}
+
+/// How an actor step's replica count follows its load, as
+/// `#[step(mode = "actors", autoscale(min_replicas = 1, max_replicas = 8))]`
+/// or per step in deploy options. Names are Ray Serve's.
+///
+/// Load is the calls queued at the step's replicas plus those running
+/// (Ray counts only the ones at replicas, which never scales a step whose
+/// queue is the bottleneck). The step wants
+/// `ceil(load / target_ongoing_requests)` replicas, within
+/// `min_replicas..=max_replicas`; it scales up once it has wanted more for
+/// `upscale_delay_ms`, and down once it has wanted fewer for
+/// `downscale_delay_ms`.
+///
+/// ```
+/// use pipeline_core::AutoscalePolicy;
+/// let p = AutoscalePolicy::DEFAULT;
+/// assert_eq!((p.min_replicas, p.max_replicas, p.target_ongoing_requests), (1, 8, 2));
+/// assert_eq!((p.upscale_delay_ms, p.downscale_delay_ms), (1_000, 30_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoscalePolicy {
+    /// Never fewer replicas (at least 1).
+    pub min_replicas: usize,
+    /// Never more replicas.
+    pub max_replicas: usize,
+    /// Calls (queued + running) one replica should carry.
+    pub target_ongoing_requests: usize,
+    /// How long the load must call for more replicas before they start.
+    pub upscale_delay_ms: u64,
+    /// How long the load must call for fewer replicas before some stop.
+    pub downscale_delay_ms: u64,
+}
+
+impl AutoscalePolicy {
+    /// The defaults: 1 to 8 replicas, 2 ongoing calls each (Ray Serve's
+    /// target), up after 1 s (a replica starts in milliseconds to seconds,
+    /// not the minutes a cluster node takes, so Ray's 30 s would only
+    /// queue), down after 30 s (slow: a replica torn down during a lull
+    /// must be rebuilt, weights and all, when the next burst comes).
+    pub const DEFAULT: AutoscalePolicy = AutoscalePolicy {
+        min_replicas: 1,
+        max_replicas: 8,
+        target_ongoing_requests: 2,
+        upscale_delay_ms: 1_000,
+        downscale_delay_ms: 30_000,
+    };
+}
+
+impl Default for AutoscalePolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// `S: StepOutput<T>` when step `S` produces `T`: implemented by the macro
