@@ -1,5 +1,9 @@
 //! Errors of the two layers a user meets: building a pipeline ([`DeployError`])
 //! and calling it ([`PipelineError`]).
+//!
+//! Each error's `Display` says what happened at its own layer and nothing
+//! more; the cause is reached through `source()` only, so a chain printer
+//! (`anyhow`'s `{:#}`, the HTTP error body) prints every cause once.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -29,9 +33,14 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// let p = parse(Input::<String>::new()).deploy()?;
 /// let err = p.call("x".to_string()).unwrap_err();
 /// assert_eq!(err.step(), Some("parse"));
-/// assert!(err.to_string().contains("invalid digit"));
+/// assert_eq!(err.to_string(), "step `parse` failed");
+/// let cause = std::error::Error::source(&err).unwrap();
+/// assert_eq!(cause.to_string(), "invalid digit found in string");
 /// # Ok::<(), pipeline_core::DeployError>(())
 /// ```
+// Not derived with thiserror: `source()` of a step failure must be the
+// step's own error (so it downcasts to the step's type), not the
+// `StepError` wrapper that holds it, which `#[source]` would return.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum PipelineError {
@@ -88,7 +97,7 @@ pub enum PipelineError {
 impl std::fmt::Display for PipelineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PipelineError::Step { step, error } => write!(f, "step `{step}` failed: {error}"),
+            PipelineError::Step { step, .. } => write!(f, "step `{step}` failed"),
             PipelineError::NoBranch { route, key } => write!(
                 f,
                 "route `{route}` has no branch for key {key}; add `.branch({key}, ..)` or `.otherwise(..)`"
@@ -112,7 +121,7 @@ impl std::fmt::Display for PipelineError {
             PipelineError::BlockingCallInAsyncContext => f.write_str(
                 "`Pipeline::call` blocks and was called from inside an async runtime; use `call_async(..).await` there",
             ),
-            PipelineError::Runtime(e) => write!(f, "could not start the pipeline's runtime: {e}"),
+            PipelineError::Runtime(_) => f.write_str("could not start the pipeline's runtime"),
             PipelineError::Internal(what) => {
                 write!(f, "internal error in pipeline-core: {what} (please report this)")
             }
@@ -205,7 +214,7 @@ impl std::fmt::Display for StepError {
 #[non_exhaustive]
 pub enum DeployError {
     /// A model step's constructor failed.
-    #[error("step `{step}`: the constructor of replica {replica} failed: {source}")]
+    #[error("step `{step}`: the constructor of replica {replica} failed")]
     Build {
         /// The step's name.
         step: &'static str,
@@ -250,13 +259,61 @@ pub enum DeployError {
         /// What is wrong, and what would work.
         message: String,
     },
-    /// A deploy options file could not be read or parsed.
-    #[error("deploy options: {0}")]
-    OptionsFile(String),
+    /// Deploy options could not be read or parsed; the cause is an
+    /// [`OptionsError`].
+    #[error("could not load deploy options{}", in_path(.path.as_deref()))]
+    Options {
+        /// The file, when they came from one.
+        path: Option<std::path::PathBuf>,
+        /// What went wrong.
+        #[source]
+        source: OptionsError,
+    },
     /// The pipeline's runtime or a replica thread could not be started.
-    #[error("could not start the pipeline's runtime: {0}")]
+    #[error("could not start the pipeline's runtime or a replica thread")]
     Runtime(#[from] std::io::Error),
     /// A shared node was lowered in an inconsistent way (a bug).
     #[error("internal error in pipeline-core: {0} (please report this)")]
     Internal(&'static str),
+}
+
+impl DeployError {
+    pub(crate) fn options(path: Option<&std::path::Path>, source: OptionsError) -> Self {
+        DeployError::Options {
+            path: path.map(std::path::Path::to_path_buf),
+            source,
+        }
+    }
+}
+
+fn in_path(path: Option<&std::path::Path>) -> String {
+    path.map(|p| format!(" from `{}`", p.display()))
+        .unwrap_or_default()
+}
+
+/// Why deploy options could not be loaded, with the reader's or parser's
+/// own error inside.
+///
+/// ```
+/// use pipeline_core::{DeployError, DeployOptions, OptionsError};
+///
+/// let err = DeployOptions::from_toml_str("[steps.m]\nreplicas = \"two\"").unwrap_err();
+/// let DeployError::Options { source: OptionsError::Toml(e), .. } = &err else { panic!() };
+/// assert!(e.message().contains("invalid type"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Not valid TOML, or not the options' shape.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// Not valid JSON, or not the options' shape.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The file name ends in neither `.toml` nor `.json`.
+    #[error("expected a .toml or .json file")]
+    Extension,
 }

@@ -1,19 +1,29 @@
 #![doc = include_str!("../README.md")]
 
+// Layers, each using only those above it (see DESIGN.md, section 2):
+// error, step (the contract) -> eval -> runtime -> graph -> pipeline -> http.
 mod error;
+mod step;
+
+mod eval;
+
+mod runtime;
+
 mod graph;
+
+mod pipeline;
+
 #[cfg(feature = "http")]
 pub mod http;
-mod runtime;
-mod step;
 #[cfg(feature = "torch")]
 pub mod torch;
 
-pub use error::{BoxError, DeployError, PipelineError, StepError};
+pub use error::{BoxError, DeployError, OptionsError, PipelineError, StepError};
 pub use graph::{
     route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteStart, Shared,
-    Upstream,
+    StepNode, Upstream,
 };
+pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// Turns a function or a model type's `impl` block into a typed pipeline
 /// step.
 ///
@@ -84,33 +94,33 @@ pub use graph::{
 /// are compile errors on the offending tokens.
 pub use pipeline_macros::step;
 pub use runtime::{
-    DeployOptions, Health, HistogramSnapshot, Pipeline, StepHealth, StepMetrics, StepOptions,
-    StepReport, BATCH_BUCKETS, DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
+    AutoscaleOptions, DeployOptions, HistogramSnapshot, StepMetrics, StepOptions, BATCH_BUCKETS,
+    DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
 };
 pub use step::{
-    AutoscalePolicy, BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo, StepKind, StepNode,
+    AutoscalePolicy, BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo,
+    StepKind,
 };
 
 /// The names most pipelines need: `use pipeline_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        route, step, DeployError, DeployOptions, Device, Input, Mode, Pipeline, PipelineError,
-        ReplicaContext, Upstream,
+        route, step, Deploy, DeployError, DeployOptions, Device, Input, Mode, Pipeline,
+        PipelineError, ReplicaContext, Upstream,
     };
 }
 
 /// Paths the `#[step]` macro's generated code uses. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::eval::{CallCx, DynEval, Eval};
     pub use crate::graph::{
-        edge, CastEval, GatherEval, GraphBuilder, InputEval, Node, NodeId, RouteEval, SharedEval,
+        edge, CastEval, EdgeList, EdgesEval, GatherEval, GraphBuilder, InputEval, Lowering, Node,
+        NodeId, RouteEval, SharedEval, StepEval, StepNode,
     };
-    pub use crate::runtime::{CallCx, DynEval, Eval, Lowering, Runner};
     /// The evaluator of a type-erased node producing `T`.
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;
-    pub use crate::step::{
-        EdgeList, EdgesEval, StepEval, StepFn, StepInfo, StepKind, StepNode, StepOutput,
-    };
+    pub use crate::step::{StepFn, StepInfo, StepKind, StepOutput};
     pub use crate::{
         AutoscalePolicy, BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement, Produces,
         ReplicaContext, Upstream,

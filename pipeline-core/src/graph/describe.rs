@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::step::{InstanceNames, Mode, StepInfo, StepKind};
+use super::names::InstanceNames;
+use crate::step::{Mode, StepInfo, StepKind};
 
 /// Index of a node in a [`Graph`].
 pub type NodeId = usize;
@@ -260,13 +261,15 @@ impl GraphBuilder {
         id
     }
 
+    /// Records a step node and gives it its name (the one place names are
+    /// given: see `names.rs`).
     pub(crate) fn step(
         &mut self,
         info: &StepInfo,
         name: Option<&'static str>,
         output: &'static str,
         inputs: Vec<NodeId>,
-    ) -> NodeId {
+    ) -> (NodeId, &'static str) {
         let label = self.names.unique(name.unwrap_or(info.name));
         let kind = NodeKind::Step {
             step: info.name,
@@ -274,12 +277,20 @@ impl GraphBuilder {
             mode: info.mode,
             replicas: info.replicas,
         };
-        self.push(
+        let id = self.push(
             label,
             kind,
             output,
             inputs.into_iter().map(|i| (i, None)).collect(),
-        )
+        );
+        (id, label)
+    }
+
+    /// Marks node `id` as consumed by several nodes.
+    pub(crate) fn mark_shared(&mut self, id: NodeId) {
+        if let Some(node) = self.graph.nodes.get_mut(id) {
+            node.shared = true;
+        }
     }
 
     /// Describes a shared node once, however many consumers it has.
@@ -292,7 +303,7 @@ impl GraphBuilder {
             return id;
         }
         let id = describe(self);
-        self.graph.nodes[id].shared = true;
+        self.mark_shared(id);
         self.shared.insert(key, id);
         id
     }

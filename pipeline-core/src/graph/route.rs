@@ -3,9 +3,11 @@
 use std::any::type_name;
 use std::fmt::Debug;
 
-use super::{describe::NodeKind, edge, GraphBuilder, Node, NodeId, Produces, Upstream};
+use super::describe::{GraphBuilder, NodeId, NodeKind};
+use super::lower::Lowering;
+use super::{edge, Node, Produces, Upstream};
 use crate::error::{DeployError, PipelineError};
-use crate::runtime::{CallCx, DynEval, Eval, Lowering};
+use crate::eval::{CallCx, DynEval, Eval};
 
 /// Starts a route on `key`: a node whose output picks the branch to run.
 ///
@@ -155,11 +157,22 @@ where
             }
         }
         let key = self.key.lower(lowering)?;
+        let mut inputs = vec![(lowering.last_id()?, Some("key".to_string()))];
         let mut branches = Vec::with_capacity(self.branches.len());
         for (k, node) in self.branches {
-            branches.push((k, node.lower(lowering)?));
+            let eval = node.lower(lowering)?;
+            inputs.push((lowering.last_id()?, Some(format!("{k:?}"))));
+            branches.push((k, eval));
         }
-        let otherwise = self.otherwise.map(|n| n.lower(lowering)).transpose()?;
+        let otherwise = match self.otherwise {
+            Some(node) => {
+                let eval = node.lower(lowering)?;
+                inputs.push((lowering.last_id()?, Some("otherwise".to_string())));
+                Some(eval)
+            }
+            None => None,
+        };
+        lowering.push(label.clone(), NodeKind::Route, type_name::<O>(), inputs);
         Ok(RouteEval {
             label,
             key,

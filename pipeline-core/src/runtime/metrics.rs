@@ -73,9 +73,14 @@ impl HistogramSnapshot {
     }
 }
 
-/// Live counters of one step (all steps of that name).
+/// Live counters of one step node, shared by its evaluator (calls,
+/// latency), its runner (queue, replicas) and the pipeline's reports.
 #[derive(Debug)]
 pub(crate) struct StepCounters {
+    /// Replicas built and taking calls now (1 for local and tasks).
+    pub(crate) replicas: AtomicUsize,
+    /// Replicas the step is heading for (differs while autoscaling).
+    pub(crate) target_replicas: AtomicUsize,
     pub(crate) rebuilds: AtomicU64,
     pub(crate) replicas_down: AtomicUsize,
     pub(crate) batches: AtomicU64,
@@ -91,6 +96,8 @@ pub(crate) struct StepCounters {
 impl Default for StepCounters {
     fn default() -> Self {
         StepCounters {
+            replicas: AtomicUsize::new(1),
+            target_replicas: AtomicUsize::new(1),
             rebuilds: AtomicU64::new(0),
             replicas_down: AtomicUsize::new(0),
             batches: AtomicU64::new(0),
@@ -117,10 +124,11 @@ impl StepCounters {
         }
     }
 
-    pub(crate) fn snapshot(&self, step: &'static str, replicas: usize) -> StepMetrics {
+    pub(crate) fn snapshot(&self, step: &'static str) -> StepMetrics {
         StepMetrics {
             step,
-            replicas,
+            replicas: self.replicas.load(Ordering::Relaxed),
+            target_replicas: self.target_replicas.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed).max(0) as u64,
@@ -133,6 +141,7 @@ impl StepCounters {
     }
 }
 
+/// One call inside a step; counts it out when dropped.
 pub(crate) struct CallGuard<'a> {
     counters: &'a StepCounters,
     start: std::time::Instant,
@@ -174,8 +183,11 @@ impl Drop for CallGuard<'_> {
 pub struct StepMetrics {
     /// The step's name.
     pub step: &'static str,
-    /// How many replicas it runs (1 unless actors).
+    /// How many replicas it runs now (1 unless actors).
     pub replicas: usize,
+    /// How many it is heading for: differs from `replicas` while an
+    /// autoscaled step adds or drains replicas.
+    pub target_replicas: usize,
     /// Calls that reached the step.
     pub requests: u64,
     /// Calls it failed (error, panic, overload, lost replica).

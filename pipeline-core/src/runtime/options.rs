@@ -1,17 +1,16 @@
-//! Deploy-time settings: override modes, replicas and queue bounds without
-//! recompiling, from a builder or a TOML / JSON file.
+//! Deploy-time settings: override modes, replicas, autoscaling, devices
+//! and queue bounds without recompiling, from a builder or a TOML / JSON
+//! file. Only parsing lives here; what the settings mean for a step is
+//! decided, and checked, in `plan`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::DeployError;
-use crate::step::Device;
-
-/// How many calls may wait in one replica's mailbox (actors), or be in
-/// flight at once (tasks), unless the options say otherwise.
-pub const DEFAULT_QUEUE_BOUND: usize = 256;
+use super::admission::DEFAULT_QUEUE_BOUND;
+use crate::error::{DeployError, OptionsError};
+use crate::step::{AutoscalePolicy, Device};
 
 /// Deploy-time settings that override what the steps' attributes say,
 /// without recompiling. Build them in code or load them from a file.
@@ -42,6 +41,31 @@ pub struct DeployOptions {
     /// Per-step settings, by step name.
     #[serde(default)]
     steps: BTreeMap<String, StepOptions>,
+    /// The runtime to run on, if not the default (never from a file).
+    #[serde(skip)]
+    runtime: RuntimeChoice,
+}
+
+/// A runtime handle chosen in code. Options compare equal when both or
+/// neither name one: a handle has no identity to compare on stable tokio.
+#[derive(Clone, Default)]
+struct RuntimeChoice(Option<tokio::runtime::Handle>);
+
+impl PartialEq for RuntimeChoice {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.is_some() == other.0.is_some()
+    }
+}
+
+impl Eq for RuntimeChoice {}
+
+impl std::fmt::Debug for RuntimeChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(h) => write!(f, "Some({:?} runtime)", h.runtime_flavor()),
+            None => f.write_str("None"),
+        }
+    }
 }
 
 /// Settings for one step: by a node's name (its own, from `.named(..)`, or
@@ -56,13 +80,74 @@ pub struct DeployOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepOptions {
-    /// Number of actor replicas.
+    /// A fixed number of actor replicas (turns the step's autoscaling off).
     pub replicas: Option<usize>,
+    /// Autoscaling for an actor step: each field set here replaces the
+    /// attribute's (or [`AutoscalePolicy::DEFAULT`]'s) value.
+    pub autoscale: Option<AutoscaleOptions>,
     /// Mailbox bound per replica (actors) or in-flight bound (tasks).
     pub queue_bound: Option<usize>,
     /// The device every replica of the step owns (`"cpu"` or `"cuda:N"`),
     /// instead of `cuda:(i % gpus)` / CPU.
     pub device: Option<Device>,
+}
+
+/// Autoscaling settings for one step in deploy options (see
+/// [`AutoscalePolicy`] for what each means); unset fields keep the step's
+/// own.
+///
+/// ```
+/// use pipeline_core::{AutoscaleOptions, DeployOptions};
+///
+/// let o = DeployOptions::from_toml_str(r#"
+///     [steps.embed.autoscale]
+///     min_replicas = 2
+///     max_replicas = 6
+/// "#)?;
+/// let a = o.step("embed").autoscale.unwrap();
+/// assert_eq!((a.min_replicas, a.max_replicas, a.target_ongoing_requests), (Some(2), Some(6), None));
+/// # Ok::<(), pipeline_core::DeployError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleOptions {
+    /// Never fewer replicas (at least 1).
+    pub min_replicas: Option<usize>,
+    /// Never more replicas.
+    pub max_replicas: Option<usize>,
+    /// Calls (queued + running) one replica should carry.
+    pub target_ongoing_requests: Option<usize>,
+    /// How long the load must call for more replicas, in ms.
+    pub upscale_delay_ms: Option<u64>,
+    /// How long the load must call for fewer replicas, in ms.
+    pub downscale_delay_ms: Option<u64>,
+}
+
+impl AutoscaleOptions {
+    /// `policy` with the fields set here replaced.
+    pub fn apply(&self, policy: AutoscalePolicy) -> AutoscalePolicy {
+        AutoscalePolicy {
+            min_replicas: self.min_replicas.unwrap_or(policy.min_replicas),
+            max_replicas: self.max_replicas.unwrap_or(policy.max_replicas),
+            target_ongoing_requests: self
+                .target_ongoing_requests
+                .unwrap_or(policy.target_ongoing_requests),
+            upscale_delay_ms: self.upscale_delay_ms.unwrap_or(policy.upscale_delay_ms),
+            downscale_delay_ms: self.downscale_delay_ms.unwrap_or(policy.downscale_delay_ms),
+        }
+    }
+}
+
+impl From<AutoscalePolicy> for AutoscaleOptions {
+    fn from(p: AutoscalePolicy) -> Self {
+        AutoscaleOptions {
+            min_replicas: Some(p.min_replicas),
+            max_replicas: Some(p.max_replicas),
+            target_ongoing_requests: Some(p.target_ongoing_requests),
+            upscale_delay_ms: Some(p.upscale_delay_ms),
+            downscale_delay_ms: Some(p.downscale_delay_ms),
+        }
+    }
 }
 
 impl DeployOptions {
@@ -91,6 +176,59 @@ impl DeployOptions {
         self
     }
 
+    /// Autoscales the actor step(s) named `step` with `policy` (instead of
+    /// a fixed replica count, or the attribute's policy).
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    /// use pipeline_core::AutoscalePolicy;
+    ///
+    /// #[step(mode = "actors")]
+    /// fn embed(x: i64) -> i64 { x }
+    ///
+    /// let policy = AutoscalePolicy { min_replicas: 2, max_replicas: 4, ..AutoscalePolicy::DEFAULT };
+    /// let p = embed(Input::<i64>::new()).deploy_with(DeployOptions::new().autoscale("embed", policy))?;
+    /// let r = &p.report()[0];
+    /// assert_eq!((r.replicas, r.autoscale), (2, Some(policy)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn autoscale(mut self, step: &str, policy: AutoscalePolicy) -> Self {
+        self.steps.entry(step.to_string()).or_default().autoscale = Some(policy.into());
+        self
+    }
+
+    /// Runs tasks, task-placed replicas, batch timers and autoscalers on
+    /// `handle`'s runtime, instead of the multi-thread runtime `deploy` is
+    /// called in (or, outside one, the pipeline's own). This is how a
+    /// pipeline runs on a `current_thread` runtime, such as a test's paused
+    /// clock; that runtime must keep running for the pipeline to answer, so
+    /// call it with `call_async` from there.
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step(mode = "actors", placement = "task")]
+    /// fn add_one(x: i64) -> i64 { x + 1 }
+    ///
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    /// rt.block_on(async {
+    ///     let opts = DeployOptions::new().runtime(tokio::runtime::Handle::current());
+    ///     let p = add_one(Input::<i64>::new()).deploy_with(opts)?;
+    ///     assert_eq!(p.call_async(1).await?, 2);
+    ///     Ok::<(), Box<dyn std::error::Error>>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = RuntimeChoice(Some(handle));
+        self
+    }
+
+    /// The runtime chosen with [`runtime`](Self::runtime), if any.
+    pub(crate) fn chosen_runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.0.as_ref()
+    }
+
     /// Sets the queue bound of the step(s) named `step`.
     pub fn queue_bound(mut self, step: &str, bound: usize) -> Self {
         self.steps.entry(step.to_string()).or_default().queue_bound = Some(bound);
@@ -106,8 +244,9 @@ impl DeployOptions {
     /// let o = DeployOptions::new().device("Classifier", Device::Cpu);
     /// let t = DeployOptions::from_toml_str("[steps.Classifier]\ndevice = \"cpu\"")?;
     /// assert_eq!(o, t);
-    /// let bad = DeployOptions::from_toml_str("[steps.Classifier]\ndevice = \"gpu\"");
-    /// assert!(bad.unwrap_err().to_string().contains("expected `cpu` or `cuda:N`"));
+    /// let bad = DeployOptions::from_toml_str("[steps.Classifier]\ndevice = \"gpu\"").unwrap_err();
+    /// let cause = std::error::Error::source(&bad).unwrap(); // the TOML parser's error
+    /// assert!(cause.to_string().contains("expected `cpu` or `cuda:N`"));
     /// # Ok::<(), pipeline_core::DeployError>(())
     /// ```
     pub fn device(mut self, step: &str, device: Device) -> Self {
@@ -132,11 +271,13 @@ impl DeployOptions {
         let (own, all) = (self.step(instance), self.step(step));
         StepOptions {
             replicas: own.replicas.or(all.replicas),
+            autoscale: own.autoscale.or(all.autoscale),
             queue_bound: own.queue_bound.or(all.queue_bound),
             device: own.device.or(all.device),
         }
     }
 
+    /// The queue bound of the node called `instance`, a node of `step`.
     pub(crate) fn queue_bound_for(&self, instance: &str, step: &str) -> usize {
         self.instance(instance, step)
             .queue_bound
@@ -150,37 +291,40 @@ impl DeployOptions {
 
     /// Parses options from TOML (see the type's example).
     pub fn from_toml_str(text: &str) -> Result<Self, DeployError> {
-        toml::from_str(text).map_err(|e| DeployError::OptionsFile(e.to_string()))
+        toml::from_str(text).map_err(|e| DeployError::options(None, e.into()))
     }
 
     /// Parses options from JSON: `{"queue_bound": 512, "steps": {"Classifier": {"replicas": 4}}}`.
+    /// The cause of a failure is the parser's own error, through
+    /// `source()` ([`OptionsError`](crate::OptionsError)).
     ///
     /// ```
-    /// let o = pipeline_core::DeployOptions::from_json_str(r#"{"steps": {"m": {"replicas": 2}}}"#)?;
+    /// use std::error::Error;
+    /// use pipeline_core::{DeployOptions, OptionsError};
+    ///
+    /// let o = DeployOptions::from_json_str(r#"{"steps": {"m": {"replicas": 2}}}"#)?;
     /// assert_eq!(o.step("m").replicas, Some(2));
-    /// let bad = pipeline_core::DeployOptions::from_json_str(r#"{"steps": {"m": {"replica": 2}}}"#);
-    /// assert!(bad.unwrap_err().to_string().contains("unknown field `replica`"));
+    /// let bad = DeployOptions::from_json_str(r#"{"steps": {"m": {"replica": 2}}}"#).unwrap_err();
+    /// let cause = bad.source().unwrap().downcast_ref::<OptionsError>().unwrap();
+    /// assert!(matches!(cause, OptionsError::Json(_)));
+    /// assert!(cause.to_string().contains("unknown field `replica`"));
     /// # Ok::<(), pipeline_core::DeployError>(())
     /// ```
     pub fn from_json_str(text: &str) -> Result<Self, DeployError> {
-        serde_json::from_str(text).map_err(|e| DeployError::OptionsFile(e.to_string()))
+        serde_json::from_str(text).map_err(|e| DeployError::options(None, e.into()))
     }
 
     /// Reads options from a `.toml` or `.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, DeployError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| DeployError::OptionsFile(format!("{}: {e}", path.display())))?;
-        let parsed = match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => Self::from_toml_str(&text),
-            Some("json") => Self::from_json_str(&text),
-            _ => {
-                return Err(DeployError::OptionsFile(format!(
-                    "{}: expected a .toml or .json file",
-                    path.display()
-                )))
-            }
-        };
-        parsed.map_err(|e| DeployError::OptionsFile(format!("{}: {e}", path.display())))
+        let fail = |e: OptionsError| DeployError::options(Some(path), e);
+        let parse: fn(&str) -> Result<Self, OptionsError> =
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("toml") => |t| Ok(toml::from_str(t)?),
+                Some("json") => |t| Ok(serde_json::from_str(t)?),
+                _ => return Err(fail(OptionsError::Extension)),
+            };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.into()))?;
+        parse(&text).map_err(fail)
     }
 }

@@ -1,5 +1,6 @@
 //! The runnable form of a graph: every node lowers to an [`Eval`], a typed
-//! value that computes its output for one call from a [`CallCx`].
+//! value that computes its output for one call from a [`CallCx`]. Below the
+//! runtime and the graph, which both build on it.
 
 use std::any::Any;
 use std::future::Future;

@@ -4,11 +4,15 @@
 
 use std::any::type_name;
 use std::fmt::Debug;
+use std::sync::{Arc, OnceLock};
 
-use super::{StepFn, StepOutput};
+use super::describe::{GraphBuilder, NodeId};
+use super::lower::Lowering;
+use super::{Produces, Upstream};
 use crate::error::{DeployError, PipelineError};
-use crate::graph::{GraphBuilder, NodeId, Produces, Upstream};
-use crate::runtime::{CallCx, Eval, Lowering, Runner, StepCounters};
+use crate::eval::{CallCx, Eval};
+use crate::runtime::{StepCounters, StepRunner};
+use crate::step::{StepFn, StepOutput};
 
 /// A call of a step on its inputs, before deployment. Model steps'
 /// `bind(..)` returns one; function steps wrap one in their generated node
@@ -75,7 +79,7 @@ impl<S: StepFn, E> StepNode<S, E> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn named(mut self, name: &str) -> Self {
-        self.name = Some(crate::step::intern(name));
+        self.name = Some(super::names::intern(name));
         self
     }
 }
@@ -96,20 +100,19 @@ where
     type Eval = StepEval<S, E::Eval>;
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
-        let edges = self.edges.lower(lowering)?;
-        let name = lowering.instance_name::<S>(self.name)?;
-        let runner = lowering.runner::<S>(name, self.init)?;
-        let counters = lowering.counters(name);
+        let (edges, inputs) = self.edges.lower(lowering)?;
+        let step = lowering.step::<S>(self.name, type_name::<S::Output>(), inputs, self.init)?;
         Ok(StepEval {
             edges,
-            runner,
-            counters,
+            runner: step.runner,
+            counters: step.counters,
+            name: step.name,
         })
     }
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         let inputs = self.edges.describe(graph);
-        graph.step(&S::INFO, self.name, type_name::<S::Output>(), inputs)
+        graph.step(&S::INFO, self.name, type_name::<S::Output>(), inputs).0
     }
 }
 
@@ -125,12 +128,18 @@ where
     }
 }
 
+/// Where a step node's runner will be: filled when the deploy starts the
+/// step, after every node is planned and every option checked.
+pub(crate) type RunnerSlot<S> = Arc<OnceLock<Box<dyn StepRunner<S>>>>;
+
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct StepEval<S: StepFn, E> {
     edges: E,
-    runner: Runner<S>,
-    counters: std::sync::Arc<StepCounters>,
+    runner: RunnerSlot<S>,
+    counters: Arc<StepCounters>,
+    /// The node's name, for spans.
+    name: &'static str,
 }
 
 impl<S, E> Eval for StepEval<S, E>
@@ -141,9 +150,13 @@ where
     type Output = S::Output;
     async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
         let inputs = self.edges.eval(cx).await?;
+        let runner = self
+            .runner
+            .get()
+            .ok_or(PipelineError::Internal("a step ran before it was started"))?;
         let call = self.counters.start();
-        let span = tracing::debug_span!("step", step = self.runner.name());
-        let result = tracing::Instrument::instrument(self.runner.run(inputs), span.clone()).await;
+        let span = tracing::debug_span!("step", step = self.name);
+        let result = tracing::Instrument::instrument(runner.run(inputs), span.clone()).await;
         if result.is_err() {
             call.failed();
         }
@@ -159,7 +172,8 @@ pub trait EdgeList: Send + 'static {
     type Input: Send + 'static;
     type Inputs: Send + 'static;
     type Eval: EdgesEval<Inputs = Self::Inputs>;
-    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError>;
+    /// The edges' evaluators and their nodes' ids.
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<(Self::Eval, Vec<NodeId>), DeployError>;
     fn describe(&self, graph: &mut GraphBuilder) -> Vec<NodeId>;
 }
 
@@ -177,8 +191,9 @@ impl<A: Upstream> EdgeList for (A,) {
     type Input = A::Input;
     type Inputs = (A::Output,);
     type Eval = (A::Eval,);
-    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
-        Ok((self.0.lower(lowering)?,))
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<(Self::Eval, Vec<NodeId>), DeployError> {
+        let eval = self.0.lower(lowering)?;
+        Ok(((eval,), vec![lowering.last_id()?]))
     }
     fn describe(&self, graph: &mut GraphBuilder) -> Vec<NodeId> {
         vec![self.0.describe(graph)]
@@ -199,9 +214,16 @@ macro_rules! edge_tuples {
             type Input = $first::Input;
             type Inputs = ($first::Output, $($rest::Output),+);
             type Eval = ($first::Eval, $($rest::Eval),+);
-            fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+            fn lower(self, lowering: &mut Lowering<'_>) -> Result<(Self::Eval, Vec<NodeId>), DeployError> {
                 let ($first, $($rest),+) = self;
-                Ok(($first.lower(lowering)?, $($rest.lower(lowering)?),+))
+                let mut ids = Vec::new();
+                let $first = $first.lower(lowering)?;
+                ids.push(lowering.last_id()?);
+                $(
+                    let $rest = $rest.lower(lowering)?;
+                    ids.push(lowering.last_id()?);
+                )+
+                Ok((($first, $($rest),+), ids))
             }
             fn describe(&self, graph: &mut GraphBuilder) -> Vec<NodeId> {
                 let ($first, $($rest),+) = self;

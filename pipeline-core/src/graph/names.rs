@@ -3,8 +3,9 @@
 //! name, or the one given with `.named(..)`; when a graph holds the name
 //! twice (the same model bound to two weight files, say), the later ones
 //! get `_1`, `_2`, ... as Ray Serve does, so their counters stay apart.
-//! Graph description and lowering both walk the nodes inputs-first in the
-//! same order, so both give every node the same name.
+//! Names are given in one place, `GraphBuilder::step`, by the traversal
+//! that deploys a graph (and by the one that prints it before deployment,
+//! which walks the same nodes in the same order).
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};

@@ -1,0 +1,247 @@
+//! What a node is: [`Upstream`] (anything a step can take as input) and
+//! the edge check [`Produces`], which every generated step constructor puts
+//! on its arguments, so rustc checks each edge.
+
+use std::fmt::Debug;
+use super::describe::{Graph, GraphBuilder, NodeId};
+use super::lower::Lowering;
+use super::{Input, Node, Shared};
+use crate::error::{DeployError, PipelineError};
+use crate::eval::{CallCx, Eval};
+
+/// A node of a pipeline graph: the pipeline's [`Input`], a call of a
+/// `#[step]`, a [`Shared`] node, a `Vec` or array of nodes (gathered into a
+/// `Vec`), a [`Node`] or a [`route`].
+///
+/// Every node knows the type it produces ([`Upstream::Output`]) and the type
+/// of the pipeline input it reads ([`Upstream::Input`]), so a mismatched edge
+/// is a compile error.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn add_one(x: i64) -> i64 { x + 1 }
+/// #[step]
+/// fn square(x: i64) -> i64 { x * x }
+///
+/// let p = square(add_one(Input::<i64>::new())).deploy()?;
+/// assert_eq!(p.call(1)?, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pipeline node",
+    label = "not a node",
+    note = "steps take nodes as inputs: `Input::<T>::new()`, a call of a `#[step]`, `.shared()`, a `Vec` or array of nodes, or `route(..)`"
+)]
+pub trait Upstream: Sized + Send + 'static {
+    /// The type of the pipeline input this node reads.
+    type Input: Send + 'static;
+    /// The type this node produces.
+    type Output: Send + 'static;
+    #[doc(hidden)]
+    type Eval: Eval<Output = Self::Output>;
+
+    /// Lowers this node for deployment: records it in the graph being
+    /// deployed (so `lowering` knows its id afterwards) and returns its
+    /// evaluator. The one traversal that names step nodes, describes the
+    /// deployed graph and plans what gets started.
+    #[doc(hidden)]
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError>;
+
+    /// Describes this node without consuming it, to print a graph before
+    /// it is deployed ([`graph`](Upstream::graph)).
+    #[doc(hidden)]
+    fn describe(&self, graph: &mut GraphBuilder) -> NodeId;
+
+    /// Makes this node a fan-out point: clone the returned handle to feed
+    /// several steps; the node runs once per call and each consumer gets a
+    /// clone of its output.
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step]
+    /// fn add(a: i64, b: i64) -> i64 { a + b }
+    ///
+    /// let x = Input::<i64>::new().shared();
+    /// let p = add(x.clone(), x).deploy()?;
+    /// assert_eq!(p.call(21)?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn shared(self) -> Shared<Self::Input, Self::Output>
+    where
+        Self::Output: Clone,
+    {
+        Shared::new(self.boxed())
+    }
+
+    /// Feeds this node into `step`, as Ray's `.bind().then()`:
+    /// `a.then(b)` is `b(a)`, and reads left to right.
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step]
+    /// fn add_one(x: i64) -> i64 { x + 1 }
+    /// #[step]
+    /// fn square(x: i64) -> i64 { x * x }
+    ///
+    /// let p = Input::<i64>::new().then(add_one).then(square).deploy()?;
+    /// assert_eq!(p.call(1)?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// `step` is a function (a step's name, or a closure that captures
+    /// nothing): taking a function pointer lets rustc report a mismatched
+    /// step once, at `step`. For a model step with constructor arguments,
+    /// write `Model::bind(args, node)`.
+    fn then<N>(self, step: fn(Self) -> N) -> N {
+        step(self)
+    }
+
+    /// Erases this node's type, e.g. to put different steps in one `Vec`.
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step]
+    /// fn add_one(x: i64) -> i64 { x + 1 }
+    /// #[step]
+    /// fn double(x: i64) -> i64 { x * 2 }
+    /// #[step]
+    /// fn sum(xs: Vec<i64>) -> i64 { xs.iter().sum() }
+    ///
+    /// let x = Input::<i64>::new().shared();
+    /// let p = sum(vec![add_one(x.clone()).boxed(), double(x).boxed()]).deploy()?;
+    /// assert_eq!(p.call(10)?, 31);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn boxed(self) -> Node<Self::Input, Self::Output> {
+        Node::new(self)
+    }
+
+    /// The graph this node ends, for printing before it is deployed.
+    fn graph(&self) -> Graph {
+        let mut builder = GraphBuilder::default();
+        self.describe(&mut builder);
+        builder.finish()
+    }
+}
+
+/// The edge check: `N: Produces<T>` holds when node `N`'s output is `T`.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::Produces;
+///
+/// #[step]
+/// fn len(s: String) -> usize { s.len() }
+///
+/// fn wants_usize<N: Produces<usize>>(_: &N) {}
+/// wants_usize(&len(Input::<String>::new()));
+/// ```
+///
+/// Generated step constructors require it of each argument, so a mismatched
+/// edge is reported at the argument, once. It is implemented for each node
+/// type with its concrete output (never through a projection), so rustc can
+/// name the problem: "`shout<String>` is not a node producing `i64`".
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a node producing `{T}`",
+    label = "this input must produce `{T}`",
+    note = "a step node's type is `step_name<PipelineInput>`; an input must be a node whose output type is exactly the parameter's type (add a small `#[step]` in between to convert)"
+)]
+pub trait Produces<T>: Upstream {
+    #[doc(hidden)]
+    fn cast(output: Self::Output) -> T;
+}
+
+impl<T: Send + 'static> Produces<T> for Input<T> {
+    #[inline(always)]
+    fn cast(output: T) -> T {
+        output
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Produces<O> for Node<I, O> {
+    #[inline(always)]
+    fn cast(output: O) -> O {
+        output
+    }
+}
+
+impl<I: Send + 'static, O: Clone + Send + 'static> Produces<O> for Shared<I, O> {
+    #[inline(always)]
+    fn cast(output: O) -> O {
+        output
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<U: Produces<T>, T: Send + 'static> Produces<Vec<T>> for Vec<U> {
+    fn cast(output: Vec<U::Output>) -> Vec<T> {
+        output.into_iter().map(U::cast).collect()
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<U: Produces<T>, T: Send + 'static, const N: usize> Produces<Vec<T>> for [U; N] {
+    fn cast(output: Vec<U::Output>) -> Vec<T> {
+        output.into_iter().map(U::cast).collect()
+    }
+}
+
+/// Checks an edge and erases the upstream node's type: the one place where
+/// generated constructors turn an argument into a step input.
+///
+/// Erasing here keeps node and evaluator types flat however long the graph
+/// (typed nesting overflows rustc's limits near 20 steps); the cost is one
+/// boxed future per hop.
+#[doc(hidden)]
+#[inline]
+pub fn edge<T: Send + 'static, A: Produces<T>>(up: A) -> Node<A::Input, T> {
+    Cast {
+        up,
+        cast: <A as Produces<T>>::cast,
+    }
+    .boxed()
+}
+
+/// Applies the (identity) cast that `Produces<T>` proved.
+struct Cast<A: Upstream, T> {
+    up: A,
+    cast: fn(A::Output) -> T,
+}
+
+impl<A: Upstream, T: Send + 'static> Upstream for Cast<A, T> {
+    type Input = A::Input;
+    type Output = T;
+    type Eval = CastEval<A::Eval, T>;
+
+    fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+        // The cast is no node of its own: the upstream's id stays the last.
+        Ok(CastEval {
+            inner: self.up.lower(lowering)?,
+            cast: self.cast,
+        })
+    }
+
+    fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
+        self.up.describe(graph)
+    }
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct CastEval<E: Eval, T> {
+    inner: E,
+    cast: fn(E::Output) -> T,
+}
+
+impl<E: Eval, T: Send + 'static> Eval for CastEval<E, T> {
+    type Output = T;
+    async fn eval(&self, cx: &CallCx<'_>) -> Result<T, PipelineError> {
+        self.inner.eval(cx).await.map(self.cast)
+    }
+}
+

@@ -1,0 +1,92 @@
+//! Dynamic batching at a replica: take up to `max_size` queued calls,
+//! waiting at most `wait_ms` after the first for more, and run them as one
+//! call of the step's `Vec` body. An error or a panic fails that batch's
+//! calls, and only those.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use super::worker::ReplicaWorker;
+use crate::error::PipelineError;
+use crate::step::{BatchPolicy, StepFn};
+
+impl<S: StepFn> ReplicaWorker<S> {
+    pub(crate) async fn serve_batched(mut self, state: S::State, policy: BatchPolicy) {
+        let name = self.ctx.step();
+        let wait = Duration::from_millis(policy.wait_ms);
+        let mut state = Some(state);
+        while let Some(first) = self.inbox.recv().await {
+            let mut jobs = vec![first];
+            let deadline = tokio::time::Instant::now() + wait;
+            while jobs.len() < policy.max_size {
+                if let Some(job) = self.inbox.try_recv() {
+                    jobs.push(job);
+                    continue;
+                }
+                match self.inbox.recv_until(deadline, &self.timer).await {
+                    Some(job) => jobs.push(job),
+                    None => break,
+                }
+            }
+            // Calls whose caller gave up are skipped.
+            let queued = jobs.len();
+            let (inputs, replies): (Vec<_>, Vec<_>) = jobs
+                .into_iter()
+                .filter(|job| !job.is_cancelled())
+                .map(|job| (job.inputs, job.reply))
+                .unzip();
+            self.outstanding
+                .fetch_sub(queued - replies.len(), Ordering::SeqCst);
+            let Some(current) = &state else { break };
+            if replies.is_empty() {
+                continue;
+            }
+            let n = replies.len();
+            self.counters.batches.fetch_add(1, Ordering::SeqCst);
+            self.counters.batch_size.observe(n as f64);
+            self.counters
+                .batched_calls
+                .fetch_add(n as u64, Ordering::SeqCst);
+            let result = AssertUnwindSafe(async move { S::call_batch(current, inputs).await })
+                .catch_unwind()
+                .await;
+            let mut panicked = false;
+            let all_fail = |e: PipelineError| (0..n).map(|_| Err(e.clone())).collect();
+            let outcomes: Vec<Result<S::Output, PipelineError>> = match result {
+                Ok(Ok(outputs)) if outputs.len() == n => outputs.into_iter().map(Ok).collect(),
+                Ok(Ok(outputs)) => all_fail(PipelineError::step_failed(
+                    name,
+                    format!(
+                        "the batched step returned {} outputs for {n} inputs",
+                        outputs.len()
+                    )
+                    .into(),
+                )),
+                Ok(Err(e)) => all_fail(PipelineError::step_failed(name, e)),
+                Err(payload) => {
+                    panicked = true;
+                    all_fail(PipelineError::panicked(name, payload))
+                }
+            };
+            if !panicked {
+                self.outstanding.fetch_sub(n, Ordering::SeqCst);
+            }
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+            if panicked {
+                tracing::warn!(
+                    step = name,
+                    replica = self.ctx.index(),
+                    "batched step panicked; rebuilding the replica"
+                );
+                drop(state.take());
+                state = self.rebuild().await;
+                self.outstanding.fetch_sub(n, Ordering::SeqCst);
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! A replica's mailbox: a bounded channel of [`Job`]s, as tower's `Buffer`
+//! puts a channel in front of one worker. The sending half admits or
+//! refuses a call (see `admission`); the receiving half, [`Inbox`], is what
+//! a replica worker takes its jobs from, whoever feeds it (the pool's
+//! router here, a remote transport later). Both halves keep the step's
+//! queue-depth gauge, so every job taken is counted off, whichever way it
+//! is taken.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::PipelineError;
+use crate::runtime::admission::refused;
+use crate::runtime::metrics::StepCounters;
+use crate::step::StepFn;
+
+/// Where a job's answer goes.
+pub(crate) type Reply<O> = oneshot::Sender<Result<O, PipelineError>>;
+
+/// One call waiting for a replica.
+pub(crate) struct Job<S: StepFn> {
+    pub(crate) inputs: S::Inputs,
+    pub(crate) reply: Reply<S::Output>,
+}
+
+impl<S: StepFn> Job<S> {
+    /// The caller dropped the call: its work is to be skipped.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// A new mailbox holding at most `bound` jobs.
+pub(crate) fn mailbox<S: StepFn>(
+    bound: usize,
+    counters: &Arc<StepCounters>,
+) -> (Mailbox<S>, Inbox<S>) {
+    let (tx, rx) = mpsc::channel(bound);
+    (
+        Mailbox {
+            tx,
+            counters: Arc::clone(counters),
+        },
+        Inbox {
+            rx,
+            counters: Arc::clone(counters),
+        },
+    )
+}
+
+/// The sending half. Dropping it closes the mailbox: the replica answers
+/// what is queued, then stops.
+pub(crate) struct Mailbox<S: StepFn> {
+    tx: mpsc::Sender<Job<S>>,
+    counters: Arc<StepCounters>,
+}
+
+impl<S: StepFn> Mailbox<S> {
+    /// Queues `job`, or refuses it at once when the mailbox is full.
+    pub(crate) fn offer(&self, step: &'static str, job: Job<S>) -> Result<(), PipelineError> {
+        // Counted before it can be taken, so the gauge never dips below 0.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.try_send(job).map_err(|e| {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            refused(step, &e)
+        })
+    }
+}
+
+/// The receiving half: what a replica worker takes jobs from.
+pub(crate) struct Inbox<S: StepFn> {
+    rx: mpsc::Receiver<Job<S>>,
+    counters: Arc<StepCounters>,
+}
+
+impl<S: StepFn> Inbox<S> {
+    fn taken(&self, job: Option<Job<S>>) -> Option<Job<S>> {
+        if job.is_some() {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        job
+    }
+
+    /// The next job; `None` once the mailbox is closed and empty.
+    pub(crate) async fn recv(&mut self) -> Option<Job<S>> {
+        let job = self.rx.recv().await;
+        self.taken(job)
+    }
+
+    /// A job already queued, if any.
+    pub(crate) fn try_recv(&mut self) -> Option<Job<S>> {
+        let job = self.rx.try_recv().ok();
+        self.taken(job)
+    }
+
+    /// The next job if one comes before `deadline` (timed on `timer`, a
+    /// runtime with a time driver).
+    pub(crate) async fn recv_until(
+        &mut self,
+        deadline: tokio::time::Instant,
+        timer: &Handle,
+    ) -> Option<Job<S>> {
+        let timeout = {
+            let _timer = timer.enter();
+            tokio::time::timeout_at(deadline, self.rx.recv())
+        };
+        let job = timeout.await.ok().flatten();
+        self.taken(job)
+    }
+
+    /// No sender is left: nothing more will come once the queue is empty.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.rx.is_closed()
+    }
+}

@@ -1,0 +1,345 @@
+//! A step's actor replicas: the live set the router picks from, the
+//! replicas being built, and their threads. The router sends each call to
+//! the replica with the least outstanding work. Replicas join the set only
+//! once built (so a constructor's time never stalls a call) and leave it by
+//! having their mailbox closed: the replica answers what it holds, then
+//! stops, so scaling down loses no call.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use super::mailbox::{mailbox, Job, Mailbox};
+use super::worker::ReplicaWorker;
+use crate::error::{BoxError, DeployError, PipelineError};
+use crate::runtime::autoscale::Scale;
+use crate::runtime::executor::{blocking, Runtimes};
+use crate::runtime::metrics::StepCounters;
+use crate::runtime::plan::StepPlan;
+use crate::step::{Placement, ReplicaContext, StepFn};
+
+/// A built replica, as the router sees it.
+struct Replica<S: StepFn> {
+    mailbox: Mailbox<S>,
+    outstanding: Arc<AtomicUsize>,
+}
+
+/// A replica being built for the autoscaler, which may give up on it.
+struct Pending {
+    index: usize,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// The replicas of one actor step node.
+pub(crate) struct Pool<S: StepFn> {
+    plan: StepPlan,
+    init: S::Init,
+    /// Where task-placed replicas run; thread-placed ones enter it.
+    handle: Handle,
+    /// A runtime with a time driver.
+    timer: Handle,
+    live: RwLock<Vec<Replica<S>>>,
+    pending: Mutex<Vec<Pending>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Replicas built or being built, as last decided.
+    target: AtomicUsize,
+    next_index: AtomicUsize,
+    closed: AtomicBool,
+    counters: Arc<StepCounters>,
+    me: Weak<Pool<S>>,
+}
+
+impl<S: StepFn> std::fmt::Debug for Pool<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("step", &self.plan.node)
+            .field("target", &self.target.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<S: StepFn> Pool<S> {
+    /// Starts the plan's replicas, each built by its own constructor where
+    /// it runs, and waits until all are built. Fails with the first
+    /// constructor error (the others are stopped).
+    pub(crate) fn start(
+        plan: &StepPlan,
+        init: S::Init,
+        counters: Arc<StepCounters>,
+        runtimes: &mut Runtimes,
+    ) -> Result<Arc<Self>, DeployError> {
+        let handle = runtimes.tasks()?;
+        let timer = if plan.batch.is_some() || plan.autoscale.is_some() {
+            runtimes.timer()?
+        } else {
+            handle.clone()
+        };
+        let pool = Arc::new_cyclic(|me| Pool {
+            plan: plan.clone(),
+            init,
+            handle,
+            timer,
+            live: RwLock::new(Vec::with_capacity(plan.replicas)),
+            pending: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+            target: AtomicUsize::new(plan.replicas),
+            next_index: AtomicUsize::new(plan.replicas),
+            closed: AtomicBool::new(false),
+            counters,
+            me: me.clone(),
+        });
+        pool.counters.target_replicas.store(plan.replicas, Ordering::Relaxed);
+        pool.counters.replicas.store(0, Ordering::Relaxed);
+        let mut built = Vec::with_capacity(plan.replicas);
+        for index in 0..plan.replicas {
+            match pool.start_at_deploy(index) {
+                Ok(wait) => built.push(wait),
+                Err(e) => {
+                    pool.close();
+                    return Err(plan.build_error(index, e));
+                }
+            }
+        }
+        for (index, wait) in built.into_iter().enumerate() {
+            let outcome = match wait {
+                Built::Now(replica) => Ok(replica),
+                // Deploying from a runtime worker: hand the worker's other
+                // tasks to another thread while we wait.
+                Built::Later(rx, replica) => match blocking(true, || rx.recv()) {
+                    Ok(Ok(())) => Ok(replica),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err("the replica stopped while it was being built".into()),
+                },
+            };
+            match outcome {
+                Ok(replica) => pool.join(replica),
+                Err(e) => {
+                    pool.close();
+                    return Err(plan.build_error(index, e));
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    fn worker(&self, index: usize) -> (ReplicaWorker<S>, Replica<S>) {
+        let (mailbox, inbox) = mailbox(self.plan.queue_bound, &self.counters);
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let replicas = self.target.load(Ordering::Relaxed);
+        let worker = ReplicaWorker {
+            ctx: ReplicaContext::new(self.plan.node, index, replicas, self.plan.device_of(index)),
+            init: self.init.clone(),
+            inbox,
+            outstanding: Arc::clone(&outstanding),
+            counters: Arc::clone(&self.counters),
+            timer: self.timer.clone(),
+            batch: self.plan.batch,
+            in_task: self.plan.placement == Placement::Task,
+        };
+        (
+            worker,
+            Replica {
+                mailbox,
+                outstanding,
+            },
+        )
+    }
+
+    /// Starts replica `index` at deploy time. A task-placed replica is
+    /// built here and now; a thread-placed one on its thread, which says
+    /// when it is built.
+    fn start_at_deploy(&self, index: usize) -> Result<Built<S>, BoxError> {
+        let (worker, replica) = self.worker(index);
+        if worker.in_task {
+            let state = worker.build()?;
+            self.handle.spawn(worker.serve(state));
+            return Ok(Built::Now(replica));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.spawn_thread(index, async move {
+            match worker.build() {
+                Ok(state) => {
+                    let _ = tx.send(Ok(()));
+                    worker.serve(state).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })?;
+        Ok(Built::Later(rx, replica))
+    }
+
+    fn spawn_thread(
+        &self,
+        index: usize,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BoxError> {
+        let handle = self.handle.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-{index}", self.plan.node))
+            .spawn(move || handle.block_on(work))?;
+        let mut threads = lock(&self.threads);
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+        Ok(())
+    }
+
+    /// Lets the router send calls to `replica`.
+    fn join(&self, replica: Replica<S>) {
+        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        live.push(replica);
+        self.counters.replicas.store(live.len(), Ordering::Relaxed);
+    }
+
+    /// Starts one more replica off the request path: it is built where it
+    /// will run, retrying while its constructor fails, and joins the live
+    /// set once built, unless the pool gave up on it meanwhile.
+    fn add(&self, pending: &mut Vec<Pending>) {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        pending.push(Pending {
+            index,
+            cancelled: Arc::clone(&cancelled),
+        });
+        let (worker, replica) = self.worker(index);
+        let me = self.me.clone();
+        let work = async move {
+            let stop = || cancelled.load(Ordering::SeqCst);
+            let Some(state) = worker.build_retrying(stop).await else {
+                return;
+            };
+            let Some(pool) = me.upgrade() else { return };
+            if pool.finish_pending(index) {
+                pool.join(replica);
+                drop(pool);
+                tracing::info!(step = worker.ctx.step(), replica = index, "replica added");
+                worker.serve(state).await;
+            }
+        };
+        if self.plan.placement == Placement::Task {
+            self.handle.spawn(work);
+        } else if let Err(e) = self.spawn_thread(index, work) {
+            tracing::error!(step = self.plan.node, error = %e, "could not start a replica thread");
+            pending.retain(|p| p.index != index);
+        }
+    }
+
+    /// Whether pending replica `index` may join (it was not given up on).
+    fn finish_pending(&self, index: usize) -> bool {
+        let mut pending = lock(&self.pending);
+        let before = pending.len();
+        pending.retain(|p| p.index != index);
+        pending.len() < before && !self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Sends `inputs` to the replica with the least outstanding work and
+    /// waits for its answer. Dropping the future drops the answer's
+    /// receiver; the replica then skips the job.
+    pub(crate) async fn call(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
+        let name = self.plan.node;
+        let (reply, answer) = oneshot::channel();
+        {
+            let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+            // Ties go to the first.
+            let replica = live
+                .iter()
+                .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
+                .ok_or(PipelineError::ShuttingDown)?;
+            replica.outstanding.fetch_add(1, Ordering::SeqCst);
+            if let Err(e) = replica.mailbox.offer(name, Job { inputs, reply }) {
+                replica.outstanding.fetch_sub(1, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        answer
+            .await
+            .unwrap_or(Err(PipelineError::ReplicaLost { step: name }))
+    }
+
+    /// Stops taking calls: closes every mailbox (each replica answers what
+    /// it holds, then stops), gives up on replicas being built, and joins
+    /// the replica threads.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for p in lock(&self.pending).drain(..) {
+            p.cancelled.store(true, Ordering::SeqCst);
+        }
+        self.live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.counters.replicas.store(0, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A replica started at deploy time: built already, or building on its
+/// thread.
+enum Built<S: StepFn> {
+    Now(Replica<S>),
+    Later(
+        std::sync::mpsc::Receiver<Result<(), BoxError>>,
+        Replica<S>,
+    ),
+}
+
+impl<S: StepFn> Scale for Pool<S> {
+    fn load(&self) -> usize {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|r| r.outstanding.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn target(&self) -> usize {
+        self.target.load(Ordering::SeqCst)
+    }
+
+    fn scale_to(&self, target: usize) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let target = target.max(1);
+        let mut pending = lock(&self.pending);
+        self.target.store(target, Ordering::SeqCst);
+        self.counters.target_replicas.store(target, Ordering::Relaxed);
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner).len();
+        let have = live + pending.len();
+        if target > have {
+            for _ in have..target {
+                self.add(&mut pending);
+            }
+            return;
+        }
+        // Fewer: give up on replicas still being built first, then close
+        // the newest built ones' mailboxes (they drain, then stop).
+        let mut excess = have - target;
+        while excess > 0 {
+            let Some(p) = pending.pop() else { break };
+            p.cancelled.store(true, Ordering::SeqCst);
+            excess -= 1;
+        }
+        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        while excess > 0 && live.len() > 1 {
+            live.pop();
+            excess -= 1;
+        }
+        self.counters.replicas.store(live.len(), Ordering::Relaxed);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,130 @@
+//! One actor replica: builds its state with the step's constructor where it
+//! runs, then answers the jobs of its [`Inbox`] one by one (or in batches,
+//! `batch.rs`). A panic fails only the call that caused it; the replica is
+//! then rebuilt, retrying with backoff while the constructor fails, and
+//! reports itself down meanwhile.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use super::mailbox::{Inbox, Job};
+use crate::error::{BoxError, PipelineError};
+use crate::runtime::executor::blocking;
+use crate::runtime::metrics::StepCounters;
+use crate::runtime::runner::call_once;
+use crate::step::{BatchPolicy, ReplicaContext, StepFn};
+
+/// Everything one replica needs, before and after it is built.
+pub(crate) struct ReplicaWorker<S: StepFn> {
+    pub(crate) ctx: ReplicaContext,
+    pub(crate) init: S::Init,
+    pub(crate) inbox: Inbox<S>,
+    /// Calls sent to this replica and not yet answered (or skipped).
+    pub(crate) outstanding: Arc<AtomicUsize>,
+    pub(crate) counters: Arc<StepCounters>,
+    /// A runtime with a time driver, for batch waits and backoff.
+    pub(crate) timer: Handle,
+    pub(crate) batch: Option<BatchPolicy>,
+    /// Runs as a task (not on a thread of its own).
+    pub(crate) in_task: bool,
+}
+
+impl<S: StepFn> ReplicaWorker<S> {
+    /// Runs the constructor once.
+    pub(crate) fn build(&self) -> Result<S::State, BoxError> {
+        blocking(self.in_task, || S::build(&self.ctx, &self.init))
+    }
+
+    /// Runs the constructor until it works, waiting longer after each
+    /// failure (10 ms doubling to 5 s) and counting the replica down while
+    /// it fails; `None` once `stop()` says to give up.
+    pub(crate) async fn build_retrying(&self, stop: impl Fn() -> bool) -> Option<S::State> {
+        let mut backoff = Duration::from_millis(10);
+        let mut down = false;
+        let state = loop {
+            match self.build() {
+                Ok(state) => break Some(state),
+                Err(e) => {
+                    tracing::warn!(step = self.ctx.step(), replica = self.ctx.index(), error = %e, ?backoff, "replica constructor failed; retrying");
+                    if !down {
+                        down = true;
+                        self.counters.replicas_down.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if stop() {
+                        break None;
+                    }
+                    let sleep = {
+                        let _timer = self.timer.enter();
+                        tokio::time::sleep(backoff)
+                    };
+                    sleep.await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        if down {
+            self.counters.replicas_down.fetch_sub(1, Ordering::SeqCst);
+        }
+        state
+    }
+
+    /// Rebuilds after a panic; `None` when the mailbox closed meanwhile.
+    pub(crate) async fn rebuild(&self) -> Option<S::State> {
+        self.counters.replicas_down.fetch_add(1, Ordering::SeqCst);
+        let state = self.build_retrying(|| self.inbox.is_closed()).await;
+        self.counters.rebuilds.fetch_add(1, Ordering::SeqCst);
+        self.counters.replicas_down.fetch_sub(1, Ordering::SeqCst);
+        state
+    }
+
+    /// Answers jobs until the mailbox is closed and empty.
+    pub(crate) async fn serve(self, state: S::State) {
+        match self.batch {
+            Some(policy) => self.serve_batched(state, policy).await,
+            None => self.serve_one_by_one(state).await,
+        }
+    }
+
+    async fn serve_one_by_one(mut self, state: S::State) {
+        let mut state = Some(state);
+        while let Some(Job { inputs, reply }) = self.inbox.recv().await {
+            // A closed reply means the caller gave up: skip its work.
+            let result = match (&state, reply.is_closed()) {
+                (Some(current), false) => {
+                    Some(call_once::<S>(self.ctx.step(), current, inputs).await)
+                }
+                _ => None,
+            };
+            match result {
+                Some(result @ Err(PipelineError::Panicked { .. })) => {
+                    // Stays counted as busy while it rebuilds, so the
+                    // router prefers the other replicas meanwhile.
+                    let _ = reply.send(result);
+                    tracing::warn!(
+                        step = self.ctx.step(),
+                        replica = self.ctx.index(),
+                        "step panicked; rebuilding the replica"
+                    );
+                    drop(state.take()); // the old model goes before a new one is built
+                    state = self.rebuild().await;
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                Some(result) => {
+                    // Free before answering, so a caller that follows up at
+                    // once already sees this replica idle.
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    let _ = reply.send(result);
+                }
+                None => {
+                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            if state.is_none() {
+                break;
+            }
+        }
+    }
+}

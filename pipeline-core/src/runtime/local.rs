@@ -1,0 +1,37 @@
+//! Local mode: the step runs inline in the caller's future; no spawn, no
+//! channel, no queue.
+
+use super::plan::StepPlan;
+use super::runner::{call_once, StepRunner};
+use crate::error::{DeployError, PipelineError};
+use crate::step::{ReplicaContext, StepFn};
+
+/// One state, called inline.
+pub(crate) struct LocalRunner<S: StepFn> {
+    state: S::State,
+    name: &'static str,
+}
+
+impl<S: StepFn> std::fmt::Debug for LocalRunner<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalRunner({})", self.name)
+    }
+}
+
+impl<S: StepFn> LocalRunner<S> {
+    pub(crate) fn start(plan: &StepPlan, init: &S::Init) -> Result<Self, DeployError> {
+        let ctx = ReplicaContext::new(plan.node, 0, 1, plan.device_of(0));
+        let state = S::build(&ctx, init).map_err(|e| plan.build_error(0, e))?;
+        Ok(LocalRunner {
+            state,
+            name: plan.node,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: StepFn> StepRunner<S> for LocalRunner<S> {
+    async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
+        call_once::<S>(self.name, &self.state, inputs).await
+    }
+}

@@ -1,0 +1,309 @@
+//! The deploy plan: a pure function from a step node's [`StepInfo`], its
+//! node name and the [`DeployOptions`] to how it runs: mode, replicas,
+//! placement, devices, queue bound, batching and autoscaling. Every check
+//! of a deploy-time setting is here, so a bad value fails `deploy` before
+//! any constructor runs, and the whole decision is testable without a
+//! thread.
+
+use crate::error::{BoxError, DeployError};
+use crate::step::{AutoscalePolicy, BatchPolicy, Device, Mode, Placement, StepInfo};
+
+use super::options::DeployOptions;
+
+/// How one step node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StepPlan {
+    /// The node's name (unique in its graph).
+    pub(crate) node: &'static str,
+    /// The step's own name.
+    pub(crate) step: &'static str,
+    /// The mode the attribute asked for.
+    pub(crate) requested: Mode,
+    /// The mode it runs in.
+    pub(crate) mode: Mode,
+    /// Replicas at start (actors; 1 otherwise).
+    pub(crate) replicas: usize,
+    /// Where actor replicas run.
+    pub(crate) placement: Placement,
+    /// A device every replica is pinned to, if the options name one.
+    pub(crate) device: Option<Device>,
+    /// CUDA devices to spread replicas over (0: all on the CPU).
+    pub(crate) gpus: usize,
+    /// Mailbox bound per replica (actors) or in-flight bound (tasks).
+    pub(crate) queue_bound: usize,
+    /// Dynamic batching (actors).
+    pub(crate) batch: Option<BatchPolicy>,
+    /// Autoscaling (actors).
+    pub(crate) autoscale: Option<AutoscalePolicy>,
+    /// Why `mode` differs from `requested`, if it does.
+    pub(crate) note: Option<&'static str>,
+}
+
+impl StepPlan {
+    /// The device replica `index` owns: the pinned one, else
+    /// `cuda:(index % gpus)`, else the CPU. Replicas added by the
+    /// autoscaler continue the count, so they take the next device in turn.
+    pub(crate) fn device_of(&self, index: usize) -> Device {
+        match (self.device, self.gpus) {
+            (Some(pinned), _) => pinned,
+            (None, 0) => Device::Cpu,
+            (None, gpus) => Device::Cuda(index % gpus),
+        }
+    }
+
+    /// A failed constructor of replica `replica`, as `deploy` reports it.
+    pub(crate) fn build_error(&self, replica: usize, source: BoxError) -> DeployError {
+        DeployError::Build {
+            step: self.node,
+            replica,
+            source,
+        }
+    }
+}
+
+/// Plans the step node called `node`, a node of the step `info` describes
+/// (`batch` is its batching policy). `gpus` counts the CUDA devices; it is
+/// asked only when a replica's device depends on it.
+pub(crate) fn plan(
+    info: &StepInfo,
+    batch: Option<BatchPolicy>,
+    node: &'static str,
+    options: &DeployOptions,
+    gpus: &mut dyn FnMut() -> usize,
+) -> Result<StepPlan, DeployError> {
+    let invalid = |message: String| DeployError::InvalidOption {
+        step: node.to_string(),
+        message,
+    };
+    if node.trim().is_empty() {
+        return Err(DeployError::InvalidOption {
+            step: info.name.to_string(),
+            message: "`.named(..)` needs a non-empty name".into(),
+        });
+    }
+    let own = options.instance(node, info.name);
+    let queue_bound = options.queue_bound_for(node, info.name);
+    if queue_bound == 0 {
+        return Err(invalid("queue_bound must be at least 1".into()));
+    }
+    let mode = if options.is_local() {
+        Mode::Local
+    } else {
+        info.mode
+    };
+    if info.mode != Mode::Actors && (own.replicas.is_some() || own.autoscale.is_some()) {
+        let key = if own.replicas.is_some() {
+            "replicas"
+        } else {
+            "autoscale"
+        };
+        return Err(invalid(format!(
+            "{key} applies to actor steps; this step is `{}`",
+            info.mode
+        )));
+    }
+    if own.replicas.is_some() && own.autoscale.is_some() {
+        return Err(invalid(
+            "replicas and autoscale both set the replica count: give one".into(),
+        ));
+    }
+    if own.replicas == Some(0) {
+        return Err(invalid("replicas must be at least 1".into()));
+    }
+    // Options' `replicas` fixes the count (autoscaling off); options'
+    // `autoscale` starts from the attribute's policy, else the default.
+    let autoscale = match (own.replicas, own.autoscale) {
+        (Some(_), _) => None,
+        (None, Some(o)) => Some(o.apply(info.autoscale.unwrap_or_default())),
+        (None, None) => info.autoscale,
+    };
+    if let Some(p) = &autoscale {
+        check_autoscale(p).map_err(invalid)?;
+    }
+    let autoscale = autoscale.filter(|_| mode == Mode::Actors);
+    let replicas = match (mode, autoscale, own.replicas) {
+        (Mode::Actors, Some(p), _) => p.min_replicas,
+        (Mode::Actors, None, Some(n)) => n,
+        (Mode::Actors, None, None) => info.replicas,
+        _ => 1,
+    };
+    let needs_gpus = mode == Mode::Actors && own.device.is_none();
+    let gpus = match own.device {
+        Some(Device::Cuda(i)) => {
+            let count = gpus();
+            if i >= count {
+                return Err(invalid(format!(
+                    "device cuda:{i} requested, but this machine has {count} CUDA device(s){}",
+                    if cfg!(feature = "torch") {
+                        ""
+                    } else {
+                        " (CUDA needs the `torch` feature)"
+                    }
+                )));
+            }
+            count
+        }
+        _ if needs_gpus => gpus(),
+        _ => 0,
+    };
+    Ok(StepPlan {
+        node,
+        step: info.name,
+        requested: info.mode,
+        mode,
+        replicas,
+        placement: info.resolved_placement(),
+        device: own.device,
+        gpus,
+        queue_bound,
+        batch: batch.filter(|_| mode == Mode::Actors),
+        autoscale,
+        note: (mode != info.mode).then_some("forced local by DeployOptions::local()"),
+    })
+}
+
+/// How many CUDA devices replicas can own on this machine (none without
+/// the `torch` feature).
+pub(crate) fn cuda_device_count() -> usize {
+    #[cfg(feature = "torch")]
+    {
+        crate::torch::cuda_device_count()
+    }
+    #[cfg(not(feature = "torch"))]
+    {
+        0
+    }
+}
+
+/// What makes an autoscale policy unusable, in the user's words.
+fn check_autoscale(p: &AutoscalePolicy) -> Result<(), String> {
+    if p.min_replicas == 0 {
+        return Err("autoscale min_replicas must be at least 1".into());
+    }
+    if p.max_replicas < p.min_replicas {
+        return Err(format!(
+            "autoscale max_replicas ({}) is below min_replicas ({})",
+            p.max_replicas, p.min_replicas
+        ));
+    }
+    if p.target_ongoing_requests == 0 {
+        return Err("autoscale target_ongoing_requests must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Deploy options may name a node, or a step (every node of it); a name
+/// that is neither is a typo, reported with the names there are. `known`
+/// holds each step node's `(node name, step name)`.
+pub(crate) fn check_names(
+    options: &DeployOptions,
+    known: &[(&'static str, &'static str)],
+) -> Result<(), DeployError> {
+    let is_known = |name: &str| known.iter().any(|(n, s)| *n == name || *s == name);
+    match options.step_names().find(|name| !is_known(name)) {
+        None => Ok(()),
+        Some(name) => {
+            let mut names: Vec<&str> = known.iter().flat_map(|(n, s)| [*n, *s]).collect();
+            names.sort_unstable();
+            names.dedup();
+            Err(DeployError::UnknownStep {
+                name: name.to_string(),
+                known: names.join(", "),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::StepKind;
+
+    const ACTORS: StepInfo = StepInfo {
+        name: "embed",
+        mode: Mode::Actors,
+        replicas: 2,
+        kind: StepKind::Model,
+        is_async: false,
+        placement: Placement::Auto,
+        autoscale: None,
+    };
+
+    fn plan_of(info: &StepInfo, options: &DeployOptions) -> Result<StepPlan, DeployError> {
+        plan(info, None, "embed", options, &mut || 0)
+    }
+
+    fn message(e: DeployError) -> String {
+        match e {
+            DeployError::InvalidOption { message, .. } => message,
+            other => panic!("not an option error: {other}"),
+        }
+    }
+
+    #[test]
+    fn attributes_decide_unless_options_override() {
+        let p = plan_of(&ACTORS, &DeployOptions::new()).unwrap();
+        assert_eq!((p.mode, p.replicas, p.placement), (Mode::Actors, 2, Placement::Thread));
+        assert_eq!(p.queue_bound, super::super::admission::DEFAULT_QUEUE_BOUND);
+        let p = plan_of(&ACTORS, &DeployOptions::new().replicas("embed", 5).queue_bound("embed", 3)).unwrap();
+        assert_eq!((p.replicas, p.queue_bound), (5, 3));
+        let p = plan_of(&ACTORS, &DeployOptions::local()).unwrap();
+        assert_eq!((p.mode, p.replicas, p.note.is_some()), (Mode::Local, 1, true));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_fix() {
+        let e = plan_of(&ACTORS, &DeployOptions::new().replicas("embed", 0)).unwrap_err();
+        assert_eq!(message(e), "replicas must be at least 1");
+        let e = plan_of(&ACTORS, &DeployOptions::new().queue_bound("embed", 0)).unwrap_err();
+        assert_eq!(message(e), "queue_bound must be at least 1");
+        let local = StepInfo { mode: Mode::Local, replicas: 1, ..ACTORS };
+        let e = plan_of(&local, &DeployOptions::new().replicas("embed", 2)).unwrap_err();
+        assert!(message(e).contains("applies to actor steps"));
+        let bad = AutoscalePolicy { min_replicas: 4, max_replicas: 2, ..AutoscalePolicy::DEFAULT };
+        let e = plan_of(&ACTORS, &DeployOptions::new().autoscale("embed", bad)).unwrap_err();
+        assert_eq!(message(e), "autoscale max_replicas (2) is below min_replicas (4)");
+        let e = plan(&ACTORS, None, "  ", &DeployOptions::new(), &mut || 0).unwrap_err();
+        assert!(message(e).contains("non-empty name"));
+    }
+
+    #[test]
+    fn autoscale_starts_at_min_and_options_merge_over_the_attribute() {
+        let policy = AutoscalePolicy { min_replicas: 2, max_replicas: 6, ..AutoscalePolicy::DEFAULT };
+        let scaled = StepInfo { autoscale: Some(policy), replicas: 2, ..ACTORS };
+        let p = plan_of(&scaled, &DeployOptions::new()).unwrap();
+        assert_eq!((p.replicas, p.autoscale), (2, Some(policy)));
+        let o = DeployOptions::from_toml_str("[steps.embed.autoscale]\nmax_replicas = 3").unwrap();
+        let p = plan_of(&scaled, &o).unwrap();
+        assert_eq!(p.autoscale.map(|a| (a.min_replicas, a.max_replicas)), Some((2, 3)));
+        // A fixed count in the options turns autoscaling off.
+        let p = plan_of(&scaled, &DeployOptions::new().replicas("embed", 4)).unwrap();
+        assert_eq!((p.replicas, p.autoscale), (4, None));
+        let both = DeployOptions::from_toml_str("[steps.embed]\nreplicas = 2\n[steps.embed.autoscale]\nmin_replicas = 1").unwrap();
+        assert!(message(plan_of(&scaled, &both).unwrap_err()).contains("both set"));
+    }
+
+    #[test]
+    fn devices_spread_over_gpus_unless_pinned() {
+        let p = plan(&ACTORS, None, "embed", &DeployOptions::new(), &mut || 2).unwrap();
+        let devices: Vec<_> = (0..3).map(|i| p.device_of(i)).collect();
+        assert_eq!(devices, [Device::Cuda(0), Device::Cuda(1), Device::Cuda(0)]);
+        let o = DeployOptions::new().device("embed", Device::Cpu);
+        let p = plan(&ACTORS, None, "embed", &o, &mut || panic!("not asked")).unwrap();
+        assert_eq!(p.device_of(1), Device::Cpu);
+        let o = DeployOptions::new().device("embed", Device::Cuda(2));
+        let e = plan(&ACTORS, None, "embed", &o, &mut || 2).unwrap_err();
+        assert!(message(e).contains("has 2 CUDA device(s)"));
+    }
+
+    #[test]
+    fn unknown_names_list_the_known_ones() {
+        let o = DeployOptions::new().replicas("embedd", 2);
+        let e = check_names(&o, &[("embed_1", "embed"), ("score", "score")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "deploy options name step `embedd`, which is not in the graph; its steps are: embed, embed_1, score"
+        );
+        assert!(check_names(&DeployOptions::new().replicas("embed_1", 2), &[("embed_1", "embed")]).is_ok());
+    }
+}

@@ -1,0 +1,58 @@
+//! The hidden contract the `#[step]` macro implements: [`StepFn`] (build a
+//! replica, call it once or on a batch) and [`StepOutput`] (the edge cast).
+
+use std::future::Future;
+
+use super::{BatchPolicy, ReplicaContext, StepInfo};
+use crate::error::BoxError;
+
+/// The contract between `#[step]` and the runtime. Implemented by the macro;
+/// you should not need to implement or call it yourself.
+///
+/// For a function step it is implemented on `name<()>` (the node type's
+/// marker instance, which also carries `name::call`), for a model step on
+/// the model type.
+pub trait StepFn: 'static {
+    /// The step's inputs, as a tuple (`(i64,)` for one input).
+    type Inputs: Send + 'static;
+    /// What the step produces (the `T` of `-> T` or `-> Result<T, E>`).
+    type Output: Send + 'static;
+    /// One replica's state: `()` for functions, the model (behind a lock
+    /// where `call` takes `&mut self`).
+    type State: Send + Sync + 'static;
+    /// The constructor's arguments, cloned into each replica.
+    type Init: Clone + Send + Sync + 'static;
+    /// What the attribute said.
+    const INFO: StepInfo;
+    /// Builds one replica.
+    fn build(ctx: &ReplicaContext, init: &Self::Init) -> Result<Self::State, BoxError>;
+    /// Dynamic batching, from `batch(max_size = .., wait_ms = ..)`.
+    const BATCH: Option<BatchPolicy> = None;
+    /// Runs the step once.
+    fn call(
+        state: &Self::State,
+        inputs: Self::Inputs,
+    ) -> impl Future<Output = Result<Self::Output, BoxError>> + Send + '_;
+    /// Runs the step on a batch; one output per input, in order. Batched
+    /// steps implement it with their `Vec` body; others call `call` in turn.
+    fn call_batch(
+        state: &Self::State,
+        batch: Vec<Self::Inputs>,
+    ) -> impl Future<Output = Result<Vec<Self::Output>, BoxError>> + Send + '_ {
+        async move {
+            let mut outputs = Vec::with_capacity(batch.len());
+            for inputs in batch {
+                outputs.push(Self::call(state, inputs).await?);
+            }
+            Ok(outputs)
+        }
+    }
+}
+
+/// `S: StepOutput<T>` when step `S` produces `T`: implemented by the macro
+/// with the concrete output type, so that an edge mismatch on a model step
+/// is reported as "does not produce" rather than as a projection mismatch.
+#[doc(hidden)]
+pub trait StepOutput<T>: StepFn {
+    fn cast_output(output: Self::Output) -> T;
+}
