@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pipeline_core::prelude::*;
+use pipeline_core::OptionsError;
 
 const GUARD: Duration = Duration::from_secs(60);
 
@@ -564,8 +565,18 @@ fn options_load_from_toml_and_json_files() {
     std::fs::write(&toml, "[steps.scorer]\nreplicas = \"many\"\n").unwrap();
     let err = DeployOptions::from_file(&toml).unwrap_err();
     assert!(err.to_string().contains("deploy.toml"), "{err}");
+    // The parser's own error is the cause, typed.
+    assert!(matches!(
+        &err,
+        DeployError::Options { source: OptionsError::Toml(e), .. } if e.message().contains("invalid type")
+    ));
     let err = DeployOptions::from_file(dir.join("missing.toml")).unwrap_err();
-    assert!(matches!(err, DeployError::OptionsFile(_)));
+    assert!(matches!(
+        &err,
+        DeployError::Options { source: OptionsError::Io(e), .. } if e.kind() == std::io::ErrorKind::NotFound
+    ));
+    let err = DeployOptions::from_file(dir.join("deploy.yaml")).unwrap_err();
+    assert!(matches!(&err, DeployError::Options { source: OptionsError::Extension, .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

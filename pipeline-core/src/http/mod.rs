@@ -49,7 +49,7 @@ use tracing::Instrument;
 pub use request::{BadRequest, HttpRequest, HttpRequestBuilder};
 
 use crate::error::PipelineError;
-use crate::runtime::Pipeline;
+use crate::Pipeline;
 
 /// Where [`Ingress::serve`] listens unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
