@@ -1,6 +1,7 @@
 //! The HTTP ingress, through a real HTTP client (ureq) against a served
 //! pipeline: seed 001, each error status, 10k fuzzed requests, health,
-//! metrics, the live graph, graceful shutdown.
+//! metrics, the live graph, graceful shutdown (bounded by a grace period
+//! whatever the clients do), the header read timeout, request ids.
 #![cfg(feature = "http")]
 
 use std::net::SocketAddr;
@@ -546,4 +547,325 @@ fn registered_client_errors_answer_their_4xx_naming_the_step() {
     let (status, json, _) = post(&url, b"0");
     assert_eq!((status, json["kind"].as_str()), (500, Some("step_failed")));
     server.shutdown().expect("clean shutdown");
+}
+
+#[step]
+fn double(x: i64) -> i64 {
+    x * 2
+}
+
+/// A client that connected and sent `bytes`, then stalls (keeps the socket
+/// open without writing more).
+fn stalled_client(addr: SocketAddr, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.write_all(bytes).expect("write");
+    stream
+}
+
+/// Reads until the server closes the connection; what it sent before.
+fn read_until_closed(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => {}
+        // Closed with unread data on its side: a reset is a close too.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("read: {e}"),
+    }
+    got
+}
+
+/// The server has accepted every connection opened before this returns:
+/// the listener accepts in order, and this one is answered.
+fn answered_after(server: &Server) {
+    assert_eq!(post(&server.url("/double"), b"2").1, serde_json::json!(4));
+}
+
+/// A client that got one answer (`GET /healthz`) and keeps the
+/// connection open, idle.
+fn kept_alive_client(addr: SocketAddr) -> std::net::TcpStream {
+    use std::io::Read;
+    let mut stream = stalled_client(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.ends_with(b"ok\n") {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    stream
+}
+
+const HALF_REQUEST: &[u8] = b"POST /double HTTP/1.1\r\nHost: x\r\nContent-Le";
+
+#[test]
+fn stop_ends_after_the_grace_period_despite_a_half_sent_request() {
+    let p = double(Input::<i64>::new()).deploy().expect("deploy");
+    let probe = p.clone();
+    let server = Server::start(
+        Ingress::new()
+            .json("/double", p)
+            .shutdown_grace(std::time::Duration::from_millis(100)),
+    );
+    let mut half = stalled_client(server.addr, HALF_REQUEST);
+    answered_after(&server);
+    server
+        .shutdown()
+        .expect("serve returns after the grace period");
+    assert!(probe.is_shutting_down(), "the pipeline was drained");
+    assert!(
+        read_until_closed(&mut half).is_empty(),
+        "the stalled connection is dropped without an answer"
+    );
+}
+
+#[test]
+fn stop_closes_idle_connections_without_waiting_for_the_grace_period() {
+    let p = double(Input::<i64>::new()).deploy().expect("deploy");
+    let probe = p.clone();
+    // A grace period longer than any test run: idle connections are
+    // closed at once, so serve returns without waiting for it.
+    let server = Server::start(
+        Ingress::new()
+            .json("/double", p)
+            .shutdown_grace(std::time::Duration::from_secs(3600)),
+    );
+    // Connected, never sent a byte.
+    let mut silent = stalled_client(server.addr, b"");
+    let mut kept_alive = kept_alive_client(server.addr);
+    answered_after(&server);
+    server
+        .shutdown()
+        .expect("serve returns once the idle connections are closed");
+    assert!(probe.is_shutting_down(), "the pipeline was drained");
+    assert!(read_until_closed(&mut silent).is_empty());
+    assert!(read_until_closed(&mut kept_alive).is_empty());
+}
+
+#[test]
+fn stop_drops_a_request_still_running_after_the_grace_period() {
+    let (_turn, gate) = fresh_gate();
+    let p = gated(Input::<i64>::new()).deploy().expect("deploy");
+    let probe = p.clone();
+    let server = Server::start(
+        Ingress::new()
+            .json("/gated", p)
+            .shutdown_grace(std::time::Duration::from_millis(100)),
+    );
+    let url = server.url("/gated");
+    let in_flight = std::thread::spawn(move || {
+        agent()
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(&b"21"[..])
+            .map(|r| r.status().as_u16())
+    });
+    gate.wait_for(1);
+    // The step is still held: serve returns anyway once the grace is over.
+    server
+        .shutdown()
+        .expect("serve returns after the grace period");
+    assert!(probe.is_shutting_down(), "the pipeline was drained");
+    let answer = in_flight.join().unwrap();
+    assert!(answer.is_err(), "the connection was dropped: {answer:?}");
+    gate.open();
+}
+
+#[test]
+fn header_read_timeout_closes_a_stalled_connection_while_others_are_served() {
+    let p = double(Input::<i64>::new()).deploy().expect("deploy");
+    let server = Server::start(
+        Ingress::new()
+            .json("/double", p)
+            // Long enough for a client that sends its head at once, even
+            // on a loaded machine.
+            .header_read_timeout(std::time::Duration::from_millis(500)),
+    );
+    let mut half = stalled_client(server.addr, HALF_REQUEST);
+    let mut kept_alive = kept_alive_client(server.addr);
+    answered_after(&server);
+    assert!(
+        read_until_closed(&mut half).is_empty(),
+        "closed without an answer"
+    );
+    // The timeout also ends an idle keep-alive connection.
+    assert!(read_until_closed(&mut kept_alive).is_empty());
+    assert_eq!(post(&server.url("/double"), b"21").1, serde_json::json!(42));
+    server.shutdown().expect("clean shutdown");
+}
+
+/// The samples of a Prometheus text exposition: series (name and labels,
+/// as written) to value. Checks each line's shape on the way.
+fn parse_exposition(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut samples = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment `{line}`");
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|e| panic!("`{line}`: {e}")),
+        };
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "`{series}` twice"
+        );
+    }
+    samples
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_with_counters_and_histogram_buckets() {
+    let p = double(Input::<i64>::new()).deploy().expect("deploy");
+    let probe = p.clone();
+    let server = Server::start(Ingress::new().json("/double", p));
+    for x in 0..5 {
+        assert_eq!(
+            post(&server.url("/double"), x.to_string().as_bytes()).0,
+            200
+        );
+    }
+    assert_eq!(post(&server.url("/double"), b"nope").0, 400);
+    let mut response = agent().get(&server.url("/metrics")).call().expect("scrape");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.body_mut().read_to_string().expect("body");
+    for line in [
+        "# HELP pipeline_step_requests_total Calls that reached the step.",
+        "# TYPE pipeline_step_requests_total counter",
+        "# TYPE pipeline_step_in_flight gauge",
+        "# TYPE pipeline_step_latency_seconds histogram",
+        "# HELP pipeline_http_responses_total HTTP responses by route and status.",
+        "# TYPE pipeline_http_responses_total counter",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    let samples = parse_exposition(&text);
+    let labels = r#"route="/double",step="double""#;
+    assert_eq!(
+        samples[&format!("pipeline_step_requests_total{{{labels}}}")],
+        5.0
+    );
+    assert_eq!(
+        samples[r#"pipeline_http_responses_total{route="/double",code="200"}"#],
+        5.0
+    );
+    assert_eq!(
+        samples[r#"pipeline_http_responses_total{route="/double",code="400"}"#],
+        1.0
+    );
+    // Every latency bucket is the runtime's own cumulative count.
+    let latency = &probe.metrics()[0].latency;
+    assert_eq!(latency.count(), 5);
+    for (bound, cumulative) in latency.bounds.iter().zip(&latency.cumulative) {
+        let bucket = samples
+            .iter()
+            .find_map(|(series, v)| {
+                let le = series
+                    .strip_prefix(&format!(
+                        "pipeline_step_latency_seconds_bucket{{{labels},le=\""
+                    ))?
+                    .strip_suffix("\"}")?;
+                (le.parse::<f64>().ok()? == *bound).then_some(*v)
+            })
+            .unwrap_or_else(|| panic!("no bucket le={bound} in\n{text}"));
+        assert_eq!(bucket, *cumulative as f64, "bucket le={bound}");
+    }
+    assert_eq!(
+        samples[&format!("pipeline_step_latency_seconds_bucket{{{labels},le=\"+Inf\"}}")],
+        5.0
+    );
+    assert_eq!(
+        samples[&format!("pipeline_step_latency_seconds_count{{{labels}}}")],
+        5.0
+    );
+    let sum = samples[&format!("pipeline_step_latency_seconds_sum{{{labels}}}")];
+    assert!(
+        (sum - latency.sum).abs() <= 1e-9 * latency.sum.max(1.0),
+        "{sum}"
+    );
+}
+
+#[test]
+fn request_ids_are_the_clients_own_or_fresh() {
+    let p = double(Input::<i64>::new()).deploy().expect("deploy");
+    let server = Server::start(Ingress::new().json("/double", p));
+    let send = |id: Option<&str>, path: &str| {
+        let mut request = agent().post(&server.url(path));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        let mut response = request.send(&b"nope"[..]).expect("request");
+        let header = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let json: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(json["request_id"], header.as_str(), "body and header agree");
+        header
+    };
+    let fresh = |id: &str| id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit());
+    assert_eq!(send(Some("trace-abc-1"), "/double"), "trace-abc-1");
+    let longest = "x".repeat(128);
+    assert_eq!(send(Some(&longest), "/double"), longest);
+    let too_long = send(Some(&"x".repeat(129)), "/double");
+    assert!(fresh(&too_long), "{too_long}");
+    let none = send(None, "/double");
+    assert!(fresh(&none), "{none}");
+    assert_ne!(too_long, none, "each fresh id is new");
+    // Answers outside the pipeline routes carry one too.
+    assert!(fresh(&send(None, "/no-such-route")));
+}
+
+/// An error with a cause of its own, printed only through `source()`.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load the lookup table")]
+struct LoadFailed(#[source] std::io::Error);
+
+/// An error that prints its cause itself and also returns it as
+/// `source()` (the chain must not repeat it).
+#[derive(Debug, thiserror::Error)]
+#[error("bad number: {0}")]
+struct BadNumber(#[source] std::num::ParseIntError);
+
+#[step]
+fn lookup(x: i64) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
+    match x {
+        0 => Err(LoadFailed(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "table.bin is missing",
+        ))
+        .into()),
+        1 => Err(BadNumber("x1".parse::<i64>().unwrap_err()).into()),
+        x => Ok(x),
+    }
+}
+
+#[test]
+fn error_bodies_name_the_whole_cause_chain() {
+    let p = lookup(Input::<i64>::new()).deploy().expect("deploy");
+    let server = Server::start(Ingress::new().json("/lookup", p));
+    let (status, json, _) = post(&server.url("/lookup"), b"0");
+    assert_eq!(status, 500, "{json}");
+    assert_eq!(json["step"], "lookup");
+    assert_eq!(
+        json["error"],
+        "step `lookup` failed: cannot load the lookup table: table.bin is missing"
+    );
+    let (status, json, _) = post(&server.url("/lookup"), b"1");
+    assert_eq!(status, 500, "{json}");
+    assert_eq!(
+        json["error"],
+        "step `lookup` failed: bad number: invalid digit found in string"
+    );
 }

@@ -1,4 +1,5 @@
-//! The inspection endpoints: readiness, Prometheus metrics, the live graph.
+//! The inspection endpoints: readiness and the live graph (`/metrics`
+//! lives in `metrics.rs`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
-use crate::{GraphNode, HistogramSnapshot, NodeKind, StepMetrics};
+use crate::{GraphNode, NodeKind, StepMetrics};
 
 /// 200 when every replica of every pipeline is built, else 503 naming the
 /// degraded steps.
@@ -34,128 +35,6 @@ pub(super) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         )
             .into_response()
     }
-}
-
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
-    for (bound, count) in h.bounds.iter().zip(&h.cumulative) {
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count());
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
-}
-
-/// Prometheus text exposition format, version 0.0.4.
-pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let rows: Vec<(String, StepMetrics)> = shared
-        .routes
-        .iter()
-        .flat_map(|(route, p)| p.metrics().into_iter().map(move |m| (route.clone(), m)))
-        .collect();
-    let labels = |route: &str, m: &StepMetrics| {
-        format!("route=\"{}\",step=\"{}\"", label(route), label(m.step))
-    };
-    let mut out = String::new();
-    type Field = fn(&StepMetrics) -> u64;
-    let scalars: [(&str, &str, &str, Field); 7] = [
-        (
-            "pipeline_step_requests_total",
-            "counter",
-            "Calls that reached the step.",
-            |m| m.requests,
-        ),
-        (
-            "pipeline_step_errors_total",
-            "counter",
-            "Calls the step failed.",
-            |m| m.errors,
-        ),
-        (
-            "pipeline_step_in_flight",
-            "gauge",
-            "Calls inside the step now (queued or running).",
-            |m| m.in_flight,
-        ),
-        (
-            "pipeline_step_queue_depth",
-            "gauge",
-            "Calls waiting in the step's replica mailboxes.",
-            |m| m.queued,
-        ),
-        (
-            "pipeline_step_replicas",
-            "gauge",
-            "Replicas the step runs.",
-            |m| m.replicas as u64,
-        ),
-        (
-            "pipeline_step_replicas_down",
-            "gauge",
-            "Replicas down (rebuilding) now.",
-            |m| m.replicas_down as u64,
-        ),
-        (
-            "pipeline_step_replica_rebuilds_total",
-            "counter",
-            "Replicas rebuilt after a panic.",
-            |m| m.rebuilds,
-        ),
-    ];
-    for (name, kind, help, field) in scalars {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (route, m) in &rows {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(route, m), field(m));
-        }
-    }
-    type Histo = fn(&StepMetrics) -> &HistogramSnapshot;
-    let histograms: [(&str, &str, Histo); 2] = [
-        (
-            "pipeline_step_latency_seconds",
-            "Time from reaching the step to its answer.",
-            |m| &m.latency,
-        ),
-        (
-            "pipeline_step_batch_size",
-            "Calls per batch (batched steps).",
-            |m| &m.batch_size,
-        ),
-    ];
-    for (name, help, field) in histograms {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (route, m) in &rows {
-            histogram(&mut out, name, &labels(route, m), field(m));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP pipeline_http_responses_total HTTP responses by route and status.\n# TYPE pipeline_http_responses_total counter"
-    );
-    let responses = shared
-        .responses
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    for ((route, code), n) in responses {
-        let _ = writeln!(
-            out,
-            "pipeline_http_responses_total{{route=\"{}\",code=\"{code}\"}} {n}",
-            label(&route)
-        );
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
 }
 
 /// `?format=json` (default), `dot` or `mermaid`.

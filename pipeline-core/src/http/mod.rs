@@ -13,7 +13,17 @@
 //! "request_id": ..}`: malformed JSON 400, the wrong shape 422 (serde's
 //! message), a body over the limit 413, overload 503 with `Retry-After`, a
 //! step error 500 naming the step (or the 4xx given for its error type
-//! with [`Ingress::client_error`]), a deadline passed 504.
+//! with [`Ingress::client_error`]), a deadline passed 504. `"error"` is the
+//! whole cause chain (the error, then each `source()`, joined with ": ").
+//! Every answer carries an `x-request-id` (the client's own if it sent one
+//! of 1 to 128 characters, else a fresh 16-hex-digit one).
+//!
+//! Connections: a client has [`Ingress::header_read_timeout`] (10 s) to send
+//! a request's head, or its connection is closed. On shutdown the server
+//! stops accepting, closes idle connections, waits at most
+//! [`Ingress::shutdown_grace`] (30 s) for the rest, drops what is still
+//! open, then drains the pipelines: it stops in bounded time whatever its
+//! clients do.
 //!
 //! ```no_run
 //! use pipeline_core::prelude::*;
@@ -29,16 +39,18 @@
 //! ```
 
 mod expose;
+mod metrics;
 mod request;
+mod request_id;
+mod serve;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -48,8 +60,7 @@ use tracing::Instrument;
 
 pub use request::{BadRequest, HttpRequest, HttpRequestBuilder};
 
-use crate::error::PipelineError;
-use crate::Pipeline;
+use crate::{Pipeline, PipelineError};
 
 /// Where [`Ingress::serve`] listens unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -58,6 +69,14 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// How long a call may take unless [`Ingress::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for open connections unless
+/// [`Ingress::shutdown_grace`] says otherwise: 30 s, as long as
+/// [`DEFAULT_TIMEOUT`], so a call admitted just before the stop can still
+/// finish.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request's head unless
+/// [`Ingress::header_read_timeout`] says otherwise: 10 s (see there why).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A deployed pipeline as the inspection endpoints see it.
 trait Inspect: Send + Sync {
@@ -92,6 +111,13 @@ struct Limits {
     timeout: Duration,
 }
 
+/// Settings of the server itself (connections, shutdown).
+#[derive(Debug, Clone, Copy)]
+struct Serving {
+    grace: Duration,
+    header_read: Duration,
+}
+
 /// A step error type the client is to blame for (see
 /// [`Ingress::client_error`]).
 #[derive(Debug, Clone, Copy)]
@@ -104,31 +130,11 @@ fn is_a<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -
     e.is::<E>()
 }
 
-/// What the handlers share: the served pipelines and the response counts.
+/// What the handlers share: the served pipelines and the metrics.
 struct Shared {
     routes: Vec<(String, Arc<dyn Inspect>)>,
     client_errors: Vec<ClientError>,
-    responses: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
-    next_id: AtomicU64,
-}
-
-impl Shared {
-    fn count(&self, route: &str, status: StatusCode) {
-        let mut map = self
-            .responses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *map.entry((route.to_string(), status.as_u16())).or_default() += 1;
-    }
-
-    fn request_id(&self, headers: &HeaderMap) -> String {
-        headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed)))
-    }
+    metrics: metrics::Metrics,
 }
 
 /// Serves deployed pipelines over HTTP. Build it with one route per
@@ -157,6 +163,7 @@ pub struct Ingress {
     routes: Vec<(String, Arc<dyn Inspect>)>,
     client_errors: Vec<ClientError>,
     limits: Limits,
+    serving: Serving,
     pending: Vec<AddRoute>,
 }
 
@@ -167,6 +174,8 @@ impl std::fmt::Debug for Ingress {
             .field("routes", &routes)
             .field("body_limit", &self.limits.body)
             .field("timeout", &self.limits.timeout)
+            .field("shutdown_grace", &self.serving.grace)
+            .field("header_read_timeout", &self.serving.header_read)
             .finish()
     }
 }
@@ -178,7 +187,8 @@ impl Default for Ingress {
 }
 
 impl Ingress {
-    /// No routes yet; 2 MiB body limit, 30 s timeout.
+    /// No routes yet; 2 MiB body limit, 30 s timeout, 30 s shutdown
+    /// grace, 10 s header read timeout.
     pub fn new() -> Self {
         Ingress {
             router: Router::new(),
@@ -187,6 +197,10 @@ impl Ingress {
             limits: Limits {
                 body: DEFAULT_BODY_LIMIT,
                 timeout: DEFAULT_TIMEOUT,
+            },
+            serving: Serving {
+                grace: DEFAULT_SHUTDOWN_GRACE,
+                header_read: DEFAULT_HEADER_READ_TIMEOUT,
             },
             pending: Vec::new(),
         }
@@ -270,6 +284,67 @@ impl Ingress {
         self
     }
 
+    /// How long shutdown (SIGTERM, Ctrl-C, or the `stop` future of
+    /// [`serve_until`](Ingress::serve_until)) waits for open connections
+    /// once it has stopped accepting new ones: idle keep-alive connections
+    /// close at once, requests in flight may finish. Whatever is still open
+    /// when the grace period ends is dropped (a half-sent request, a call
+    /// that is still running: its work is cancelled), so the server stops
+    /// within this bound whatever its clients do. The pipelines are
+    /// drained after that either way. Default [`DEFAULT_SHUTDOWN_GRACE`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pipeline_core::prelude::*;
+    /// use pipeline_core::http::Ingress;
+    ///
+    /// #[step]
+    /// fn double(x: i64) -> i64 { x * 2 }
+    ///
+    /// // Inside Kubernetes' default 30 s between SIGTERM and SIGKILL.
+    /// let ingress = Ingress::new()
+    ///     .json("/double", double(Input::<i64>::new()).deploy()?)
+    ///     .shutdown_grace(Duration::from_secs(20));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.serving.grace = grace;
+        self
+    }
+
+    /// How long a client may take to send a request's head (request line
+    /// and headers) once the server waits for one; the connection is closed
+    /// without an answer after it. It also bounds how long an idle
+    /// keep-alive connection stays open. Without it a client that sends
+    /// half a head and stalls holds a connection (and a file descriptor)
+    /// for ever; many such clients exhaust the server (slowloris).
+    ///
+    /// The default, [`DEFAULT_HEADER_READ_TIMEOUT`] (10 s), is far more than
+    /// a real client needs (a head is a few hundred bytes, sent at once,
+    /// even over a slow mobile link), a third of hyper's own default, and
+    /// matches what reverse proxies commonly use (nginx's
+    /// `client_header_timeout` defaults to 60 s, HAProxy's examples use
+    /// 10 s for `timeout http-request`). The body is bounded by
+    /// [`timeout`](Ingress::timeout) and [`body_limit`](Ingress::body_limit).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pipeline_core::prelude::*;
+    /// use pipeline_core::http::Ingress;
+    ///
+    /// #[step]
+    /// fn double(x: i64) -> i64 { x * 2 }
+    ///
+    /// let ingress = Ingress::new()
+    ///     .json("/double", double(Input::<i64>::new()).deploy()?)
+    ///     .header_read_timeout(Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.serving.header_read = timeout;
+        self
+    }
+
     fn add<In, Out>(
         mut self,
         path: &str,
@@ -290,14 +365,14 @@ impl Ingress {
                 let pipeline = Arc::clone(&pipeline);
                 let route = route.clone();
                 async move {
-                    let id = shared.request_id(request.headers());
+                    let id = request_id::of(&request);
                     let span = tracing::info_span!("request", id = %id, route = %route);
                     let response = handle(&pipeline, &shared, limits, parse, request, &id)
                         .instrument(span.clone())
                         .await;
                     tracing::info!(parent: &span, status = response.status().as_u16(), "answered");
-                    shared.count(&route, response.status());
-                    with_request_id(response, &id)
+                    shared.metrics.count(&route, response.status());
+                    response
                 }
             };
             router.route(&path, post(handler))
@@ -306,17 +381,17 @@ impl Ingress {
     }
 
     /// The axum router: the routes plus `/healthz`, `/readyz`, `/metrics`
-    /// and `/graph`.
+    /// and `/graph`, every answer with an `x-request-id` (the client's own
+    /// if it sent one of 1 to 128 characters, else a fresh one).
     pub fn into_router(self) -> Router {
         self.into_parts().0
     }
 
     fn into_parts(self) -> (Router, Arc<Shared>) {
         let shared = Arc::new(Shared {
+            metrics: metrics::Metrics::new(self.routes.clone()),
             routes: self.routes,
             client_errors: self.client_errors,
-            responses: Default::default(),
-            next_id: AtomicU64::new(1),
         });
         let mut router = self.router;
         for add in self.pending {
@@ -325,18 +400,25 @@ impl Ingress {
         let router = router
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(expose::readyz))
-            .route("/metrics", get(expose::metrics))
+            .route("/metrics", get(metrics::metrics))
             .route("/graph", get(expose::graph))
-            .fallback(|| async {
-                error_response(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+            .fallback(|request: Request| async move {
+                let id = request_id::of(&request);
+                error_response(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route",
+                    Some(&id),
+                )
             })
             .with_state(Arc::clone(&shared));
-        (router, shared)
+        (request_id::with_request_ids(router), shared)
     }
 
     /// Binds `addr` (e.g. [`DEFAULT_ADDR`], loopback only) and serves until
     /// SIGTERM or Ctrl-C, then stops accepting, lets the requests in flight
-    /// finish, and drains the pipelines.
+    /// finish (for at most [`shutdown_grace`](Ingress::shutdown_grace)),
+    /// and drains the pipelines.
     pub async fn serve(self, addr: &str) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         self.serve_listener(listener).await
@@ -358,10 +440,9 @@ impl Ingress {
         listener: tokio::net::TcpListener,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let serving = self.serving;
         let (router, shared) = self.into_parts();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await?;
+        serve::serve_connections(listener, router, serving, stop).await;
         tracing::info!("server stopped; draining pipelines");
         for (_, pipeline) in &shared.routes {
             pipeline.shutdown().await;
@@ -430,12 +511,7 @@ where
                     Some(id),
                 )
             } else {
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    &e.to_string(),
-                    Some(id),
-                )
+                error_response(StatusCode::BAD_REQUEST, "bad_body", &chain(&e), Some(id))
             };
         }
     };
@@ -485,13 +561,7 @@ fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) ->
             return bad_request(bad, id);
         }
         if let Some(client) = source.and_then(|s| client_errors.iter().find(|c| (c.is)(s))) {
-            return error_body(
-                client.status,
-                "bad_input",
-                &e.to_string(),
-                e.step(),
-                Some(id),
-            );
+            return error_body(client.status, "bad_input", &chain(e), e.step(), Some(id));
         }
     }
     let (status, kind) = match e {
@@ -503,7 +573,7 @@ fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) ->
         PipelineError::Panicked { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_panicked"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
-    let mut response = error_body(status, kind, &e.to_string(), e.step(), Some(id));
+    let mut response = error_body(status, kind, &chain(e), e.step(), Some(id));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()
@@ -537,9 +607,19 @@ fn error_body(
         .into_response()
 }
 
-fn with_request_id(mut response: Response, id: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(id) {
-        response.headers_mut().insert("x-request-id", v);
+/// The error's message and its causes (each [`source`](std::error::Error::source)),
+/// joined with ": ". A cause whose text the message already ends with is
+/// skipped, so an error that prints its cause itself reads right too.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !more.is_empty() && !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
     }
-    response
+    text
 }
