@@ -35,4 +35,14 @@ impl Ctxt {
     pub(crate) fn len(&self) -> usize {
         self.errors.borrow().len()
     }
+
+    /// The collected messages, for unit tests of the parsers.
+    #[cfg(test)]
+    pub(crate) fn into_messages(self) -> Vec<String> {
+        self.errors
+            .into_inner()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
 }

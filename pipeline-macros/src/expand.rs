@@ -60,6 +60,24 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
     let kind = Ident::new(kind, Span::call_site());
     let replicas = attr.replicas;
     let placement = Ident::new(attr.placement, Span::call_site());
+    let autoscale = match attr.autoscale {
+        None => quote!(::core::option::Option::None),
+        Some(attr::Autoscale {
+            min_replicas,
+            max_replicas,
+            target_ongoing_requests,
+            upscale_delay_ms,
+            downscale_delay_ms,
+        }) => quote! {
+            ::core::option::Option::Some(::pipeline_core::__private::AutoscalePolicy {
+                min_replicas: #min_replicas,
+                max_replicas: #max_replicas,
+                target_ongoing_requests: #target_ongoing_requests,
+                upscale_delay_ms: #upscale_delay_ms,
+                downscale_delay_ms: #downscale_delay_ms,
+            })
+        },
+    };
     quote! {
         ::pipeline_core::__private::StepInfo {
             name: #name,
@@ -68,7 +86,7 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
             kind: ::pipeline_core::__private::StepKind::#kind,
             is_async: #is_async,
             placement: ::pipeline_core::__private::Placement::#placement,
-            autoscale: ::core::option::Option::None,
+            autoscale: #autoscale,
         }
     }
 }

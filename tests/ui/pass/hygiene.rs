@@ -31,6 +31,11 @@ async fn add_two(x: i64) -> i64 {
     x + 2
 }
 
+#[step(mode = "actors", autoscale(max_replicas = 4))]
+fn scaled(x: i64) -> i64 {
+    x
+}
+
 #[step]
 fn checked(x: i64) -> ::std::result::Result<i64, ::std::string::String> {
     if x >= 0 {
@@ -57,7 +62,7 @@ impl Counter {
 }
 
 fn main() {
-    let node = Counter::bind(0, checked(add_two(add_one(Input::<i64>::new()))));
+    let node = Counter::bind(0, checked(scaled(add_two(add_one(Input::<i64>::new())))));
     let p = node.deploy().unwrap();
     assert_eq!(p.call(1).unwrap(), 5);
 }

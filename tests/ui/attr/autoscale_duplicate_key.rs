@@ -1,0 +1,15 @@
+use pipeline_core::prelude::*;
+
+#[step(mode = "actors", autoscale(max_replicas = 4, max_replicas = 6))]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+#[step(mode = "actors", autoscale, autoscale(max_replicas = 4))]
+fn add_two(x: i64) -> i64 {
+    x + 2
+}
+
+fn main() {
+    let _ = add_two(add_one(Input::<i64>::new())).deploy();
+}

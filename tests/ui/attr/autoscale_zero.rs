@@ -1,0 +1,15 @@
+use pipeline_core::prelude::*;
+
+#[step(mode = "actors", autoscale(min_replicas = 0, max_replicas = 4))]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+#[step(mode = "actors", autoscale(target_ongoing_requests = 0))]
+fn add_two(x: i64) -> i64 {
+    x + 2
+}
+
+fn main() {
+    let _ = add_two(add_one(Input::<i64>::new())).deploy();
+}
