@@ -307,13 +307,33 @@ pub enum OptionsError {
     /// The file could not be read.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// Not valid TOML, or not the options' shape.
+    /// Not valid TOML, or not the options' shape. Boxed, as is every
+    /// large cause: a deploy error travels up through every node of a
+    /// graph as deep as the user's, so it is kept small.
     #[error(transparent)]
-    Toml(#[from] toml::de::Error),
+    Toml(Box<toml::de::Error>),
     /// Not valid JSON, or not the options' shape.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// The file name ends in neither `.toml` nor `.json`.
     #[error("expected a .toml or .json file")]
     Extension,
+}
+
+impl From<toml::de::Error> for OptionsError {
+    fn from(e: toml::de::Error) -> Self {
+        OptionsError::Toml(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Deploy errors are returned through every level of a graph's
+    /// lowering; a large one overflowed the stack of a 500-step chain in a
+    /// debug build (tests/tests/deep.rs).
+    #[test]
+    fn errors_stay_small() {
+        assert!(std::mem::size_of::<super::DeployError>() <= 64);
+        assert!(std::mem::size_of::<super::PipelineError>() <= 64);
+    }
 }

@@ -122,8 +122,8 @@ pub mod __private {
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;
     pub use crate::step::{StepFn, StepInfo, StepKind, StepOutput};
     pub use crate::{
-        AutoscalePolicy, BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement, Produces,
-        ReplicaContext, Upstream,
+        AutoscalePolicy, BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement,
+        Produces, ReplicaContext, Upstream,
     };
     pub use core::future::{ready, Future};
     pub use std::sync::{Mutex as StdMutex, PoisonError};

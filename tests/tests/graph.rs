@@ -196,8 +196,10 @@ fn step_errors_name_the_step_and_keep_the_source() {
     assert_eq!(p.call("abc".into()).unwrap(), 4);
     let err = p.call(String::new()).unwrap_err();
     assert_eq!(err.step(), Some("parse"));
-    assert_eq!(err.to_string(), "step `parse` failed: empty input");
+    // This layer's message, then the cause, each once.
+    assert_eq!(err.to_string(), "step `parse` failed");
     let source = std::error::Error::source(&err).expect("source kept");
+    assert_eq!(source.to_string(), "empty input");
     assert!(source.downcast_ref::<ParseError>().is_some());
 }
 
@@ -241,7 +243,12 @@ fn constructor_failure_fails_deploy_naming_the_step() {
             ..
         }
     ));
-    assert!(err.to_string().contains("weights not found"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "step `Flaky`: the constructor of replica 0 failed"
+    );
+    let cause = std::error::Error::source(&err).expect("the constructor's error");
+    assert_eq!(cause.to_string(), "weights not found");
     assert!(Flaky::bind(false, Input::<i64>::new()).deploy().is_ok());
 }
 

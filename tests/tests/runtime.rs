@@ -391,7 +391,8 @@ fn a_failing_constructor_fails_deploy_naming_step_and_replica() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("weights unavailable"));
+    let cause = std::error::Error::source(&err).expect("the constructor's error");
+    assert!(cause.to_string().contains("weights unavailable"), "{cause}");
 }
 
 // ------------------------------------------------ cancellation, deadline
@@ -576,7 +577,13 @@ fn options_load_from_toml_and_json_files() {
         DeployError::Options { source: OptionsError::Io(e), .. } if e.kind() == std::io::ErrorKind::NotFound
     ));
     let err = DeployOptions::from_file(dir.join("deploy.yaml")).unwrap_err();
-    assert!(matches!(&err, DeployError::Options { source: OptionsError::Extension, .. }));
+    assert!(matches!(
+        &err,
+        DeployError::Options {
+            source: OptionsError::Extension,
+            ..
+        }
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

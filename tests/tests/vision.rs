@@ -229,7 +229,8 @@ fn a_wrongly_shaped_tensor_fails_with_the_models_error() {
         )))
         .expect_err("wrong shape");
     assert_eq!(err.step(), Some("Classifier"));
-    assert!(err.to_string().contains("[3, 224, 224]"), "{err}");
+    let cause = err.source().expect("the model's error");
+    assert!(cause.to_string().contains("[3, 224, 224]"), "{cause}");
     assert!(err
         .source()
         .and_then(|e| e.downcast_ref::<ModelError>())
@@ -245,7 +246,7 @@ fn replicas_get_devices_and_the_override_pins_them() {
         .expect("deploy");
     let report = p
         .report()
-        .iter()
+        .into_iter()
         .find(|s| s.step == "Classifier")
         .expect("report");
     let want: Vec<Device> = (0..3)
@@ -268,7 +269,7 @@ fn replicas_get_devices_and_the_override_pins_them() {
         .expect("deploy");
     let report = pinned
         .report()
-        .iter()
+        .into_iter()
         .find(|s| s.step == "Classifier")
         .expect("report");
     assert_eq!(report.devices, vec![Device::Cpu, Device::Cpu]);

@@ -73,4 +73,3 @@ impl<E: Eval> Eval for GatherEval<E> {
         futures::future::try_join_all(self.0.iter().map(|e| e.eval(cx))).await
     }
 }
-

@@ -68,4 +68,3 @@ impl<T: Send + 'static> Eval for InputEval<T> {
         cx.take_input::<T>()
     }
 }
-

@@ -101,8 +101,9 @@ impl<'o> Lowering<'o> {
 
     /// The id of the node lowered last.
     pub(crate) fn last_id(&self) -> Result<NodeId, DeployError> {
-        self.last
-            .ok_or(DeployError::Internal("a node lowered without recording itself"))
+        self.last.ok_or(DeployError::Internal(
+            "a node lowered without recording itself",
+        ))
     }
 
     /// Records an `Input` node.

@@ -29,19 +29,19 @@ mod upstream;
 pub use describe::{Graph, GraphBuilder, GraphNode, NodeId, NodeKind};
 #[doc(hidden)]
 pub use gather::GatherEval;
+pub use input::Input;
 #[doc(hidden)]
 pub use input::InputEval;
-pub use input::Input;
 pub(crate) use lower::Lowered;
 pub use lower::Lowering;
 pub use node::Node;
 pub use route::{route, Route, RouteEval, RouteStart};
-#[doc(hidden)]
-pub use shared::SharedEval;
 pub use shared::Shared;
 #[doc(hidden)]
-pub use step::{EdgeList, EdgesEval, StepEval};
+pub use shared::SharedEval;
 pub use step::StepNode;
+#[doc(hidden)]
+pub use step::{EdgeList, EdgesEval, StepEval};
 #[doc(hidden)]
 pub use upstream::{edge, CastEval};
 pub use upstream::{Produces, Upstream};

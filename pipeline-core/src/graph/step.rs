@@ -112,7 +112,9 @@ where
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         let inputs = self.edges.describe(graph);
-        graph.step(&S::INFO, self.name, type_name::<S::Output>(), inputs).0
+        graph
+            .step(&S::INFO, self.name, type_name::<S::Output>(), inputs)
+            .0
     }
 }
 

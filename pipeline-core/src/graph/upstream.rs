@@ -2,12 +2,12 @@
 //! the edge check [`Produces`], which every generated step constructor puts
 //! on its arguments, so rustc checks each edge.
 
-use std::fmt::Debug;
 use super::describe::{Graph, GraphBuilder, NodeId};
 use super::lower::Lowering;
 use super::{Input, Node, Shared};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
+use std::fmt::Debug;
 
 /// A node of a pipeline graph: the pipeline's [`Input`], a call of a
 /// `#[step]`, a [`Shared`] node, a `Vec` or array of nodes (gathered into a
@@ -244,4 +244,3 @@ impl<E: Eval, T: Send + 'static> Eval for CastEval<E, T> {
         self.inner.eval(cx).await.map(self.cast)
     }
 }
-

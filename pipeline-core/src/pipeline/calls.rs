@@ -65,7 +65,15 @@ impl<In, Out> Debug for Pipeline<In, Out> {
         f.debug_struct("Pipeline")
             .field("input", &std::any::type_name::<In>())
             .field("output", &std::any::type_name::<Out>())
-            .field("steps", &self.inner.graph.steps().map(|n| n.label.as_str()).collect::<Vec<_>>())
+            .field(
+                "steps",
+                &self
+                    .inner
+                    .graph
+                    .steps()
+                    .map(|n| n.label.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -236,4 +244,3 @@ impl<Out> Inner<Out> {
             .ok_or(PipelineError::Internal("runtime missing after start"))
     }
 }
-

@@ -81,7 +81,9 @@ impl Autoscaler {
             }
         } else if wanted < current {
             self.over = None;
-            let (since, most) = self.under.map_or((now, wanted), |(s, m)| (s, m.max(wanted)));
+            let (since, most) = self
+                .under
+                .map_or((now, wanted), |(s, m)| (s, m.max(wanted)));
             self.under = Some((since, most));
             if now.duration_since(since) >= Duration::from_millis(p.downscale_delay_ms) {
                 self.under = None;
@@ -97,7 +99,10 @@ impl Autoscaler {
     /// How often to sample: a tenth of the shorter delay, between 10 ms and
     /// 1 s, so a decision comes at most a tenth late.
     pub(crate) fn interval(&self) -> Duration {
-        let shorter = self.policy.upscale_delay_ms.min(self.policy.downscale_delay_ms);
+        let shorter = self
+            .policy
+            .upscale_delay_ms
+            .min(self.policy.downscale_delay_ms);
         Duration::from_millis((shorter / 10).clamp(10, 1_000))
     }
 }
@@ -118,7 +123,13 @@ pub(crate) async fn control(step: Weak<dyn Scale>, name: &'static str, policy: A
         let (current, load) = (step.target(), step.load());
         if let Some(target) = scaler.observe(Instant::now(), current, load) {
             if target != current {
-                tracing::info!(step = name, load, from = current, to = target, "autoscaling");
+                tracing::info!(
+                    step = name,
+                    load,
+                    from = current,
+                    to = target,
+                    "autoscaling"
+                );
                 step.scale_to(target);
             }
         }
@@ -154,7 +165,7 @@ mod tests {
         assert_eq!(s.observe(ms(0), 1, 8), None); // wants 4
         assert_eq!(s.observe(ms(50), 1, 4), None); // wants 2
         assert_eq!(s.observe(ms(100), 1, 8), Some(2)); // the least wanted throughout
-        // A spike shorter than the delay adds nothing.
+                                                       // A spike shorter than the delay adds nothing.
         assert_eq!(s.observe(ms(110), 2, 8), None);
         assert_eq!(s.observe(ms(150), 2, 4), None);
         assert_eq!(s.observe(ms(300), 2, 8), None);
@@ -195,8 +206,14 @@ mod tests {
 
     #[test]
     fn sampling_interval_follows_the_shorter_delay() {
-        assert_eq!(Autoscaler::new(policy()).interval(), Duration::from_millis(10));
-        let slow = AutoscalePolicy { upscale_delay_ms: 5_000, ..policy() };
+        assert_eq!(
+            Autoscaler::new(policy()).interval(),
+            Duration::from_millis(10)
+        );
+        let slow = AutoscalePolicy {
+            upscale_delay_ms: 5_000,
+            ..policy()
+        };
         assert_eq!(Autoscaler::new(slow).interval(), Duration::from_millis(100));
     }
 }

@@ -243,12 +243,24 @@ mod tests {
     #[test]
     fn attributes_decide_unless_options_override() {
         let p = plan_of(&ACTORS, &DeployOptions::new()).unwrap();
-        assert_eq!((p.mode, p.replicas, p.placement), (Mode::Actors, 2, Placement::Thread));
+        assert_eq!(
+            (p.mode, p.replicas, p.placement),
+            (Mode::Actors, 2, Placement::Thread)
+        );
         assert_eq!(p.queue_bound, super::super::admission::DEFAULT_QUEUE_BOUND);
-        let p = plan_of(&ACTORS, &DeployOptions::new().replicas("embed", 5).queue_bound("embed", 3)).unwrap();
+        let p = plan_of(
+            &ACTORS,
+            &DeployOptions::new()
+                .replicas("embed", 5)
+                .queue_bound("embed", 3),
+        )
+        .unwrap();
         assert_eq!((p.replicas, p.queue_bound), (5, 3));
         let p = plan_of(&ACTORS, &DeployOptions::local()).unwrap();
-        assert_eq!((p.mode, p.replicas, p.note.is_some()), (Mode::Local, 1, true));
+        assert_eq!(
+            (p.mode, p.replicas, p.note.is_some()),
+            (Mode::Local, 1, true)
+        );
     }
 
     #[test]
@@ -257,29 +269,54 @@ mod tests {
         assert_eq!(message(e), "replicas must be at least 1");
         let e = plan_of(&ACTORS, &DeployOptions::new().queue_bound("embed", 0)).unwrap_err();
         assert_eq!(message(e), "queue_bound must be at least 1");
-        let local = StepInfo { mode: Mode::Local, replicas: 1, ..ACTORS };
+        let local = StepInfo {
+            mode: Mode::Local,
+            replicas: 1,
+            ..ACTORS
+        };
         let e = plan_of(&local, &DeployOptions::new().replicas("embed", 2)).unwrap_err();
         assert!(message(e).contains("applies to actor steps"));
-        let bad = AutoscalePolicy { min_replicas: 4, max_replicas: 2, ..AutoscalePolicy::DEFAULT };
+        let bad = AutoscalePolicy {
+            min_replicas: 4,
+            max_replicas: 2,
+            ..AutoscalePolicy::DEFAULT
+        };
         let e = plan_of(&ACTORS, &DeployOptions::new().autoscale("embed", bad)).unwrap_err();
-        assert_eq!(message(e), "autoscale max_replicas (2) is below min_replicas (4)");
+        assert_eq!(
+            message(e),
+            "autoscale max_replicas (2) is below min_replicas (4)"
+        );
         let e = plan(&ACTORS, None, "  ", &DeployOptions::new(), &mut || 0).unwrap_err();
         assert!(message(e).contains("non-empty name"));
     }
 
     #[test]
     fn autoscale_starts_at_min_and_options_merge_over_the_attribute() {
-        let policy = AutoscalePolicy { min_replicas: 2, max_replicas: 6, ..AutoscalePolicy::DEFAULT };
-        let scaled = StepInfo { autoscale: Some(policy), replicas: 2, ..ACTORS };
+        let policy = AutoscalePolicy {
+            min_replicas: 2,
+            max_replicas: 6,
+            ..AutoscalePolicy::DEFAULT
+        };
+        let scaled = StepInfo {
+            autoscale: Some(policy),
+            replicas: 2,
+            ..ACTORS
+        };
         let p = plan_of(&scaled, &DeployOptions::new()).unwrap();
         assert_eq!((p.replicas, p.autoscale), (2, Some(policy)));
         let o = DeployOptions::from_toml_str("[steps.embed.autoscale]\nmax_replicas = 3").unwrap();
         let p = plan_of(&scaled, &o).unwrap();
-        assert_eq!(p.autoscale.map(|a| (a.min_replicas, a.max_replicas)), Some((2, 3)));
+        assert_eq!(
+            p.autoscale.map(|a| (a.min_replicas, a.max_replicas)),
+            Some((2, 3))
+        );
         // A fixed count in the options turns autoscaling off.
         let p = plan_of(&scaled, &DeployOptions::new().replicas("embed", 4)).unwrap();
         assert_eq!((p.replicas, p.autoscale), (4, None));
-        let both = DeployOptions::from_toml_str("[steps.embed]\nreplicas = 2\n[steps.embed.autoscale]\nmin_replicas = 1").unwrap();
+        let both = DeployOptions::from_toml_str(
+            "[steps.embed]\nreplicas = 2\n[steps.embed.autoscale]\nmin_replicas = 1",
+        )
+        .unwrap();
         assert!(message(plan_of(&scaled, &both).unwrap_err()).contains("both set"));
     }
 
@@ -304,6 +341,10 @@ mod tests {
             e.to_string(),
             "deploy options name step `embedd`, which is not in the graph; its steps are: embed, embed_1, score"
         );
-        assert!(check_names(&DeployOptions::new().replicas("embed_1", 2), &[("embed_1", "embed")]).is_ok());
+        assert!(check_names(
+            &DeployOptions::new().replicas("embed_1", 2),
+            &[("embed_1", "embed")]
+        )
+        .is_ok());
     }
 }

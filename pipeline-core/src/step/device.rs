@@ -108,4 +108,3 @@ impl ReplicaContext {
         self.device
     }
 }
-

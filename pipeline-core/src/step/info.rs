@@ -210,4 +210,3 @@ impl Default for AutoscalePolicy {
         Self::DEFAULT
     }
 }
-

@@ -2,7 +2,7 @@
 //! shadows the prelude names that generated code could reach for.
 #![allow(dead_code, non_camel_case_types, clippy::all)]
 
-use pipeline_core::{step, Input, Upstream};
+use pipeline_core::{step, Deploy, Input};
 
 struct Result;
 struct Ok;

@@ -94,7 +94,9 @@ impl<S: StepFn> Pool<S> {
             counters,
             me: me.clone(),
         });
-        pool.counters.target_replicas.store(plan.replicas, Ordering::Relaxed);
+        pool.counters
+            .target_replicas
+            .store(plan.replicas, Ordering::Relaxed);
         pool.counters.replicas.store(0, Ordering::Relaxed);
         let mut built = Vec::with_capacity(plan.replicas);
         for index in 0..plan.replicas {
@@ -287,10 +289,7 @@ impl<S: StepFn> Pool<S> {
 /// thread.
 enum Built<S: StepFn> {
     Now(Replica<S>),
-    Later(
-        std::sync::mpsc::Receiver<Result<(), BoxError>>,
-        Replica<S>,
-    ),
+    Later(std::sync::mpsc::Receiver<Result<(), BoxError>>, Replica<S>),
 }
 
 impl<S: StepFn> Scale for Pool<S> {
@@ -314,8 +313,14 @@ impl<S: StepFn> Scale for Pool<S> {
         let target = target.max(1);
         let mut pending = lock(&self.pending);
         self.target.store(target, Ordering::SeqCst);
-        self.counters.target_replicas.store(target, Ordering::Relaxed);
-        let live = self.live.read().unwrap_or_else(PoisonError::into_inner).len();
+        self.counters
+            .target_replicas
+            .store(target, Ordering::Relaxed);
+        let live = self
+            .live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
         let have = live + pending.len();
         if target > have {
             for _ in have..target {
