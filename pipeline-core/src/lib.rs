@@ -87,8 +87,10 @@ pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// | `replicas` | a whole number >= 1, with `mode = "actors"` only | 1 |
 /// | `placement` | `"thread"`, `"task"`, with `mode = "actors"` only | thread for sync bodies, task for async |
 /// | `batch(max_size = N, wait_ms = M)` | dynamic batching, actors only; the body takes `Vec<In>` and returns `Vec<Out>` | `max_size = 32, wait_ms = 5` |
+/// | `autoscale(min_replicas = 1, max_replicas = 8, target_ongoing_requests = 2, upscale_delay_ms = 1000, downscale_delay_ms = 30000)` | replicas follow the load (queued + running calls), actors only, instead of `replicas`; every key optional (see [`AutoscalePolicy`]) | off |
 ///
-/// Unknown keys, duplicate keys, bad values, `replicas` without actors,
+/// Unknown keys, duplicate keys, bad values, `replicas` or `autoscale`
+/// without actors, `replicas` together with `autoscale`,
 /// unsupported items (structs, trait impls, generic or input-less
 /// functions, reference inputs) and model types without `new` or `call`
 /// are compile errors on the offending tokens.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::names::InstanceNames;
-use crate::step::{Mode, StepInfo, StepKind};
+use crate::step::{AutoscalePolicy, Mode, StepInfo, StepKind};
 
 /// Index of a node in a [`Graph`].
 pub type NodeId = usize;
@@ -39,8 +39,10 @@ pub enum NodeKind {
         kind: StepKind,
         /// The requested mode.
         mode: Mode,
-        /// The requested replicas.
+        /// The requested replicas (the minimum when autoscaled).
         replicas: usize,
+        /// The attribute's autoscaling, if any.
+        autoscale: Option<AutoscalePolicy>,
     },
     /// A list of nodes gathered into one `Vec`.
     Gather,
@@ -209,6 +211,14 @@ impl Graph {
 
     fn caption(&self, n: &GraphNode) -> String {
         match &n.kind {
+            NodeKind::Step {
+                mode: Mode::Actors,
+                autoscale: Some(a),
+                ..
+            } => format!(
+                "{} (actors {}..{})",
+                n.label, a.min_replicas, a.max_replicas
+            ),
             NodeKind::Step { mode, replicas, .. } if *mode == Mode::Actors => {
                 format!("{} (actors x{replicas})", n.label)
             }
@@ -276,6 +286,7 @@ impl GraphBuilder {
             kind: info.kind,
             mode: info.mode,
             replicas: info.replicas,
+            autoscale: info.autoscale,
         };
         let id = self.push(
             label,

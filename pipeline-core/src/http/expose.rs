@@ -45,8 +45,13 @@ pub(super) struct GraphQuery {
 
 fn note(m: Option<&StepMetrics>) -> Option<String> {
     let m = m?;
+    let replicas = if m.replicas == m.target_replicas {
+        format!("replicas {}", m.replicas)
+    } else {
+        format!("replicas {} -> {}", m.replicas, m.target_replicas)
+    };
     Some(format!(
-        "requests {} | errors {} | in flight {} | queued {}",
+        "requests {} | errors {} | in flight {} | queued {} | {replicas}",
         m.requests, m.errors, m.in_flight, m.queued
     ))
 }
@@ -118,6 +123,7 @@ pub(super) async fn graph(
                                     "in_flight": m.in_flight,
                                     "queued": m.queued,
                                     "replicas": m.replicas,
+                                    "target_replicas": m.target_replicas,
                                     "replicas_down": m.replicas_down,
                                     "rebuilds": m.rebuilds,
                                     "latency_seconds_sum": m.latency.sum,

@@ -82,7 +82,7 @@ type Field = fn(&StepMetrics) -> u64;
 
 /// Name (counters without `_total`: the encoder adds it), type, help,
 /// value.
-const SCALARS: [(&str, MetricType, &str, Field); 7] = [
+const SCALARS: [(&str, MetricType, &str, Field); 8] = [
     (
         "pipeline_step_requests",
         MetricType::Counter,
@@ -110,8 +110,14 @@ const SCALARS: [(&str, MetricType, &str, Field); 7] = [
     (
         "pipeline_step_replicas",
         MetricType::Gauge,
-        "Replicas the step runs.",
+        "Replicas the step runs (built and taking calls).",
         |m| m.replicas as u64,
+    ),
+    (
+        "pipeline_step_replicas_target",
+        MetricType::Gauge,
+        "Replicas the step is heading for (differs while autoscaling).",
+        |m| m.target_replicas as u64,
     ),
     (
         "pipeline_step_replicas_down",

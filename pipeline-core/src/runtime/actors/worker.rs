@@ -38,6 +38,20 @@ impl<S: StepFn> ReplicaWorker<S> {
         blocking(self.in_task, || S::build(&self.ctx, &self.init))
     }
 
+    /// Runs the constructor off the runtime's threads when the replica is
+    /// a task (on the blocking pool, so neither a `current_thread` runtime
+    /// nor the calls on a worker wait for it); a replica on its own thread
+    /// just runs it.
+    async fn build_off_the_request_path(&self) -> Result<S::State, BoxError> {
+        if !self.in_task {
+            return self.build();
+        }
+        let (ctx, init) = (self.ctx.clone(), self.init.clone());
+        tokio::task::spawn_blocking(move || S::build(&ctx, &init))
+            .await
+            .unwrap_or_else(|e| Err(format!("the constructor panicked: {e}").into()))
+    }
+
     /// Runs the constructor until it works, waiting longer after each
     /// failure (10 ms doubling to 5 s) and counting the replica down while
     /// it fails; `None` once `stop()` says to give up.
@@ -45,7 +59,7 @@ impl<S: StepFn> ReplicaWorker<S> {
         let mut backoff = Duration::from_millis(10);
         let mut down = false;
         let state = loop {
-            match self.build() {
+            match self.build_off_the_request_path().await {
                 Ok(state) => break Some(state),
                 Err(e) => {
                     tracing::warn!(step = self.ctx.step(), replica = self.ctx.index(), error = %e, ?backoff, "replica constructor failed; retrying");
