@@ -1,0 +1,158 @@
+//! Answering one request: parse the body, call the pipeline, and map the
+//! outcome to a status and a JSON body (an error's body carries the whole
+//! cause chain).
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::ingress::{ClientError, Limits, Shared};
+use super::request::BadRequest;
+use crate::{Pipeline, PipelineError};
+
+pub(super) async fn handle<In, Out>(
+    pipeline: &Pipeline<In, Out>,
+    shared: &Shared,
+    limits: Limits,
+    parse: fn(Bytes, &axum::http::request::Parts) -> Result<In, BadRequest>,
+    request: Request,
+    id: &str,
+) -> Response
+where
+    In: Send + 'static,
+    Out: Serialize + Send + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, limits.body).await {
+        Ok(body) => body,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            return if too_large {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    &format!("the body is over the limit of {} bytes", limits.body),
+                    Some(id),
+                )
+            } else {
+                error_response(StatusCode::BAD_REQUEST, "bad_body", &chain(&e), Some(id))
+            };
+        }
+    };
+    let input = match parse(body, &parts) {
+        Ok(input) => input,
+        Err(bad) => return bad_request(&bad, id),
+    };
+    match pipeline.call_async_timeout(input, limits.timeout).await {
+        Ok(out) => match serde_json::to_vec(&out) {
+            Ok(json) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response(),
+            Err(e) => error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "serialize",
+                &format!("cannot serialize the output: {e}"),
+                Some(id),
+            ),
+        },
+        Err(e) => pipeline_error(&e, &shared.client_errors, id),
+    }
+}
+
+/// `axum::body::to_bytes` reports an over-limit body with this error type.
+mod http_body_util_limit {
+    pub(super) use axum::extract::rejection::LengthLimitError;
+}
+
+fn bad_request(bad: &BadRequest, id: &str) -> Response {
+    let status = StatusCode::from_u16(bad.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let kind = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        "wrong_shape"
+    } else {
+        "malformed"
+    };
+    error_response(status, kind, &bad.message, Some(id))
+}
+
+/// The status for a pipeline error (see the module docs).
+fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) -> Response {
+    if let PipelineError::Step { .. } = e {
+        let source = std::error::Error::source(e);
+        if let Some(bad) = source.and_then(|s| s.downcast_ref::<BadRequest>()) {
+            return bad_request(bad, id);
+        }
+        if let Some(client) = source.and_then(|s| client_errors.iter().find(|c| (c.is)(s))) {
+            return error_body(client.status, "bad_input", &chain(e), e.step(), Some(id));
+        }
+    }
+    let (status, kind) = match e {
+        PipelineError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        PipelineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        PipelineError::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline"),
+        PipelineError::NoBranch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no_branch"),
+        PipelineError::Step { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_failed"),
+        PipelineError::Panicked { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_panicked"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let mut response = error_body(status, kind, &chain(e), e.step(), Some(id));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+pub(super) fn error_response(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    id: Option<&str>,
+) -> Response {
+    error_body(status, kind, message, None, id)
+}
+
+fn error_body(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    step: Option<&str>,
+    id: Option<&str>,
+) -> Response {
+    let body = serde_json::json!({
+        "error": message,
+        "kind": kind,
+        "step": step,
+        "request_id": id,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body.to_string()),
+    )
+        .into_response()
+}
+
+/// The error's message and its causes (each [`source`](std::error::Error::source)),
+/// joined with ": ". A cause whose text the message already ends with is
+/// skipped, so an error that prints its cause itself reads right too.
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !more.is_empty() && !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
