@@ -13,6 +13,7 @@
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
 #[serde(try_from = "String")]
+#[non_exhaustive]
 pub enum Device {
     /// The CPU.
     #[default]
