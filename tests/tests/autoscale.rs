@@ -83,8 +83,32 @@ fn hold_calls(p: &Pipeline<u64, u64>, n: u64) -> Vec<tokio::task::JoinHandle<u64
         .collect()
 }
 
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn load_scales_up_after_the_delay_and_idle_scales_down_to_min() {
+    // Everything runs on this test's thread, so a thread-local subscriber
+    // sees the autoscaler's decisions.
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _tracing = tracing::subscriber::set_default(subscriber);
     let (p, gate) = held(policy(1, 4, 1_000, 30_000));
     assert_eq!(replicas(&p), (1, 1));
     let report = &p.report()[0];
@@ -109,6 +133,17 @@ async fn load_scales_up_after_the_delay_and_idle_scales_down_to_min() {
         took >= Duration::from_millis(30_000) && took <= Duration::from_millis(31_000),
         "scaled down after {took:?}, the delay is 30 s"
     );
+    // Each decision is a tracing event naming the step, the load and the
+    // change.
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let decisions: Vec<&str> = log.lines().filter(|l| l.contains("autoscaling")).collect();
+    assert_eq!(decisions.len(), 2, "{log}");
+    assert!(
+        decisions[0].contains("step=\"Held\"") || decisions[0].contains("step=Held"),
+        "{log}"
+    );
+    assert!(decisions[0].contains("from=1 to=4"), "{log}");
+    assert!(decisions[1].contains("load=0 from=4 to=1"), "{log}");
 }
 
 #[tokio::test(start_paused = true)]
