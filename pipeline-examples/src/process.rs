@@ -1,5 +1,6 @@
 //! What the benchmarks and tests read about this process from `/proc`:
-//! resident memory and minor page faults (Linux; 0 elsewhere).
+//! resident memory and minor page faults, of the process or of the
+//! calling thread (Linux; 0 elsewhere).
 
 /// Resident memory of this process, MiB (`/proc/self/statm`).
 ///
@@ -25,7 +26,24 @@ pub fn rss_mib() -> f64 {
 /// assert!(pipeline_examples::process::minor_faults() >= before);
 /// ```
 pub fn minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    minor_faults_in("/proc/self/stat")
+}
+
+/// Minor page faults of the calling thread so far
+/// (`/proc/thread-self/stat` field 10): what this thread's own
+/// allocations cost, whatever the other threads do meanwhile.
+///
+/// ```
+/// let before = pipeline_examples::process::thread_minor_faults();
+/// assert!(pipeline_examples::process::thread_minor_faults() >= before);
+/// ```
+pub fn thread_minor_faults() -> u64 {
+    minor_faults_in("/proc/thread-self/stat")
+}
+
+/// Field 10 (minflt) of a `/proc/.../stat` file; 0 if it cannot be read.
+fn minor_faults_in(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold
     // spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
