@@ -1,0 +1,63 @@
+//! The actors runner: a step node's replica pool, and the autoscaler that
+//! resizes it when the plan says so.
+
+use std::sync::{Arc, Weak};
+
+use super::pool::Pool;
+use crate::error::{DeployError, PipelineError};
+use crate::runtime::autoscale::{control, Scale};
+use crate::runtime::executor::Runtimes;
+use crate::runtime::metrics::StepCounters;
+use crate::runtime::plan::StepPlan;
+use crate::runtime::runner::StepRunner;
+use crate::step::StepFn;
+
+/// An actor step node: its pool, and its autoscaler if it has one.
+pub(crate) struct ActorRunner<S: StepFn> {
+    pool: Arc<Pool<S>>,
+    autoscaler: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<S: StepFn> std::fmt::Debug for ActorRunner<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorRunner")
+            .field("pool", &self.pool)
+            .field("autoscaled", &self.autoscaler.is_some())
+            .finish()
+    }
+}
+
+impl<S: StepFn> ActorRunner<S> {
+    pub(crate) fn start(
+        plan: &StepPlan,
+        init: S::Init,
+        counters: Arc<StepCounters>,
+        runtimes: &mut Runtimes,
+    ) -> Result<Self, DeployError> {
+        let pool = Pool::<S>::start(plan, init, counters, runtimes)?;
+        let autoscaler = match plan.autoscale {
+            Some(policy) => {
+                let weak: Weak<dyn Scale> = Arc::downgrade(&pool) as Weak<dyn Scale>;
+                Some(runtimes.timer()?.spawn(control(weak, plan.node, policy)))
+            }
+            None => None,
+        };
+        Ok(ActorRunner { pool, autoscaler })
+    }
+}
+
+impl<S: StepFn> Drop for ActorRunner<S> {
+    fn drop(&mut self) {
+        if let Some(autoscaler) = self.autoscaler.take() {
+            autoscaler.abort();
+        }
+        self.pool.close();
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: StepFn> StepRunner<S> for ActorRunner<S> {
+    async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
+        self.pool.call(inputs).await
+    }
+}
