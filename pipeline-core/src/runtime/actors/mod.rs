@@ -22,8 +22,8 @@ use super::autoscale::{control, Scale};
 use super::executor::Runtimes;
 use super::metrics::StepCounters;
 use super::plan::StepPlan;
-use super::runner::StepRunner;
-use crate::error::{DeployError, PipelineError};
+use super::runner::{Run, StepRunner};
+use crate::error::DeployError;
 use crate::step::StepFn;
 use pool::Pool;
 
@@ -70,9 +70,8 @@ impl<S: StepFn> Drop for ActorRunner<S> {
     }
 }
 
-#[async_trait::async_trait]
 impl<S: StepFn> StepRunner<S> for ActorRunner<S> {
-    async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
-        self.pool.call(inputs).await
+    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output> {
+        self.pool.call(inputs)
     }
 }
