@@ -5,6 +5,11 @@
 //! `target/bench/hops.json`. Per-hop cost is the slope between chains of 1
 //! and 16 steps, so the fixed per-call cost (the call's context, the root
 //! future, the blocking hand-off) is reported separately.
+//!
+//! A second table times the primitives a step call is made of (a clock
+//! read, a boxed future, an atomic, a disabled tracing span, a oneshot...),
+//! so that a hop's cost in `benches/runtime.rs` can be read as a sum of
+//! known parts.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -172,11 +177,110 @@ fn main() {
         if worst < target { "met" } else { "NOT met" }
     );
 
+    let primitives = primitives();
+
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).unwrap();
     let path = out.join("hops.json");
-    let json =
-        serde_json::json!({ "benchmark": "hops", "rows": json_rows, "target_ns_per_hop": target });
+    let json = serde_json::json!({ "benchmark": "hops", "rows": json_rows, "target_ns_per_hop": target, "primitives_ns": primitives });
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("wrote {}", path.display());
+}
+
+/// Best-of-5 mean time of `f`, in ns.
+fn best_ns(iters: u64, mut f: impl FnMut(u64)) -> f64 {
+    for i in 0..iters / 10 {
+        f(i);
+    }
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..iters {
+                f(i);
+            }
+            start.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The primitives of a step call, timed alone (ns per operation).
+fn primitives() -> serde_json::Value {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let n = 2_000_000;
+    let a = AtomicU64::new(0);
+    let live = std::sync::RwLock::new(vec![AtomicU64::new(0)]);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(256);
+    type Boxed = std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>;
+    let rows: Vec<(&str, f64)> = vec![
+        (
+            "Instant::now()",
+            best_ns(n, |_| {
+                black_box(Instant::now());
+            }),
+        ),
+        (
+            "atomic fetch_add, Relaxed",
+            best_ns(n, |i| {
+                a.fetch_add(black_box(i), Ordering::Relaxed);
+            }),
+        ),
+        (
+            "atomic fetch_add, SeqCst",
+            best_ns(n, |i| {
+                a.fetch_add(black_box(i), Ordering::SeqCst);
+            }),
+        ),
+        (
+            "RwLock read + min_by_key over 1",
+            best_ns(n, |_| {
+                let live = live.read().unwrap();
+                black_box(live.iter().min_by_key(|r| r.load(Ordering::Relaxed)));
+            }),
+        ),
+        (
+            "future polled in place",
+            best_ns(n, |i| {
+                black_box(futures::executor::block_on(async move { black_box(i) }));
+            }),
+        ),
+        (
+            "future boxed (Box::pin), polled",
+            best_ns(n, |i| {
+                let f: Boxed = Box::pin(async move { black_box(i) });
+                black_box(futures::executor::block_on(f));
+            }),
+        ),
+        (
+            "tracing: disabled debug span + event",
+            best_ns(n, |_| {
+                let span = tracing::debug_span!("step", step = "x");
+                tracing::debug!(parent: &span, ok = true, "step answered");
+                black_box(span);
+            }),
+        ),
+        (
+            "oneshot: channel, send, receive",
+            best_ns(n, |i| {
+                let (reply, mut answer) = tokio::sync::oneshot::channel::<u64>();
+                let _ = reply.send(i);
+                black_box(answer.try_recv().ok());
+            }),
+        ),
+        (
+            "mpsc (bounded): try_send + try_recv",
+            best_ns(n, |i| {
+                let _ = tx.try_send(i);
+                black_box(rx.try_recv().ok());
+            }),
+        ),
+    ];
+    println!("\nprimitives of a step call (best of 5, ns per operation)");
+    for (name, ns) in &rows {
+        println!("{name:<40} {ns:>8.1}");
+    }
+    serde_json::Value::Object(
+        rows.into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect(),
+    )
 }

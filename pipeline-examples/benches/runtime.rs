@@ -1,8 +1,12 @@
 //! Runtime costs: per-hop latency of tasks and actors (thread and task
-//! placement) against a hand-written tokio mpsc + oneshot round trip,
-//! throughput of a 3-step chain and a 2-branch ensemble at 1, 8 and 64 calls
-//! in flight, memory per idle replica, and resident memory over a long run
-//! of a million calls that overfill the queues.
+//! placement) against a hand-written tokio mpsc + oneshot round trip, both
+//! with the caller outside the runtime (a thread wake per hop) and with the
+//! caller as a task on the same worker as the steps (no wake: the
+//! pipeline's own cost shows; see `same_worker`), and the DESIGN section 6
+//! ratios from that same run; throughput of a 3-step chain and a 2-branch
+//! ensemble at 1, 8 and 64 calls in flight, memory per idle replica, and
+//! resident memory over a long run of a million calls that overfill the
+//! queues.
 //!
 //! `cargo bench -p pipeline-examples --bench runtime` prints tables and
 //! writes `target/bench/runtime.json`.
@@ -77,7 +81,179 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// One way to make a call: a pipeline's `call_async` or the hand-written
 /// baseline.
-type Caller = Box<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>>;
+type Caller = Box<
+    dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>> + Send + Sync,
+>;
+
+#[step]
+fn l_inc(x: u64) -> u64 {
+    x + 1
+}
+
+/// Per-hop samples of a set of runners: `samples[i] = [x1, x4]`.
+type Samples = Vec<[Vec<Duration>; 2]>;
+
+/// Times `per_round` sequential calls of each runner at 1 and 4 steps, in
+/// `rounds` interleaved rounds, so machine noise (this is a 2-core VM where
+/// a parked thread costs tens of microseconds to wake) spreads evenly over
+/// them instead of landing on whichever ran at a bad time.
+async fn sample(runners: &[(&str, Caller, Caller)], rounds: usize, per_round: usize) -> Samples {
+    let mut samples: Samples = runners.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    for _ in 0..rounds {
+        for (i, (_, one, four)) in runners.iter().enumerate() {
+            for (k, f) in [one, four].into_iter().enumerate() {
+                for x in 0..(per_round / 10) as u64 {
+                    std::hint::black_box(f(x).await);
+                }
+                for x in 0..per_round as u64 {
+                    let start = Instant::now();
+                    std::hint::black_box(f(x).await);
+                    samples[i][k].push(start.elapsed());
+                }
+            }
+        }
+    }
+    samples
+}
+
+/// One row of a per-hop table: p50 and p99 at 1 and 4 steps (us), and the
+/// p50 per hop, the slope between them (so the fixed cost of a call, its
+/// context and root future, is left out).
+struct HopRow {
+    a50: f64,
+    a99: f64,
+    b50: f64,
+    b99: f64,
+    hop: f64,
+}
+
+fn hop_rows(samples: &mut Samples) -> Vec<HopRow> {
+    samples
+        .iter_mut()
+        .map(|[one, four]| {
+            one.sort();
+            four.sort();
+            let (a50, b50) = (percentile(one, 0.5), percentile(four, 0.5));
+            HopRow {
+                a50,
+                a99: percentile(one, 0.99),
+                b50,
+                b99: percentile(four, 0.99),
+                hop: (b50 - a50) / 3.0,
+            }
+        })
+        .collect()
+}
+
+/// The runner a pipeline makes: `call_async`, awaited.
+fn via(p: Pipeline<u64, u64>) -> Caller {
+    Box::new(move |x| {
+        let p = p.clone();
+        Box::pin(async move { p.call_async(x).await.unwrap() })
+    })
+}
+
+/// The hand-written shape: one server task per step, each answering over
+/// mpsc + oneshot; the caller awaits each in turn. Servers run on `rt`.
+fn hand_written(rt: &tokio::runtime::Handle) -> impl Fn(usize) -> Caller {
+    let servers: Vec<mpsc::Sender<(u64, oneshot::Sender<u64>)>> = (0..4)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
+            rt.spawn(async move {
+                while let Some((x, reply)) = rx.recv().await {
+                    let _ = reply.send(x + 1);
+                }
+            });
+            tx
+        })
+        .collect();
+    move |hops: usize| -> Caller {
+        let servers = servers[..hops].to_vec();
+        Box::new(move |x| {
+            let servers = servers.clone();
+            Box::pin(async move {
+                let mut x = x;
+                for s in &servers {
+                    let (reply, answer) = oneshot::channel();
+                    s.send((x, reply)).await.unwrap();
+                    x = answer.await.unwrap();
+                }
+                x
+            })
+        })
+    }
+}
+
+/// Hop cost with the caller on a runtime worker, as an HTTP handler's is
+/// (DESIGN section 6: task-placed actors within 1.5x of a bare same-worker
+/// round trip per hop).
+///
+/// Everything runs on one `current_thread` runtime: the caller (spawned as
+/// a task there, not polled as the `block_on` future, so it is scheduled
+/// like any handler), the hand-written baseline's server tasks, and the
+/// pipelines' task-placed replicas and tasks (deployed there with
+/// `DeployOptions::runtime`). With a single worker thread they cannot but
+/// share it: each hop is a task switch on that thread and nothing else. A
+/// multi-thread runtime with the caller spawned on it usually co-locates
+/// them too (a task woken from a worker goes to that worker's LIFO slot),
+/// but an idle worker may steal a queued task, and that hop then costs a
+/// thread wake (tens of microseconds here): the p50 would be a mix of two
+/// costs, depending on the VM's scheduling rather than on the pipeline.
+///
+/// Returns the JSON rows and the task-placed actors' ratio to the baseline.
+fn same_worker(n: usize) -> (Vec<serde_json::Value>, f64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let on_it = || DeployOptions::new().runtime(rt.handle().clone());
+    let hand = hand_written(rt.handle());
+    macro_rules! pair {
+        ($label:expr, $step:ident) => {
+            (
+                $label,
+                via(nest!($step; [x]; Input::<u64>::new()).deploy_with(on_it()).unwrap()),
+                via(nest!($step; [x x x x]; Input::<u64>::new()).deploy_with(on_it()).unwrap()),
+            )
+        };
+    }
+    let runners: Vec<(&str, Caller, Caller)> = vec![
+        ("bare mpsc+oneshot, same worker", hand(1), hand(4)),
+        pair!("actors, placement = task", a_task),
+        pair!("tasks, async step", t_inc_async),
+        pair!("local", l_inc),
+    ];
+    let rounds = 10;
+    let (runners, mut samples) = rt
+        .block_on(rt.spawn(async move {
+            let samples = sample(&runners, rounds, n / rounds).await;
+            (runners, samples)
+        }))
+        .unwrap();
+    println!("\nper-hop latency, caller as a task on the steps' worker (one current_thread runtime; {n} calls per runner and length, {rounds} interleaved rounds; us)");
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>12} {:>8}",
+        "runner", "p50 x1", "p99 x1", "p50 x4", "p99 x4", "p50 per hop", "vs bare"
+    );
+    let rows = hop_rows(&mut samples);
+    let base = rows[0].hop;
+    let mut json_rows = Vec::new();
+    for ((label, _, _), r) in runners.iter().zip(&rows) {
+        println!(
+            "{:<34} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.3} {:>7.2}x",
+            label,
+            r.a50,
+            r.a99,
+            r.b50,
+            r.b99,
+            r.hop,
+            r.hop / base
+        );
+        json_rows.push(json!({"caller": "task on the same worker (current_thread runtime)", "runner": label, "p50_us_1_step": r.a50, "p99_us_1_step": r.a99, "p50_us_4_steps": r.b50, "p99_us_4_steps": r.b99, "p50_us_per_hop": r.hop, "ratio_to_same_worker_baseline": r.hop / base}));
+    }
+    drop(runners);
+    (json_rows, rows[1].hop / base)
+}
 
 /// Calls per second with `in_flight` concurrent calls.
 async fn throughput(p: &Pipeline<u64, u64>, total: usize, in_flight: usize) -> f64 {
@@ -101,42 +277,11 @@ fn main() {
         .unwrap();
     let mut json_rows = Vec::new();
 
-    // Baseline: the same shape written by hand. One server task per step,
-    // each answering over mpsc + oneshot; the caller awaits each in turn.
-    let servers: Vec<mpsc::Sender<(u64, oneshot::Sender<u64>)>> = (0..4)
-        .map(|_| {
-            let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
-            rt.spawn(async move {
-                while let Some((x, reply)) = rx.recv().await {
-                    let _ = reply.send(x + 1);
-                }
-            });
-            tx
-        })
-        .collect();
-    let hand = |hops: usize| -> Caller {
-        let servers = servers[..hops].to_vec();
-        Box::new(move |x| {
-            let servers = servers.clone();
-            Box::pin(async move {
-                let mut x = x;
-                for s in &servers {
-                    let (reply, answer) = oneshot::channel();
-                    s.send((x, reply)).await.unwrap();
-                    x = answer.await.unwrap();
-                }
-                x
-            })
-        })
-    };
+    // Caller outside the runtime (`block_on` on this thread): every hop
+    // to a task or a replica thread is a thread wake.
+    let hand = hand_written(rt.handle());
     // Deployed inside the caller's runtime: tasks and task replicas share it.
     let _in_runtime = rt.enter();
-    let via = |p: Pipeline<u64, u64>| -> Caller {
-        Box::new(move |x| {
-            let p = p.clone();
-            Box::pin(async move { p.call_async(x).await.unwrap() })
-        })
-    };
     macro_rules! pair {
         ($label:expr, $step:ident) => {
             (
@@ -153,60 +298,52 @@ fn main() {
         pair!("actors, placement = thread", a_thread),
         pair!("actors, placement = task", a_task),
     ];
-    // Rounds interleave the runners, so machine noise (this is a 2-core VM
-    // where a parked thread costs tens of microseconds to wake) spreads
-    // evenly over them instead of landing on whichever ran at a bad time.
     let rounds = 10;
-    let per_round = n / rounds;
-    let mut samples: Vec<[Vec<Duration>; 2]> =
-        runners.iter().map(|_| [Vec::new(), Vec::new()]).collect();
-    rt.block_on(async {
-        for _ in 0..rounds {
-            for (i, (_, one, four)) in runners.iter().enumerate() {
-                for (k, f) in [one, four].into_iter().enumerate() {
-                    for x in 0..(per_round / 10) as u64 {
-                        std::hint::black_box(f(x).await);
-                    }
-                    for x in 0..per_round as u64 {
-                        let start = Instant::now();
-                        std::hint::black_box(f(x).await);
-                        samples[i][k].push(start.elapsed());
-                    }
-                }
-            }
-        }
-    });
-    println!("per-hop latency, sequential calls from a task ({n} calls per runner and length, {rounds} interleaved rounds; us)");
+    let mut samples = rt.block_on(sample(&runners, rounds, n / rounds));
+    println!("per-hop latency, sequential calls from outside the runtime ({n} calls per runner and length, {rounds} interleaved rounds; us)");
     println!(
         "{:<34} {:>9} {:>9} {:>9} {:>9} {:>12} {:>8}",
         "runner", "p50 x1", "p99 x1", "p50 x4", "p99 x4", "p50 per hop", "vs base"
     );
-    let mut base_hop = f64::NAN;
-    for (i, (label, _, _)) in runners.iter().enumerate() {
-        let [one, four] = &mut samples[i];
-        one.sort();
-        four.sort();
-        let (a50, a99, b50, b99) = (
-            percentile(one, 0.5),
-            percentile(one, 0.99),
-            percentile(four, 0.5),
-            percentile(four, 0.99),
-        );
-        let hop = (b50 - a50) / 3.0;
-        if i == 0 {
-            base_hop = hop;
-        }
+    let rows = hop_rows(&mut samples);
+    let base_hop = rows[0].hop;
+    for ((label, _, _), r) in runners.iter().zip(&rows) {
         println!(
             "{:<34} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>7.2}x",
             label,
-            a50,
-            a99,
-            b50,
-            b99,
-            hop,
-            hop / base_hop
+            r.a50,
+            r.a99,
+            r.b50,
+            r.b99,
+            r.hop,
+            r.hop / base_hop
         );
-        json_rows.push(json!({"runner": label, "p50_us_1_step": a50, "p99_us_1_step": a99, "p50_us_4_steps": b50, "p99_us_4_steps": b99, "p50_us_per_hop": hop, "ratio_to_baseline": hop / base_hop}));
+        json_rows.push(json!({"caller": "outside the runtime", "runner": label, "p50_us_1_step": r.a50, "p99_us_1_step": r.a99, "p50_us_4_steps": r.b50, "p99_us_4_steps": r.b99, "p50_us_per_hop": r.hop, "ratio_to_baseline": r.hop / base_hop}));
+    }
+    let thread_ratio = rows[3].hop / base_hop;
+    drop(runners);
+
+    let (rows, task_ratio) = same_worker(n);
+    json_rows.extend(rows);
+    println!("\ntargets (DESIGN section 6), per-hop p50 ratios from this run:");
+    for (what, ratio, limit) in [
+        (
+            "actors, placement = task vs bare same-worker round trip",
+            task_ratio,
+            1.5,
+        ),
+        (
+            "actors, placement = thread vs hand-written across threads",
+            thread_ratio,
+            1.2,
+        ),
+    ] {
+        let met = ratio <= limit;
+        println!(
+            "  {what:<58} {ratio:>5.2}x (limit {limit}x): {}",
+            if met { "met" } else { "NOT met" }
+        );
+        json_rows.push(json!({"target": what, "ratio": ratio, "limit": limit, "met": met}));
     }
 
     let total = 20_000;

@@ -240,7 +240,13 @@ pub struct CastEval<E: Eval, T> {
 
 impl<E: Eval, T: Send + 'static> Eval for CastEval<E, T> {
     type Output = T;
-    async fn eval(&self, cx: &CallCx<'_>) -> Result<T, PipelineError> {
-        self.inner.eval(cx).await.map(self.cast)
+    // A plain `map`, not an `async fn`: no state machine of its own to go
+    // through each time the call's future is polled.
+    fn eval<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> impl std::future::Future<Output = Result<T, PipelineError>> + Send + 'a {
+        let cast = self.cast;
+        futures::FutureExt::map(self.inner.eval(cx), move |r| r.map(cast))
     }
 }

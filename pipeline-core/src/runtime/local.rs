@@ -2,8 +2,8 @@
 //! channel, no queue.
 
 use super::plan::StepPlan;
-use super::runner::{call_once, StepRunner};
-use crate::error::{DeployError, PipelineError};
+use super::runner::{call_once, call_sync, Run, StepRunner};
+use crate::error::DeployError;
 use crate::step::{ReplicaContext, StepFn};
 
 /// One state, called inline.
@@ -29,9 +29,13 @@ impl<S: StepFn> LocalRunner<S> {
     }
 }
 
-#[async_trait::async_trait]
 impl<S: StepFn> StepRunner<S> for LocalRunner<S> {
-    async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
-        call_once::<S>(self.name, &self.state, inputs).await
+    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output> {
+        if S::INFO.is_async {
+            Run::Boxed(Box::pin(call_once::<S>(self.name, &self.state, inputs)))
+        } else {
+            // A sync body answers at once: no future to keep.
+            Run::Done(Some(call_sync::<S>(self.name, &self.state, inputs)))
+        }
     }
 }

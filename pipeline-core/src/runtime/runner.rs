@@ -3,27 +3,72 @@
 //! a new file with a runner, a `Mode` variant and one arm here.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::FutureExt;
+use tokio::sync::oneshot;
 
 use super::executor::Runtimes;
 use super::metrics::StepCounters;
 use super::plan::StepPlan;
 use super::{actors, local, tasks};
 use crate::error::{DeployError, PipelineError};
+use crate::eval::BoxFuture;
 use crate::step::{Mode, StepFn};
 
 /// Runs one step node of a deployed graph: inline, as tasks, on actor
 /// replicas (and, later, on remote workers). Object-safe, so a step node
 /// holds `Box<dyn StepRunner<S>>` whatever its mode.
-#[async_trait::async_trait]
+///
+/// `run` returns a [`Run`], a concrete future, rather than a boxed one
+/// (`async_trait`): the common cases (an answer known at once, an answer
+/// coming over a oneshot) then cost no allocation per call, which is a
+/// measurable part of a same-worker hop (see `benches/runtime.rs`).
 pub(crate) trait StepRunner<S: StepFn>: Send + Sync + Debug {
-    /// Runs the step once. Every runner turns the step's `Err` into
-    /// [`PipelineError::Step`] and a panic into [`PipelineError::Panicked`],
-    /// both naming the node.
-    async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError>;
+    /// Starts the step once; the returned future answers. Every runner
+    /// turns the step's `Err` into [`PipelineError::Step`] and a panic into
+    /// [`PipelineError::Panicked`], both naming the node. Dropping the
+    /// future cancels the call's work where it has not started.
+    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output>;
+}
+
+/// A step call under way, as [`StepRunner::run`] returns it.
+pub(crate) enum Run<'a, O> {
+    /// Answered already (a sync body run inline, or a refused call).
+    Done(Option<Result<O, PipelineError>>),
+    /// The answer comes over a oneshot (an actor replica); dropping this
+    /// drops the receiver, which tells the sender to skip the work. A
+    /// sender dropped unanswered means the replica is gone.
+    Answer {
+        answer: oneshot::Receiver<Result<O, PipelineError>>,
+        step: &'static str,
+    },
+    /// Any other future (an async body, a task), boxed.
+    Boxed(BoxFuture<'a, Result<O, PipelineError>>),
+}
+
+// No variant is ever pinned in place (the boxed future is pinned in its
+// box), so moving a `Run` is fine whatever `O` is.
+impl<O> Unpin for Run<'_, O> {}
+
+impl<O> Future for Run<'_, O> {
+    type Output = Result<O, PipelineError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Run::Done(result) => Poll::Ready(result.take().unwrap_or(Err(
+                PipelineError::Internal("a step call polled after it answered"),
+            ))),
+            Run::Answer { answer, step } => answer
+                .poll_unpin(cx)
+                .map(|r| r.unwrap_or(Err(PipelineError::ReplicaLost { step }))),
+            Run::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
 }
 
 /// Starts the runner `plan` names (building its replicas) with `init`.
@@ -55,6 +100,24 @@ pub(crate) async fn call_once<S: StepFn>(
     {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(PipelineError::step_failed(name, e)),
+        Err(payload) => Err(PipelineError::panicked(name, payload)),
+    }
+}
+
+/// Runs a sync step (`!S::INFO.is_async`) once on `state`, here and now:
+/// its body runs when `S::call` is called and its future is ready at once,
+/// so no future is kept (nor boxed). Panics are caught as in [`call_once`].
+pub(crate) fn call_sync<S: StepFn>(
+    name: &'static str,
+    state: &S::State,
+    inputs: S::Inputs,
+) -> Result<S::Output, PipelineError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| S::call(state, inputs).now_or_never())) {
+        Ok(Some(Ok(out))) => Ok(out),
+        Ok(Some(Err(e))) => Err(PipelineError::step_failed(name, e)),
+        Ok(None) => Err(PipelineError::Internal(
+            "a sync step's future was not ready when called",
+        )),
         Err(payload) => Err(PipelineError::panicked(name, payload)),
     }
 }

@@ -8,7 +8,7 @@ use tokio::runtime::Handle;
 use super::admission::Permits;
 use super::executor::Runtimes;
 use super::plan::StepPlan;
-use super::runner::{call_once, StepRunner};
+use super::runner::{call_once, Run, StepRunner};
 use crate::error::{DeployError, PipelineError};
 use crate::step::{ReplicaContext, StepFn};
 
@@ -43,9 +43,16 @@ impl<S: StepFn> TasksRunner<S> {
     }
 }
 
-#[async_trait::async_trait]
 impl<S: StepFn> StepRunner<S> for TasksRunner<S> {
-    async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
+    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output> {
+        Run::Boxed(Box::pin(self.spawn(inputs)))
+    }
+}
+
+impl<S: StepFn> TasksRunner<S> {
+    /// One call as its own task (the spawn allocates anyway, so the future
+    /// is boxed).
+    async fn spawn(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
         let name = self.name;
         let permit = self.permits.admit(name)?;
         let state = Arc::clone(&self.state);

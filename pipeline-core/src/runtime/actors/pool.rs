@@ -241,28 +241,31 @@ impl<S: StepFn> Pool<S> {
         pending.len() < before && !self.closed.load(Ordering::SeqCst)
     }
 
-    /// Sends `inputs` to the replica with the least outstanding work and
-    /// waits for its answer. Dropping the future drops the answer's
-    /// receiver; the replica then skips the job.
-    pub(crate) async fn call(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
+    /// Sends `inputs` to the replica with the least outstanding work; the
+    /// returned future waits for its answer (no allocation beyond the
+    /// answer's oneshot). Dropping it drops the answer's receiver; the
+    /// replica then skips the job.
+    pub(crate) fn call(
+        &self,
+        inputs: S::Inputs,
+    ) -> crate::runtime::runner::Run<'static, S::Output> {
+        use crate::runtime::runner::Run;
         let name = self.plan.node;
         let (reply, answer) = oneshot::channel();
-        {
-            let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
-            // Ties go to the first.
-            let replica = live
-                .iter()
-                .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
-                .ok_or(PipelineError::ShuttingDown)?;
-            replica.outstanding.fetch_add(1, Ordering::SeqCst);
-            if let Err(e) = replica.mailbox.offer(name, Job { inputs, reply }) {
-                replica.outstanding.fetch_sub(1, Ordering::SeqCst);
-                return Err(e);
-            }
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        // Ties go to the first.
+        let Some(replica) = live
+            .iter()
+            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
+        else {
+            return Run::Done(Some(Err(PipelineError::ShuttingDown)));
+        };
+        replica.outstanding.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = replica.mailbox.offer(name, Job { inputs, reply }) {
+            replica.outstanding.fetch_sub(1, Ordering::SeqCst);
+            return Run::Done(Some(Err(e)));
         }
-        answer
-            .await
-            .unwrap_or(Err(PipelineError::ReplicaLost { step: name }))
+        Run::Answer { answer, step: name }
     }
 
     /// Stops taking calls: closes every mailbox (each replica answers what

@@ -4,12 +4,12 @@
 use std::sync::{Arc, Weak};
 
 use super::pool::Pool;
-use crate::error::{DeployError, PipelineError};
+use crate::error::DeployError;
 use crate::runtime::autoscale::{control, Scale};
 use crate::runtime::executor::Runtimes;
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::plan::StepPlan;
-use crate::runtime::runner::StepRunner;
+use crate::runtime::runner::{Run, StepRunner};
 use crate::step::StepFn;
 
 /// An actor step node: its pool, and its autoscaler if it has one.
@@ -55,9 +55,8 @@ impl<S: StepFn> Drop for ActorRunner<S> {
     }
 }
 
-#[async_trait::async_trait]
 impl<S: StepFn> StepRunner<S> for ActorRunner<S> {
-    async fn run(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
-        self.pool.call(inputs).await
+    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output> {
+        self.pool.call(inputs)
     }
 }

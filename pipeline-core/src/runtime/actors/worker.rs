@@ -14,7 +14,7 @@ use super::mailbox::{Inbox, Job};
 use crate::error::{BoxError, PipelineError};
 use crate::runtime::executor::blocking;
 use crate::runtime::metrics::StepCounters;
-use crate::runtime::runner::call_once;
+use crate::runtime::runner::{call_once, call_sync};
 use crate::step::{BatchPolicy, ReplicaContext, StepFn};
 
 /// Everything one replica needs, before and after it is built.
@@ -107,6 +107,10 @@ impl<S: StepFn> ReplicaWorker<S> {
         while let Some(Job { inputs, reply }) = self.inbox.recv().await {
             // A closed reply means the caller gave up: skip its work.
             let result = match (&state, reply.is_closed()) {
+                // A sync body answers when called: no future to poll.
+                (Some(current), false) if !S::INFO.is_async => {
+                    Some(call_sync::<S>(self.ctx.step(), current, inputs))
+                }
                 (Some(current), false) => {
                     Some(call_once::<S>(self.ctx.step(), current, inputs).await)
                 }
