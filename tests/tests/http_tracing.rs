@@ -59,7 +59,11 @@ fn request_and_step_spans_carry_the_request_id() {
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).expect("utf8");
     let answered = text
         .lines()
-        .find(|l| l.contains("pipeline_core::http: answered") && l.contains("id=trace-me-42"))
+        .find(|l| {
+            l.contains("pipeline_core::http")
+                && l.contains(": answered")
+                && l.contains("id=trace-me-42")
+        })
         .unwrap_or_else(|| panic!("no request span with the id in:\n{text}"));
     assert!(answered.contains("status=200"), "{answered}");
     // The step spans are children of the request span, so their events

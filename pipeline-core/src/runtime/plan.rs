@@ -84,7 +84,12 @@ pub(crate) fn plan(
     let own = options.instance(node, info.name);
     let queue_bound = options.queue_bound_for(node, info.name);
     if queue_bound == 0 {
-        return Err(invalid("queue_bound must be at least 1".into()));
+        // The pipeline-wide bound is named `*`, not after the first step.
+        let step = if own.queue_bound.is_some() { node } else { "*" };
+        return Err(DeployError::InvalidOption {
+            step: step.to_string(),
+            message: "queue_bound must be at least 1".into(),
+        });
     }
     let mode = if options.is_local() {
         Mode::Local
@@ -118,7 +123,28 @@ pub(crate) fn plan(
         (None, None) => info.autoscale,
     };
     if let Some(p) = &autoscale {
-        check_autoscale(p).map_err(invalid)?;
+        check_autoscale(p).map_err(|mut message| {
+            // Say where a value the options did not set comes from.
+            if let Some(o) = own
+                .autoscale
+                .filter(|o| o.min_replicas.is_none() || o.max_replicas.is_none())
+            {
+                let unset = if o.min_replicas.is_none() {
+                    "min_replicas"
+                } else {
+                    "max_replicas"
+                };
+                let from = if info.autoscale.is_some() {
+                    "the step's attribute"
+                } else {
+                    "the default"
+                };
+                message.push_str(&format!(
+                    " ({unset} comes from {from}; set it in the options too)"
+                ));
+            }
+            invalid(message)
+        })?;
     }
     let autoscale = autoscale.filter(|_| mode == Mode::Actors);
     let replicas = match (mode, autoscale, own.replicas) {
@@ -288,6 +314,16 @@ mod tests {
         );
         let e = plan(&ACTORS, None, "  ", &DeployOptions::new(), &mut || 0).unwrap_err();
         assert!(message(e).contains("non-empty name"));
+        let e = plan_of(&ACTORS, &DeployOptions::new().default_queue_bound(0)).unwrap_err();
+        assert!(
+            matches!(&e, DeployError::InvalidOption { step, .. } if step == "*"),
+            "{e}"
+        );
+        let o = DeployOptions::from_toml_str("[steps.embed.autoscale]\nmin_replicas = 10").unwrap();
+        assert_eq!(
+            message(plan_of(&ACTORS, &o).unwrap_err()),
+            "autoscale max_replicas (8) is below min_replicas (10) (max_replicas comes from the default; set it in the options too)"
+        );
     }
 
     #[test]

@@ -115,4 +115,19 @@ impl<S: StepFn> Inbox<S> {
     pub(crate) fn is_closed(&self) -> bool {
         self.rx.is_closed()
     }
+
+    /// Nothing is queued now.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl<S: StepFn> Drop for Inbox<S> {
+    /// A replica that stops with jobs still queued (the pipeline is being
+    /// dropped) counts them off the gauge; dropping each job's reply tells
+    /// its caller the replica is gone.
+    fn drop(&mut self) {
+        self.rx.close();
+        while self.try_recv().is_some() {}
+    }
 }

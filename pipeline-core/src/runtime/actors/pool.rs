@@ -46,7 +46,8 @@ pub(crate) struct Pool<S: StepFn> {
     /// Replicas built or being built, as last decided.
     target: AtomicUsize,
     next_index: AtomicUsize,
-    closed: AtomicBool,
+    /// Set by `close`; replicas rebuilding see it and give up.
+    closed: Arc<AtomicBool>,
     counters: Arc<StepCounters>,
     me: Weak<Pool<S>>,
 }
@@ -90,7 +91,7 @@ impl<S: StepFn> Pool<S> {
             threads: Mutex::new(Vec::new()),
             target: AtomicUsize::new(plan.replicas),
             next_index: AtomicUsize::new(plan.replicas),
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
             counters,
             me: me.clone(),
         });
@@ -143,6 +144,7 @@ impl<S: StepFn> Pool<S> {
             timer: self.timer.clone(),
             batch: self.plan.batch,
             in_task: self.plan.placement == Placement::Task,
+            pool_closed: Arc::clone(&self.closed),
         };
         (
             worker,
@@ -214,12 +216,11 @@ impl<S: StepFn> Pool<S> {
         let me = self.me.clone();
         let work = async move {
             let stop = || cancelled.load(Ordering::SeqCst);
-            let Some(state) = worker.build_retrying(stop).await else {
+            let Some(state) = worker.build_retrying(stop, true).await else {
                 return;
             };
             let Some(pool) = me.upgrade() else { return };
-            if pool.finish_pending(index) {
-                pool.join(replica);
+            if pool.join_pending(index, replica) {
                 drop(pool);
                 tracing::info!(step = worker.ctx.step(), replica = index, "replica added");
                 worker.serve(state).await;
@@ -233,12 +234,19 @@ impl<S: StepFn> Pool<S> {
         }
     }
 
-    /// Whether pending replica `index` may join (it was not given up on).
-    fn finish_pending(&self, index: usize) -> bool {
+    /// Lets pending replica `index` join the live set, unless the pool
+    /// gave up on it or closed meanwhile. Done under the pending lock, so a
+    /// replica is always in exactly one of the two sets for `scale_to`, and
+    /// `close` never misses one.
+    fn join_pending(&self, index: usize, replica: Replica<S>) -> bool {
         let mut pending = lock(&self.pending);
         let before = pending.len();
         pending.retain(|p| p.index != index);
-        pending.len() < before && !self.closed.load(Ordering::SeqCst)
+        if pending.len() == before || self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.join(replica);
+        true
     }
 
     /// Sends `inputs` to the replica with the least outstanding work; the

@@ -4,7 +4,7 @@
 //! then rebuilt, retrying with backoff while the constructor fails, and
 //! reports itself down meanwhile.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub(crate) struct ReplicaWorker<S: StepFn> {
     pub(crate) batch: Option<BatchPolicy>,
     /// Runs as a task (not on a thread of its own).
     pub(crate) in_task: bool,
+    /// The pool closed (the pipeline is being dropped): stop rebuilding.
+    pub(crate) pool_closed: Arc<AtomicBool>,
 }
 
 impl<S: StepFn> ReplicaWorker<S> {
@@ -53,9 +55,14 @@ impl<S: StepFn> ReplicaWorker<S> {
     }
 
     /// Runs the constructor until it works, waiting longer after each
-    /// failure (10 ms doubling to 5 s) and counting the replica down while
-    /// it fails; `None` once `stop()` says to give up.
-    pub(crate) async fn build_retrying(&self, stop: impl Fn() -> bool) -> Option<S::State> {
+    /// failure (10 ms doubling to 5 s); `None` once `stop()` says to give
+    /// up (checked during the wait too). With `count_down`, the replica
+    /// counts as down from its first failure until it is built.
+    pub(crate) async fn build_retrying(
+        &self,
+        stop: impl Fn() -> bool,
+        count_down: bool,
+    ) -> Option<S::State> {
         let mut backoff = Duration::from_millis(10);
         let mut down = false;
         let state = loop {
@@ -63,18 +70,13 @@ impl<S: StepFn> ReplicaWorker<S> {
                 Ok(state) => break Some(state),
                 Err(e) => {
                     tracing::warn!(step = self.ctx.step(), replica = self.ctx.index(), error = %e, ?backoff, "replica constructor failed; retrying");
-                    if !down {
+                    if count_down && !down {
                         down = true;
                         self.counters.replicas_down.fetch_add(1, Ordering::SeqCst);
                     }
-                    if stop() {
+                    if self.wait_unless_stopped(backoff, &stop).await {
                         break None;
                     }
-                    let sleep = {
-                        let _timer = self.timer.enter();
-                        tokio::time::sleep(backoff)
-                    };
-                    sleep.await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -85,10 +87,43 @@ impl<S: StepFn> ReplicaWorker<S> {
         state
     }
 
-    /// Rebuilds after a panic; `None` when the mailbox closed meanwhile.
+    /// Waits `backoff`, looking at `stop()` every 10 ms; true when told to
+    /// stop. A replica on its own thread waits on that thread, with no
+    /// timer: the runtime whose timer it would use may be the very one
+    /// blocked in dropping the pipeline, which joins this thread.
+    async fn wait_unless_stopped(&self, backoff: Duration, stop: &impl Fn() -> bool) -> bool {
+        let slice = Duration::from_millis(10);
+        let mut waited = Duration::ZERO;
+        while waited < backoff {
+            if stop() {
+                return true;
+            }
+            let step = slice.min(backoff - waited);
+            if self.in_task {
+                let sleep = {
+                    let _timer = self.timer.enter();
+                    tokio::time::sleep(step)
+                };
+                sleep.await;
+            } else {
+                std::thread::sleep(step);
+            }
+            waited += step;
+        }
+        stop()
+    }
+
+    /// Rebuilds after a panic, down (and counted so) until built. Gives up
+    /// once the mailbox is closed and empty (calls queued at a replica
+    /// being drained are still answered by it), or the pipeline is being
+    /// dropped.
     pub(crate) async fn rebuild(&self) -> Option<S::State> {
         self.counters.replicas_down.fetch_add(1, Ordering::SeqCst);
-        let state = self.build_retrying(|| self.inbox.is_closed()).await;
+        let stop = || {
+            self.pool_closed.load(Ordering::SeqCst)
+                || (self.inbox.is_closed() && self.inbox.is_empty())
+        };
+        let state = self.build_retrying(stop, false).await;
         self.counters.rebuilds.fetch_add(1, Ordering::SeqCst);
         self.counters.replicas_down.fetch_sub(1, Ordering::SeqCst);
         state
