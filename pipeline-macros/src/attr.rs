@@ -107,6 +107,7 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
     let mut replicas_key: Option<&syn::Path> = None;
     let mut autoscale_key: Option<&syn::Path> = None;
     let mut autoscale: Option<Autoscale> = None;
+    let mut mode_failed = false;
     for meta in &metas {
         let path = meta.path();
         let key = path
@@ -119,11 +120,10 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
         }
         seen.push(key.clone());
         match key.as_str() {
-            "mode" => {
-                if let Some(mode) = parse_mode(meta, cx) {
-                    attr.mode = mode;
-                }
-            }
+            "mode" => match parse_mode(meta, cx) {
+                Some(mode) => attr.mode = mode,
+                None => mode_failed = true,
+            },
             "replicas" => {
                 replicas_key = Some(path);
                 if let Some(n) = parse_replicas(meta, cx) {
@@ -152,6 +152,15 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
         }
     }
 
+    // A mode that did not parse is reported once; keys only actors take
+    // say what was meant, so they are not reported again on top of it.
+    let actor_keys = replicas.is_some()
+        || autoscale_key.is_some()
+        || attr.batch.is_some()
+        || placement.is_some();
+    if mode_failed && actor_keys {
+        attr.mode = Mode::Actors;
+    }
     if let Some((n, span)) = replicas {
         if attr.mode == Mode::Actors {
             attr.replicas = n;
@@ -565,7 +574,7 @@ fn parse_replicas(meta: &Meta, cx: &Ctxt) -> Option<usize> {
 
 fn string_value(meta: &Meta) -> Option<&syn::LitStr> {
     match meta {
-        Meta::NameValue(nv) => match &nv.value {
+        Meta::NameValue(nv) => match ungroup(&nv.value) {
             Expr::Lit(ExprLit {
                 lit: Lit::Str(s), ..
             }) => Some(s),
