@@ -10,27 +10,10 @@ use std::time::Duration;
 
 use pipeline_core::prelude::*;
 use pipeline_core::AutoscalePolicy;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-/// Holds each call until the test hands out a permit.
-#[derive(Clone)]
-struct Gate(Arc<Semaphore>);
-
-struct Held {
-    gate: Gate,
-}
-
-#[step(mode = "actors", placement = "task")]
-impl Held {
-    fn new(gate: Gate) -> Self {
-        Held { gate }
-    }
-    async fn call(&self, x: u64) -> u64 {
-        self.gate.0.acquire().await.expect("gate open").forget();
-        x + 1
-    }
-}
+mod support;
+use support::{Gate, Held};
 
 fn policy(min: usize, max: usize, up_ms: u64, down_ms: u64) -> AutoscalePolicy {
     AutoscalePolicy {
@@ -43,7 +26,7 @@ fn policy(min: usize, max: usize, up_ms: u64, down_ms: u64) -> AutoscalePolicy {
 }
 
 fn held(policy: AutoscalePolicy) -> (Pipeline<u64, u64>, Gate) {
-    let gate = Gate(Arc::new(Semaphore::new(0)));
+    let gate = Gate::closed();
     let options = DeployOptions::new()
         .runtime(tokio::runtime::Handle::current())
         .autoscale("Held", policy);
@@ -244,7 +227,7 @@ async fn a_constructor_failing_while_scaling_up_reports_degraded_and_retries() {
     let init = PickyInit {
         ok: Arc::new(AtomicBool::new(false)),
         attempts: Arc::new(AtomicUsize::new(0)),
-        gate: Gate(Arc::new(Semaphore::new(0))),
+        gate: Gate::closed(),
     };
     let options = DeployOptions::new()
         .runtime(tokio::runtime::Handle::current())
@@ -426,7 +409,7 @@ async fn a_replica_drained_while_rebuilding_answers_what_it_holds() {
     let init = FlakyInit {
         fail: Arc::new(AtomicBool::new(false)),
         attempts: Arc::new(AtomicUsize::new(0)),
-        gate: Gate(Arc::new(Semaphore::new(0))),
+        gate: Gate::closed(),
     };
     let policy = AutoscalePolicy {
         target_ongoing_requests: 2,

@@ -3,44 +3,13 @@
 //! (a thread-local one misses events while other tests hit the same
 //! callsites on other threads).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipeline_core::prelude::*;
 use pipeline_core::AutoscalePolicy;
-use tokio::sync::Semaphore;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[derive(Clone)]
-struct Gate(Arc<Semaphore>);
-
-struct Held {
-    gate: Gate,
-}
-
-#[step(mode = "actors", placement = "task")]
-impl Held {
-    fn new(gate: Gate) -> Self {
-        Held { gate }
-    }
-    async fn call(&self, x: u64) -> u64 {
-        self.gate.0.acquire().await.expect("gate open").forget();
-        x
-    }
-}
+mod support;
+use support::{Capture, Gate, Held};
 
 #[tokio::test(start_paused = true)]
 async fn each_decision_is_a_tracing_event() {
@@ -51,7 +20,7 @@ async fn each_decision_is_a_tracing_event() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
-    let gate = Gate(Arc::new(Semaphore::new(0)));
+    let gate = Gate::closed();
     let policy = AutoscalePolicy {
         min_replicas: 1,
         max_replicas: 3,
@@ -82,7 +51,7 @@ async fn each_decision_is_a_tracing_event() {
     while !scaled(1) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let log = capture.text();
     let decisions: Vec<&str> = log.lines().filter(|l| l.contains("autoscaling")).collect();
     assert_eq!(decisions.len(), 2, "{log}");
     assert!(decisions[0].contains("step=\"Held\""), "{log}");

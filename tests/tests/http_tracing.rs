@@ -3,24 +3,11 @@
 //! subscriber that captures the formatted output.
 #![cfg(feature = "http")]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use pipeline_core::http::Ingress;
 use pipeline_core::prelude::*;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+mod support;
+use support::Capture;
 
 #[test]
 fn request_and_step_spans_carry_the_request_id() {
@@ -56,7 +43,7 @@ fn request_and_step_spans_carry_the_request_id() {
     assert_eq!(response.status().as_u16(), 200);
     let _ = stop.send(());
     rt.block_on(server).expect("join").expect("serve");
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).expect("utf8");
+    let text = capture.text();
     let answered = text
         .lines()
         .find(|l| {

@@ -1,0 +1,58 @@
+//! Pieces several test binaries share (each includes it with `mod support;`
+//! and uses what it needs).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use pipeline_core::prelude::*;
+use tokio::sync::Semaphore;
+
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+pub(crate) struct Capture(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).expect("utf8")
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Holds each call until the test hands out a permit.
+#[derive(Clone)]
+pub(crate) struct Gate(pub(crate) Arc<Semaphore>);
+
+impl Gate {
+    /// A gate with no permit yet.
+    pub(crate) fn closed() -> Self {
+        Gate(Arc::new(Semaphore::new(0)))
+    }
+}
+
+/// A task-placed actor step whose calls wait at the gate, then answer
+/// `x + 1`.
+pub(crate) struct Held {
+    gate: Gate,
+}
+
+#[step(mode = "actors", placement = "task")]
+impl Held {
+    pub(crate) fn new(gate: Gate) -> Self {
+        Held { gate }
+    }
+    async fn call(&self, x: u64) -> u64 {
+        self.gate.0.acquire().await.expect("gate open").forget();
+        x + 1
+    }
+}
