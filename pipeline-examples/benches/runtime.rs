@@ -270,6 +270,13 @@ async fn throughput(p: &Pipeline<u64, u64>, total: usize, in_flight: usize) -> f
 
 fn main() {
     let n = 20_000;
+    // `cargo bench --bench runtime -- same-worker`: only the same-worker
+    // table (for iterating on the hop's cost), nothing written.
+    if std::env::args().any(|a| a == "same-worker") {
+        let (_, ratio) = same_worker(n * 5);
+        println!("\nactors, placement = task vs bare same-worker round trip: {ratio:.2}x (limit 1.5x)");
+        return;
+    }
     // The caller's own runtime, as in a user's service.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
