@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The NATS tests start their own nats-server (tests/tests/support/nats.rs);
+# exported so that every test process finds the same pinned binary. (Two
+# statements: `export X="$(...)"` would hide a failure of nats.sh from set -e.)
+PIPELINE_NATS_SERVER="$(bash scripts/nats.sh)"
+export PIPELINE_NATS_SERVER
 bash scripts/fixture.sh
 echo "[test] layering of pipeline-core (scripts/layers.sh)" >&2
 bash scripts/layers.sh

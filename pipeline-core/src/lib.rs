@@ -95,6 +95,12 @@ pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// functions, reference inputs) and model types without `new` or `call`
 /// are compile errors on the offending tokens.
 pub use pipeline_macros::step;
+
+/// How a `#[step(remote)]` step's values cross to a worker process
+/// (postcard-encoded serde types; see the README's "Remote steps").
+pub mod wire {
+    pub use crate::step::{wire_type, Wire, WireError, WireFns, WireTuple, WireType, WIRE_FORMAT};
+}
 pub use runtime::{
     AutoscaleOptions, DeployOptions, HistogramSnapshot, StepMetrics, StepOptions, BATCH_BUCKETS,
     DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
@@ -122,7 +128,7 @@ pub mod __private {
     };
     /// The evaluator of a type-erased node producing `T`.
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;
-    pub use crate::step::{StepFn, StepInfo, StepKind, StepOutput};
+    pub use crate::step::{wire_type, StepFn, StepInfo, StepKind, StepOutput, Wire};
     pub use crate::{
         AutoscalePolicy, BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement,
         Produces, ReplicaContext, Upstream,

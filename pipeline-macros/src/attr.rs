@@ -12,7 +12,7 @@ use syn::{Expr, ExprLit, Lit, Meta, Token};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &[&str] = &["mode", "replicas", "placement", "batch", "autoscale"];
+const KEYS: &[&str] = &["mode", "replicas", "placement", "batch", "autoscale", "remote"];
 
 /// The keys of `autoscale(..)`, Ray Serve's names.
 const AUTOSCALE_KEYS: &[&str] = &[
@@ -62,6 +62,9 @@ pub(crate) struct StepAttr {
     /// `autoscale(..)`, every key filled in; `replicas` is then its
     /// `min_replicas`.
     pub(crate) autoscale: Option<Autoscale>,
+    /// `remote`: the step may be served by worker processes, so its
+    /// inputs and output must cross the wire (serde types).
+    pub(crate) remote: bool,
 }
 
 /// `pipeline_core::AutoscalePolicy`, as the macro writes it.
@@ -88,6 +91,7 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
         placement: "Auto",
         batch: None,
         autoscale: None,
+        remote: false,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
@@ -140,13 +144,14 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                 autoscale_key = Some(path);
                 autoscale = parse_autoscale(meta, cx);
             }
+            "remote" => attr.remote = parse_remote(meta, cx),
             other => {
                 let hint = suggest(other, KEYS)
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
                 cx.error_spanned(
                     path,
-                    format!("unknown step attribute `{other}`{hint}; expected one of: `mode`, `replicas`, `placement`, `batch`, `autoscale`"),
+                    format!("unknown step attribute `{other}`{hint}; expected one of: `mode`, `replicas`, `placement`, `batch`, `autoscale`, `remote`"),
                 );
             }
         }
@@ -221,6 +226,22 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
 }
 
 /// `batch(max_size = 32, wait_ms = 5)`; either key may be left out.
+/// `remote`, a bare flag: where the step runs is chosen at deploy time.
+fn parse_remote(meta: &Meta, cx: &Ctxt) -> bool {
+    match meta {
+        Meta::Path(_) => true,
+        _ => {
+            cx.error_spanned(
+                meta,
+                "`remote` takes no value: write `#[step(remote)]`; which steps run remotely, and \
+                 where, is chosen at deploy time (`DeployOptions::remote(step, url)` or \
+                 `remote = \"nats://..\"` in the deploy file)",
+            );
+            false
+        }
+    }
+}
+
 fn parse_batch(meta: &Meta, cx: &Ctxt) -> Option<Batch> {
     const USAGE: &str = "expected `batch(max_size = 32, wait_ms = 5)`";
     let Meta::List(list) = meta else {

@@ -60,6 +60,7 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
     let kind = Ident::new(kind, Span::call_site());
     let replicas = attr.replicas;
     let placement = Ident::new(attr.placement, Span::call_site());
+    let remote = attr.remote;
     let autoscale = match attr.autoscale {
         None => quote!(::core::option::Option::None),
         Some(attr::Autoscale {
@@ -87,6 +88,25 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
             is_async: #is_async,
             placement: ::pipeline_core::__private::Placement::#placement,
             autoscale: #autoscale,
+            remote: #remote,
+        }
+    }
+}
+
+/// `StepFn::wire` for a `remote` step: how its inputs and output cross to a
+/// worker. Each type is checked by its own `wire_type::<T>()`, spanned on
+/// the user's type, so a type that is not serde is one error at its tokens.
+fn wire_fn(attr: &StepAttr, tys: &[&syn::Type], out_ty: &syn::Type) -> TokenStream {
+    if !attr.remote {
+        return TokenStream::new();
+    }
+    let p = quote!(::pipeline_core::__private);
+    let check = |ty: &syn::Type| quote_spanned!(ty.span()=> #p::wire_type::<#ty>());
+    let inputs = tys.iter().map(|ty| check(ty));
+    let output = check(out_ty);
+    quote! {
+        fn wire() -> ::core::option::Option<#p::Wire<Self::Inputs, Self::Output>> {
+            ::core::option::Option::Some(#p::Wire::new((#(#inputs,)*), #output))
         }
     }
 }
@@ -285,6 +305,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
     let edges_value = edges_value(&args, inputs);
     let bounds = edge_bounds(&gens, inputs);
     let info = info(&name_str, attr, "Function", step.is_async);
+    let wire = wire_fn(attr, &tys, out_ty);
     let calls = step_fn_calls(inputs, out_ty, batched, |args| {
         call_body(quote!(<#marker>::call), args, &step.output, step.is_async)
     });
@@ -344,6 +365,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
             type State = ();
             type Init = ();
             const INFO: #p::StepInfo = #info;
+            #wire
 
             fn build(
                 _: &#p::ReplicaContext,
@@ -417,6 +439,7 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
     let edges_value = edges_value(&in_refs, inputs);
     let bounds = edge_bounds(&gens, inputs);
     let info = info(&step.name, attr, "Model", call.is_async);
+    let wire = wire_fn(attr, &tys, out_ty);
     let ctor_vis = &ctor.vis;
 
     let ctx_arg = ctor.takes_context.then(|| quote!(__ctx,));
@@ -484,6 +507,7 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
             type State = #state_ty;
             type Init = (#(#init_tys,)*);
             const INFO: #p::StepInfo = #info;
+            #wire
 
             fn build(
                 __ctx: &#p::ReplicaContext,

@@ -253,6 +253,7 @@ mod tests {
         is_async: false,
         placement: Placement::Auto,
         autoscale: None,
+            remote: false,
     };
 
     fn plan_of(info: &StepInfo, options: &DeployOptions) -> Result<StepPlan, DeployError> {
@@ -335,6 +336,7 @@ mod tests {
         };
         let scaled = StepInfo {
             autoscale: Some(policy),
+            remote: false,
             replicas: 2,
             ..ACTORS
         };

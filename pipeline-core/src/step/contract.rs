@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use super::{BatchPolicy, ReplicaContext, StepInfo};
+use super::{BatchPolicy, ReplicaContext, StepInfo, Wire};
 use crate::error::BoxError;
 
 /// The contract between `#[step]` and the runtime. Implemented by the macro;
@@ -28,6 +28,11 @@ pub trait StepFn: 'static {
     fn build(ctx: &ReplicaContext, init: &Self::Init) -> Result<Self::State, BoxError>;
     /// Dynamic batching, from `batch(max_size = .., wait_ms = ..)`.
     const BATCH: Option<BatchPolicy> = None;
+    /// How calls cross to a worker process: `Some` for `#[step(remote)]`
+    /// steps, whose inputs and output the macro checked are serde types.
+    fn wire() -> Option<Wire<Self::Inputs, Self::Output>> {
+        None
+    }
     /// Runs the step once.
     fn call(
         state: &Self::State,

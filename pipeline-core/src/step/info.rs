@@ -86,6 +86,9 @@ pub struct StepInfo {
     /// Autoscaling of actor replicas, from `autoscale(..)`; `replicas` is
     /// then its `min_replicas`.
     pub autoscale: Option<AutoscalePolicy>,
+    /// `remote`: may be served by worker processes (see
+    /// [`DeployOptions::remote`](crate::DeployOptions::remote)).
+    pub remote: bool,
 }
 
 impl StepInfo {

@@ -7,7 +7,9 @@
 mod contract;
 mod device;
 mod info;
+mod wire;
 
 pub use contract::{StepFn, StepOutput};
 pub use device::{Device, ReplicaContext};
 pub use info::{AutoscalePolicy, BatchPolicy, Mode, Placement, StepInfo, StepKind};
+pub use wire::{wire_type, Wire, WireError, WireFns, WireTuple, WireType, WIRE_FORMAT};
