@@ -4,7 +4,7 @@
 # The layers, top (used by all below) to bottom, as README.md's Layout says.
 set -euo pipefail
 cd "$(dirname "$0")/../pipeline-core/src"
-layers=(error step torch eval runtime graph pipeline http)
+layers=(error step torch eval runtime graph pipeline http remote)
 status=0
 for i in "${!layers[@]}"; do
   layer=${layers[$i]}

@@ -88,6 +88,24 @@ pub enum PipelineError {
     /// The blocking [`Pipeline::call`](crate::Pipeline::call) was used on a
     /// thread that runs an async runtime, where blocking would stall it.
     BlockingCallInAsyncContext,
+    /// A remote step has no worker serving it now (NATS: no responders),
+    /// or none that took the call after the retries (all full or leaving).
+    Unavailable {
+        /// The remote step.
+        step: &'static str,
+        /// What the transport said.
+        reason: String,
+    },
+    /// A remote step's encoded inputs (or a worker's answer) exceed what
+    /// the NATS server carries in one message; refused before sending.
+    PayloadTooLarge {
+        /// The remote step.
+        step: &'static str,
+        /// The message's size, bytes.
+        size: usize,
+        /// The server's `max_payload`, bytes.
+        limit: usize,
+    },
     /// The pipeline could not start its async runtime.
     Runtime(Arc<std::io::Error>),
     /// A broken internal invariant: please report it.
@@ -121,6 +139,14 @@ impl std::fmt::Display for PipelineError {
             PipelineError::BlockingCallInAsyncContext => f.write_str(
                 "`Pipeline::call` blocks and was called from inside an async runtime; use `call_async(..).await` there",
             ),
+            PipelineError::Unavailable { step, reason } => {
+                write!(f, "remote step `{step}` is unavailable: {reason}")
+            }
+            PipelineError::PayloadTooLarge { step, size, limit } => write!(
+                f,
+                "a message for remote step `{step}` is {size} bytes, over the NATS server's max_payload of {limit} bytes; \
+                 send less per call or raise the server's max_payload"
+            ),
             PipelineError::Runtime(_) => f.write_str("could not start the pipeline's runtime"),
             PipelineError::Internal(what) => {
                 write!(f, "internal error in pipeline-core: {what} (please report this)")
@@ -146,7 +172,9 @@ impl PipelineError {
             PipelineError::Step { step, .. }
             | PipelineError::Overloaded { step }
             | PipelineError::Panicked { step, .. }
-            | PipelineError::ReplicaLost { step } => Some(step),
+            | PipelineError::ReplicaLost { step }
+            | PipelineError::Unavailable { step, .. }
+            | PipelineError::PayloadTooLarge { step, .. } => Some(step),
             _ => None,
         }
     }
@@ -269,6 +297,18 @@ pub enum DeployError {
         #[source]
         source: OptionsError,
     },
+    /// A remote step could not be set up: the NATS server could not be
+    /// reached, or a worker serves the step with other types.
+    #[error("remote step `{step}`: {message}")]
+    Remote {
+        /// The step node.
+        step: &'static str,
+        /// What is wrong, and what would work.
+        message: String,
+        /// The transport's error, if one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The pipeline's runtime or a replica thread could not be started.
     #[error("could not start the pipeline's runtime or a replica thread")]
     Runtime(#[from] std::io::Error),
@@ -337,3 +377,18 @@ mod tests {
         assert!(std::mem::size_of::<super::PipelineError>() <= 64);
     }
 }
+
+/// The error of a step that failed on a remote worker: the worker's
+/// message chain (`{:#}`-style, each cause once). The step's own error type
+/// stays on the worker, so `source()` of such a [`PipelineError::Step`]
+/// downcasts to `RemoteError`, not to the step's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError(pub String);
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for RemoteError {}

@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
@@ -20,14 +20,36 @@ pub struct CallCx<'c> {
     /// Points at a `Mutex<Option<In>>` owned by the call.
     input: &'c (dyn Any + Send + Sync),
     slots: Box<[OnceCell<SlotValue>]>,
+    meta: CallMeta,
+}
+
+/// What a call carries beyond its input, for runners that pass it on (a
+/// remote step sends both to its worker in headers).
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) struct CallMeta {
+    /// When the caller gives up.
+    pub(crate) deadline: Option<std::time::Instant>,
+    /// The request's id (the HTTP ingress's `x-request-id`).
+    pub(crate) request_id: Option<Arc<str>>,
 }
 
 impl<'c> CallCx<'c> {
-    pub(crate) fn new<In: Send + 'static>(input: &'c Mutex<Option<In>>, slots: usize) -> Self {
+    pub(crate) fn new<In: Send + 'static>(
+        input: &'c Mutex<Option<In>>,
+        slots: usize,
+        meta: CallMeta,
+    ) -> Self {
         CallCx {
             input,
             slots: (0..slots).map(|_| OnceCell::new()).collect(),
+            meta,
         }
+    }
+
+    /// The call's deadline and request id.
+    pub(crate) fn meta(&self) -> &CallMeta {
+        &self.meta
     }
 
     pub(crate) fn take_input<T: 'static>(&self) -> Result<T, PipelineError> {

@@ -17,8 +17,10 @@ mod pipeline;
 pub mod http;
 #[cfg(feature = "torch")]
 pub mod torch;
+#[cfg(feature = "remote")]
+pub mod remote;
 
-pub use error::{BoxError, DeployError, OptionsError, PipelineError, StepError};
+pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
     route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteStart, Shared,
     StepNode, Upstream,
@@ -102,7 +104,7 @@ pub mod wire {
     pub use crate::step::{wire_type, Wire, WireError, WireFns, WireTuple, WireType, WIRE_FORMAT};
 }
 pub use runtime::{
-    AutoscaleOptions, DeployOptions, HistogramSnapshot, StepMetrics, StepOptions, BATCH_BUCKETS,
+    AutoscaleOptions, DeployOptions, HistogramSnapshot, RemoteUrl, StepMetrics, StepOptions, BATCH_BUCKETS,
     DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
 };
 pub use step::{

@@ -33,6 +33,8 @@ pub use input::Input;
 #[doc(hidden)]
 pub use input::InputEval;
 pub(crate) use lower::Lowered;
+#[cfg(feature = "remote")]
+pub(crate) use names::intern;
 pub use lower::Lowering;
 pub use node::Node;
 pub use route::{route, Route, RouteEval, RouteStart};

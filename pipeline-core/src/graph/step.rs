@@ -178,9 +178,9 @@ where
             tracing::Span::none()
         };
         let result = if span.is_disabled() {
-            runner.run(inputs).await
+            runner.run(inputs, cx.meta()).await
         } else {
-            let run = span.in_scope(|| runner.run(inputs));
+            let run = span.in_scope(|| runner.run(inputs, cx.meta()));
             tracing::Instrument::instrument(run, span.clone()).await
         };
         if result.is_err() {

@@ -47,7 +47,11 @@ where
         Ok(input) => input,
         Err(bad) => return bad_request(&bad, id),
     };
-    match pipeline.call_async_timeout(input, limits.timeout).await {
+    let request_id = (!id.is_empty()).then(|| std::sync::Arc::from(id));
+    match pipeline
+        .call_with_deadline(input, limits.timeout, request_id)
+        .await
+    {
         Ok(out) => match serde_json::to_vec(&out) {
             Ok(json) => (
                 StatusCode::OK,
@@ -95,6 +99,8 @@ fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) ->
     let (status, kind) = match e {
         PipelineError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         PipelineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        PipelineError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        PipelineError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         PipelineError::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline"),
         PipelineError::NoBranch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no_branch"),
         PipelineError::Step { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_failed"),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::error::{DeployError, PipelineError};
-use crate::eval::{CallCx, DynEval};
+use crate::eval::{CallCx, CallMeta, DynEval};
 use crate::graph::Graph;
 use crate::runtime::{OwnedRuntime, StepCounters, StepPlan};
 
@@ -165,6 +165,10 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     /// # }
     /// ```
     pub async fn call_async(&self, input: In) -> Result<Out, PipelineError> {
+        self.call_with(input, CallMeta::default()).await
+    }
+
+    async fn call_with(&self, input: In, meta: CallMeta) -> Result<Out, PipelineError> {
         let inner = &*self.inner;
         inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let _in_flight = InFlight(inner);
@@ -172,7 +176,7 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
             return Err(PipelineError::ShuttingDown);
         }
         let input = Mutex::new(Some(input));
-        let cx = CallCx::new(&input, inner.slots);
+        let cx = CallCx::new(&input, inner.slots, meta);
         inner.root.eval_boxed(&cx).await
     }
 
@@ -182,11 +186,26 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         input: In,
         deadline: Duration,
     ) -> Result<Out, PipelineError> {
+        self.call_with_deadline(input, deadline, None).await
+    }
+
+    /// [`call_async_timeout`](Self::call_async_timeout) for the request
+    /// `request_id`, which remote steps pass to their workers.
+    pub(crate) async fn call_with_deadline(
+        &self,
+        input: In,
+        deadline: Duration,
+        request_id: Option<Arc<str>>,
+    ) -> Result<Out, PipelineError> {
+        let meta = CallMeta {
+            deadline: std::time::Instant::now().checked_add(deadline),
+            request_id,
+        };
         // The timer comes from the pipeline's runtime (the caller's may have
         // no time driver); only its creation needs that context.
         let timeout = {
             let _context = self.inner.runtime()?.enter();
-            tokio::time::timeout(deadline, self.call_async(input))
+            tokio::time::timeout(deadline, self.call_with(input, meta))
         };
         match timeout.await {
             Ok(result) => result,

@@ -43,6 +43,15 @@ impl Runtimes {
         }
     }
 
+    /// Where network clients (remote steps' NATS connections) run: always
+    /// the pipeline's own multi-thread runtime, so connecting from `deploy`
+    /// cannot wait on a chosen `current_thread` runtime that the deploying
+    /// thread itself drives.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn io(&mut self) -> Result<Handle, DeployError> {
+        self.own()
+    }
+
     fn own(&mut self) -> Result<Handle, DeployError> {
         if self.own.is_none() {
             self.own = Some(OwnedRuntime::start()?);

@@ -4,6 +4,7 @@
 use super::plan::StepPlan;
 use super::runner::{call_once, call_sync, Run, StepRunner};
 use crate::error::DeployError;
+use crate::eval::CallMeta;
 use crate::step::{ReplicaContext, StepFn};
 
 /// One state, called inline.
@@ -30,7 +31,7 @@ impl<S: StepFn> LocalRunner<S> {
 }
 
 impl<S: StepFn> StepRunner<S> for LocalRunner<S> {
-    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output> {
+    fn run(&self, inputs: S::Inputs, _meta: &CallMeta) -> Run<'_, S::Output> {
         if S::INFO.is_async {
             Run::Boxed(Box::pin(call_once::<S>(self.name, &self.state, inputs)))
         } else {

@@ -113,6 +113,10 @@ pub(crate) struct StepCounters {
     pub(crate) requests: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) queued: AtomicI64,
+    /// Remote steps: calls a worker refused and that were sent again.
+    pub(crate) remote_retries: AtomicU64,
+    /// Remote steps: refusals by workers (full or leaving), retried or not.
+    pub(crate) remote_refused: AtomicU64,
     pub(crate) latency: Histogram,
     pub(crate) batch_size: Histogram,
 }
@@ -132,6 +136,8 @@ impl Default for StepCounters {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             queued: AtomicI64::new(0),
+            remote_retries: AtomicU64::new(0),
+            remote_refused: AtomicU64::new(0),
             latency: Histogram::new(LATENCY_BUCKETS),
             batch_size: Histogram::new(BATCH_BUCKETS),
         }
@@ -188,6 +194,8 @@ impl StepCounters {
             in_flight: requests.saturating_sub(latency.count()),
             queued: self.queued.load(Ordering::Relaxed).max(0) as u64,
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
+            remote_retries: self.remote_retries.load(Ordering::Relaxed),
+            remote_refused: self.remote_refused.load(Ordering::Relaxed),
             replicas_down: self.replicas_down.load(Ordering::Relaxed),
             latency,
             batch_size: self.batch_size.snapshot(),
@@ -296,6 +304,10 @@ pub struct StepMetrics {
     pub queued: u64,
     /// Replicas rebuilt after a panic.
     pub rebuilds: u64,
+    /// Remote steps: calls sent again after a worker refused them.
+    pub remote_retries: u64,
+    /// Remote steps: refusals by workers (queue full or leaving).
+    pub remote_refused: u64,
     /// Replicas down (rebuilding) now.
     pub replicas_down: usize,
     /// Time from reaching the step to its answer, seconds.

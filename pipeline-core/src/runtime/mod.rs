@@ -21,6 +21,7 @@ mod local;
 mod metrics;
 mod options;
 mod plan;
+mod remote;
 mod runner;
 mod tasks;
 
@@ -28,6 +29,9 @@ pub use admission::DEFAULT_QUEUE_BOUND;
 pub(crate) use executor::{OwnedRuntime, Runtimes};
 pub(crate) use metrics::StepCounters;
 pub use metrics::{HistogramSnapshot, StepMetrics, BATCH_BUCKETS, LATENCY_BUCKETS};
-pub use options::{AutoscaleOptions, DeployOptions, StepOptions};
+pub use options::{AutoscaleOptions, DeployOptions, RemoteUrl, StepOptions};
 pub(crate) use plan::{check_names, cuda_device_count, plan, StepPlan};
-pub(crate) use runner::{start, StepRunner};
+pub(crate) use runner::{start, Run, StepRunner};
+#[cfg(feature = "remote")]
+pub(crate) use remote::protocol;
+pub(crate) use remote::valid_name as remote_name;

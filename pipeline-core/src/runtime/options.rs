@@ -90,6 +90,55 @@ pub struct StepOptions {
     /// The device every replica of the step owns (`"cpu"` or `"cuda:N"`),
     /// instead of `cuda:(i % gpus)` / CPU.
     pub device: Option<Device>,
+    /// Serve the step from worker processes through the NATS server at
+    /// this URL (`nats://host:port`); the step must be `#[step(remote)]`.
+    pub remote: Option<RemoteUrl>,
+}
+
+/// Where a remote step is served: a NATS server's URL. Kept once for the
+/// life of the process (options are `Copy`; a deployment's URLs are few).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteUrl(&'static str);
+
+impl RemoteUrl {
+    /// The URL.
+    pub fn new(url: &str) -> Self {
+        RemoteUrl(intern(url))
+    }
+
+    /// The URL, as given.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for RemoteUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RemoteUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let url: String = Deserialize::deserialize(d)?;
+        Ok(RemoteUrl::new(&url))
+    }
+}
+
+fn intern(text: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static KEPT: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut kept = KEPT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(k) = kept.get(text) {
+        return k;
+    }
+    let k: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    kept.insert(k);
+    k
 }
 
 /// Autoscaling settings for one step in deploy options (see
@@ -235,6 +284,31 @@ impl DeployOptions {
         self
     }
 
+    /// Sets every option of the step(s) named `step` at once.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn with_step(mut self, step: &str, options: StepOptions) -> Self {
+        self.steps.insert(step.to_string(), options);
+        self
+    }
+
+    /// Serves the step(s) named `step` from worker processes through the
+    /// NATS server at `url` (see the README's "Remote steps"), instead of
+    /// in this process. The step must be marked `#[step(remote)]`; the
+    /// graph is the same, compiled once. [`DeployOptions::local`] ignores
+    /// this and runs the step inline.
+    ///
+    /// ```
+    /// use pipeline_core::DeployOptions;
+    /// let o = DeployOptions::new().remote("resnet18", "nats://127.0.0.1:4222");
+    /// let t = DeployOptions::from_toml_str("[steps.resnet18]\nremote = \"nats://127.0.0.1:4222\"")?;
+    /// assert_eq!(o.step("resnet18").remote, t.step("resnet18").remote);
+    /// # Ok::<(), pipeline_core::DeployError>(())
+    /// ```
+    pub fn remote(mut self, step: &str, url: &str) -> Self {
+        self.steps.entry(step.to_string()).or_default().remote = Some(RemoteUrl::new(url));
+        self
+    }
+
     /// Pins every replica of the step(s) named `step` to `device`, instead
     /// of spreading them over the GPUs (`cuda:(i % gpus)`, or the CPU
     /// without CUDA). A CUDA device the machine lacks fails `deploy`.
@@ -274,6 +348,7 @@ impl DeployOptions {
             autoscale: own.autoscale.or(all.autoscale),
             queue_bound: own.queue_bound.or(all.queue_bound),
             device: own.device.or(all.device),
+            remote: own.remote.or(all.remote),
         }
     }
 

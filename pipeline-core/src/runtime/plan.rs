@@ -8,7 +8,7 @@
 use crate::error::{BoxError, DeployError};
 use crate::step::{AutoscalePolicy, BatchPolicy, Device, Mode, Placement, StepInfo};
 
-use super::options::DeployOptions;
+use super::options::{DeployOptions, RemoteUrl};
 
 /// How one step node runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub(crate) struct StepPlan {
     pub(crate) batch: Option<BatchPolicy>,
     /// Autoscaling (actors).
     pub(crate) autoscale: Option<AutoscalePolicy>,
+    /// Served by workers through this NATS server, not in this process.
+    pub(crate) remote: Option<RemoteUrl>,
     /// Why `mode` differs from `requested`, if it does.
     pub(crate) note: Option<&'static str>,
 }
@@ -106,6 +108,16 @@ pub(crate) fn plan(
             "{key} applies to actor steps; this step is `{}`",
             info.mode
         )));
+    }
+    if own.remote.is_some() && !info.remote {
+        return Err(invalid(format!(
+            "remote serves a step from worker processes, which needs its inputs and output to cross \
+             the wire: mark it `#[step(remote)]` (step `{}`)",
+            info.name
+        )));
+    }
+    if let Some(url) = own.remote.filter(|u| u.as_str().trim().is_empty()) {
+        return Err(invalid(format!("remote needs a NATS URL such as `nats://127.0.0.1:4222`, got `{url}`")));
     }
     if own.replicas.is_some() && own.autoscale.is_some() {
         return Err(invalid(
@@ -184,6 +196,7 @@ pub(crate) fn plan(
         queue_bound,
         batch: batch.filter(|_| mode == Mode::Actors),
         autoscale,
+        remote: own.remote.filter(|_| !options.is_local()),
         note: (mode != info.mode).then_some("forced local by DeployOptions::local()"),
     })
 }

@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 use super::executor::Runtimes;
 use super::metrics::StepCounters;
 use super::plan::StepPlan;
-use super::{actors, local, tasks};
+use super::{actors, local, remote, tasks};
 use crate::error::{DeployError, PipelineError};
-use crate::eval::BoxFuture;
+use crate::eval::{BoxFuture, CallMeta};
 use crate::step::{Mode, StepFn};
 
 /// Runs one step node of a deployed graph: inline, as tasks, on actor
@@ -33,7 +33,9 @@ pub(crate) trait StepRunner<S: StepFn>: Send + Sync + Debug {
     /// turns the step's `Err` into [`PipelineError::Step`] and a panic into
     /// [`PipelineError::Panicked`], both naming the node. Dropping the
     /// future cancels the call's work where it has not started.
-    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output>;
+    /// `meta` is the call's deadline and request id, for runners that
+    /// pass them on (remote workers).
+    fn run(&self, inputs: S::Inputs, meta: &CallMeta) -> Run<'_, S::Output>;
 }
 
 /// A step call under way, as [`StepRunner::run`] returns it.
@@ -78,6 +80,9 @@ pub(crate) fn start<S: StepFn>(
     counters: Arc<StepCounters>,
     runtimes: &mut Runtimes,
 ) -> Result<Box<dyn StepRunner<S>>, DeployError> {
+    if let Some(url) = plan.remote {
+        return remote::start::<S>(plan, url, counters, runtimes);
+    }
     Ok(match plan.mode {
         Mode::Local => Box::new(local::LocalRunner::<S>::start(plan, &init)?),
         Mode::Tasks => Box::new(tasks::TasksRunner::<S>::start(plan, &init, runtimes)?),

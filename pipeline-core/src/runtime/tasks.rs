@@ -10,6 +10,7 @@ use super::executor::Runtimes;
 use super::plan::StepPlan;
 use super::runner::{call_once, Run, StepRunner};
 use crate::error::{DeployError, PipelineError};
+use crate::eval::CallMeta;
 use crate::step::{ReplicaContext, StepFn};
 
 /// Spawns one task per call.
@@ -44,7 +45,7 @@ impl<S: StepFn> TasksRunner<S> {
 }
 
 impl<S: StepFn> StepRunner<S> for TasksRunner<S> {
-    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output> {
+    fn run(&self, inputs: S::Inputs, _meta: &CallMeta) -> Run<'_, S::Output> {
         Run::Boxed(Box::pin(self.spawn(inputs)))
     }
 }

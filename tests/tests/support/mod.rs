@@ -2,6 +2,8 @@
 //! and uses what it needs).
 #![allow(dead_code)]
 
+pub(crate) mod nats;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 

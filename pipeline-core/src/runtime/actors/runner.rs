@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use super::pool::Pool;
 use crate::error::DeployError;
+use crate::eval::CallMeta;
 use crate::runtime::autoscale::{control, Scale};
 use crate::runtime::executor::Runtimes;
 use crate::runtime::metrics::StepCounters;
@@ -56,7 +57,7 @@ impl<S: StepFn> Drop for ActorRunner<S> {
 }
 
 impl<S: StepFn> StepRunner<S> for ActorRunner<S> {
-    fn run(&self, inputs: S::Inputs) -> Run<'_, S::Output> {
+    fn run(&self, inputs: S::Inputs, _meta: &CallMeta) -> Run<'_, S::Output> {
         self.pool.call(inputs)
     }
 }

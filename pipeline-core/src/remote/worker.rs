@@ -1,0 +1,479 @@
+//! A worker process's side of remote steps: [`Worker`] serves chosen steps
+//! from a NATS server, one service endpoint per step, each backed by the
+//! actor runner (replicas, batching, devices, panic rebuilds).
+//!
+//! Leaving without losing calls: on SIGTERM (or the future given to
+//! [`Worker::run_until`]) the worker drains its subscribing connection
+//! (NATS unsubscribes, then hands over every request the server had
+//! already routed here), answers everything it holds over a second
+//! connection, and only then returns. Requests that reach it while it
+//! leaves are refused (`503`), which callers retry on another worker.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::service::{self, ServiceExt};
+use async_nats::{Client, HeaderMap};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::error::{DeployError, PipelineError};
+use crate::eval::CallMeta;
+use crate::graph::intern;
+use crate::runtime::protocol::{self, code};
+use crate::runtime::{
+    cuda_device_count, plan, start, DeployOptions, Run, Runtimes, StepCounters, StepOptions,
+    StepRunner,
+};
+use crate::step::{Mode, StepFn, StepInfo, Wire};
+
+/// A worker process's connection to a NATS server, serving steps.
+///
+/// ```no_run
+/// use pipeline_core::prelude::*;
+/// use pipeline_core::remote::Worker;
+///
+/// #[step(remote)]
+/// fn double(x: i64) -> i64 { x * 2 }
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut worker = Worker::connect("nats://127.0.0.1:4222").await?;
+/// worker.serve::<double<()>>("double", ()).await?; // a function step's type is `name<()>`
+/// worker.run().await?; // until SIGTERM or Ctrl-C; then drains
+/// # Ok(())
+/// # }
+/// ```
+pub struct Worker {
+    url: String,
+    /// Subscriptions and the NATS services: drained when leaving.
+    client: Client,
+    /// Answers sent once the draining connection has closed.
+    replies: Client,
+    services: Vec<(String, service::Service)>,
+    serving: Vec<tokio::task::JoinHandle<()>>,
+    /// Each call in progress holds a clone; leaving waits for them all.
+    in_flight: mpsc::Sender<()>,
+    all_done: mpsc::Receiver<()>,
+    leaving: Arc<AtomicBool>,
+    runtimes: Runtimes,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("url", &self.url)
+            .field(
+                "steps",
+                &self.services.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn nats_error(url: &str, message: String, e: impl Into<crate::error::BoxError>) -> DeployError {
+    DeployError::Remote {
+        step: "*",
+        message: format!("{message} (NATS server `{url}`)"),
+        source: Some(e.into()),
+    }
+}
+
+impl Worker {
+    /// Connects to the NATS server at `url` (two connections: one that
+    /// subscribes, drained when leaving, and one that answers).
+    pub async fn connect(url: &str) -> Result<Worker, DeployError> {
+        let connect = |role: &'static str| {
+            async_nats::ConnectOptions::new()
+                .name(format!("pipeline worker ({role})"))
+                .connect(url)
+        };
+        let client = connect("requests")
+            .await
+            .map_err(|e| nats_error(url, "could not connect".into(), e))?;
+        let replies = connect("answers")
+            .await
+            .map_err(|e| nats_error(url, "could not connect".into(), e))?;
+        let (in_flight, all_done) = mpsc::channel(1);
+        Ok(Worker {
+            url: url.to_string(),
+            client,
+            replies,
+            services: Vec::new(),
+            serving: Vec::new(),
+            in_flight,
+            all_done,
+            leaving: Arc::new(AtomicBool::new(false)),
+            runtimes: Runtimes::new(tokio::runtime::Handle::try_current().ok()),
+        })
+    }
+
+    /// Serves step `S` under the node name `name` (the name pipelines
+    /// give it in `DeployOptions::remote`), its replicas built from
+    /// `init`, with the step's own attribute settings.
+    pub async fn serve<S: StepFn>(&mut self, name: &str, init: S::Init) -> Result<(), DeployError> {
+        self.serve_with::<S>(name, init, StepOptions::default()).await
+    }
+
+    /// [`serve`](Self::serve) with options for this worker's replicas of
+    /// it (`replicas`, `autoscale`, `queue_bound`, `device`). A step runs
+    /// on actor replicas here whatever its mode in a pipeline.
+    pub async fn serve_with<S: StepFn>(
+        &mut self,
+        name: &str,
+        init: S::Init,
+        options: StepOptions,
+    ) -> Result<(), DeployError> {
+        let fail = |message: String| DeployError::Remote {
+            step: S::INFO.name,
+            message,
+            source: None,
+        };
+        let Some(wire) = S::wire() else {
+            return Err(fail(format!(
+                "step `{}` is not marked `#[step(remote)]`",
+                S::INFO.name
+            )));
+        };
+        if !crate::runtime::remote_name(name) {
+            return Err(fail(format!(
+                "a remote step's name must be letters, digits, `_` or `-` (it names a NATS subject); got `{name}`"
+            )));
+        }
+        if self.services.iter().any(|(n, _)| n == name) {
+            return Err(fail(format!("this worker serves `{name}` already")));
+        }
+        let node = intern(name);
+        // Actor replicas here, whatever the step's mode in a pipeline; a
+        // step that is not an actor step keeps one replica unless told.
+        let info = StepInfo {
+            mode: Mode::Actors,
+            ..S::INFO
+        };
+        let options = DeployOptions::new().with_step(node, StepOptions { remote: None, ..options });
+        let plan = plan(&info, S::BATCH, node, &options, &mut cuda_device_count)?;
+        let counters = Arc::new(StepCounters::default());
+        let runner = start::<S>(&plan, init, counters, &mut self.runtimes)?;
+        let fingerprint = Wire::<S::Inputs, S::Output>::fingerprint();
+        let service = self
+            .client
+            .service_builder()
+            .description(format!("pipeline step `{name}` ({})", S::INFO.name))
+            .metadata(HashMap::from([
+                (protocol::META_FINGERPRINT.to_string(), fingerprint.clone()),
+                ("step".to_string(), S::INFO.name.to_string()),
+            ]))
+            .start(protocol::service(node), "1.0.0")
+            .await
+            .map_err(|e| nats_error(&self.url, format!("could not start the service of `{name}`"), e))?;
+        let endpoint = service
+            .endpoint(protocol::subject(node))
+            .await
+            .map_err(|e| nats_error(&self.url, format!("could not serve `{name}`"), e))?;
+        let cancels = self
+            .client
+            .subscribe(protocol::cancel_subject(node))
+            .await
+            .map_err(|e| nats_error(&self.url, format!("could not subscribe to `{name}`'s cancellations"), e))?;
+        let step = Arc::new(Served::<S> {
+            node,
+            runner,
+            wire,
+            fingerprint,
+            replies: self.replies.clone(),
+            max_payload: self.client.server_info().max_payload,
+            cancels: Mutex::new(HashMap::new()),
+            in_flight: self.in_flight.clone(),
+            leaving: Arc::clone(&self.leaving),
+        });
+        self.serving
+            .push(tokio::spawn(Arc::clone(&step).take_cancels(cancels)));
+        self.serving.push(tokio::spawn(step.take_requests(endpoint)));
+        self.services.push((name.to_string(), service));
+        tracing::info!(step = name, url = %self.url, "serving");
+        Ok(())
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then leaves without losing a call
+    /// (see the module docs).
+    pub async fn run(self) -> Result<(), DeployError> {
+        self.run_until(stop_signal()).await
+    }
+
+    /// Serves until `stop` completes, then leaves without losing a call.
+    pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> Result<(), DeployError> {
+        stop.await;
+        tracing::info!(url = %self.url, "leaving: draining");
+        self.leaving.store(true, Ordering::SeqCst);
+        // Unsubscribes everything (the services' endpoints and `$SRV`
+        // verbs too), takes in what the server had routed here meanwhile,
+        // then closes this connection; the endpoints' streams then end.
+        let drained = self.client.drain().await;
+        for task in self.serving.drain(..) {
+            let _ = task.await;
+        }
+        // Every call taken holds a sender: wait until they have answered.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.in_flight, closed));
+        while self.all_done.recv().await.is_some() {}
+        let _ = self.replies.flush().await;
+        tracing::info!(url = %self.url, "left");
+        drained.map_err(|e| nats_error(&self.url, "could not drain".into(), e))
+    }
+}
+
+/// SIGTERM (Unix) or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One step served by a worker.
+struct Served<S: StepFn> {
+    node: &'static str,
+    runner: Box<dyn StepRunner<S>>,
+    wire: Wire<S::Inputs, S::Output>,
+    fingerprint: String,
+    replies: Client,
+    max_payload: usize,
+    /// Calls that may still be cancelled, by call id.
+    cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    in_flight: mpsc::Sender<()>,
+    leaving: Arc<AtomicBool>,
+}
+
+/// What to answer: the output's bytes, or an error code and text.
+type Answer = Result<Vec<u8>, (usize, String)>;
+
+impl<S: StepFn> Served<S> {
+    async fn take_cancels(self: Arc<Self>, mut cancels: async_nats::Subscriber) {
+        while let Some(message) = cancels.next().await {
+            let Ok(call_id) = std::str::from_utf8(&message.payload) else {
+                continue;
+            };
+            let cancel = self
+                .cancels
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(call_id);
+            if let Some(cancel) = cancel {
+                let _ = cancel.send(());
+            }
+        }
+    }
+
+    async fn take_requests(self: Arc<Self>, mut endpoint: service::endpoint::Endpoint) {
+        while let Some(request) = endpoint.next().await {
+            let guard = self.in_flight.clone();
+            let headers = request.message.headers.clone().unwrap_or_default();
+            let request_id = header(&headers, protocol::REQUEST_ID);
+            let span = tracing::info_span!(
+                "remote_step",
+                step = self.node,
+                request_id = request_id.as_deref().unwrap_or("")
+            );
+            let step = Arc::clone(&self);
+            tokio::spawn(
+                async move {
+                    let answer = step.answer(&request, &headers, request_id).await;
+                    if let Some(answer) = answer {
+                        step.respond(&request, answer).await;
+                    }
+                    drop(guard);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// Runs one request; `None` when its caller cancelled it.
+    async fn answer(
+        &self,
+        request: &service::Request,
+        headers: &HeaderMap,
+        request_id: Option<String>,
+    ) -> Option<Answer> {
+        let header = |key: &str| header(headers, key);
+        if self.leaving.load(Ordering::SeqCst) {
+            return Some(Err((code::REFUSED, "the worker is leaving".into())));
+        }
+        if let Some(theirs) = header(protocol::FINGERPRINT) {
+            if theirs != self.fingerprint {
+                return Some(Err((
+                    code::MISMATCH,
+                    format!(
+                        "the worker serves `{}` as `{}`, the pipeline expects `{theirs}`",
+                        self.node, self.fingerprint
+                    ),
+                )));
+            }
+        }
+        let budget = header(protocol::TIMEOUT_MS)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        if budget.is_some_and(|b| b.is_zero()) {
+            return Some(Err((code::DEADLINE, "the deadline passed before it started".into())));
+        }
+        let inputs = match self.wire.decode_inputs(&request.message.payload) {
+            Ok(inputs) => inputs,
+            Err(e) => return Some(Err((code::BAD_INPUT, chain(&e)))),
+        };
+        let deadline = budget.and_then(|b| Instant::now().checked_add(b));
+        let meta = CallMeta {
+            deadline,
+            request_id: request_id.map(Arc::from),
+        };
+        let (cancel_tx, mut cancelled) = oneshot::channel();
+        let call_id = header(protocol::CALL_ID);
+        if let Some(id) = &call_id {
+            self.cancels
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.clone(), cancel_tx);
+        }
+        let run = self.runner.run(inputs, &meta);
+        let refused = matches!(&run, Run::Done(Some(Err(PipelineError::Overloaded { .. }))));
+        let outcome = if refused {
+            Some(Err((code::REFUSED, "the worker's queue is full".into())))
+        } else {
+            let wait = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = run => Some(self.encode(result)),
+                Ok(()) = &mut cancelled => None,
+                () = wait => Some(Err((code::DEADLINE, "the deadline passed".into()))),
+            }
+        };
+        if let Some(id) = &call_id {
+            self.cancels
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(id);
+        }
+        if outcome.is_none() {
+            tracing::debug!(step = self.node, "the caller cancelled the call");
+        }
+        outcome
+    }
+
+    fn encode(&self, result: Result<S::Output, PipelineError>) -> Answer {
+        match result {
+            Ok(output) => {
+                let bytes = self
+                    .wire
+                    .encode_output(&output)
+                    .map_err(|e| (code::WORKER, chain(&e)))?;
+                if bytes.len() > self.max_payload {
+                    return Err((
+                        code::WORKER,
+                        format!(
+                            "the answer is {} bytes, over the NATS server's max_payload of {} bytes",
+                            bytes.len(),
+                            self.max_payload
+                        ),
+                    ));
+                }
+                Ok(bytes)
+            }
+            Err(e) => Err(match &e {
+                PipelineError::Overloaded { .. } | PipelineError::ShuttingDown => {
+                    (code::REFUSED, e.to_string())
+                }
+                PipelineError::Panicked { message, .. } => (code::PANICKED, message.clone()),
+                PipelineError::Step { .. } => (
+                    code::STEP_FAILED,
+                    std::error::Error::source(&e)
+                        .map(chain)
+                        .unwrap_or_else(|| e.to_string()),
+                ),
+                PipelineError::DeadlineExceeded { .. } => (code::DEADLINE, e.to_string()),
+                _ => (code::WORKER, chain(&e)),
+            }),
+        }
+    }
+
+    /// Answers over the subscribing connection (which counts it in the
+    /// service's STATS) or, once that one is draining or closed, over the
+    /// answering one.
+    async fn respond(&self, request: &service::Request, answer: Answer) {
+        let (payload, error) = match answer {
+            Ok(bytes) => (bytes, None),
+            Err((code, text)) => (Vec::new(), Some((code, one_line(&text)))),
+        };
+        let sent = match &error {
+            None => request.respond(Ok(payload.clone().into())).await,
+            Some((code, status)) => {
+                request
+                    .respond(Err(service::error::Error {
+                        status: status.clone(),
+                        code: *code,
+                    }))
+                    .await
+            }
+        };
+        if sent.is_ok() && !self.leaving.load(Ordering::SeqCst) {
+            return;
+        }
+        // Leaving: the draining connection may drop what it was given, so
+        // the answer goes (again, harmlessly: the caller takes the first)
+        // over the answering one.
+        let Some(reply) = request.message.reply.clone() else {
+            return;
+        };
+        let mut headers = HeaderMap::new();
+        if let Some((code, status)) = &error {
+            headers.insert(service::NATS_SERVICE_ERROR, status.as_str());
+            headers.insert(service::NATS_SERVICE_ERROR_CODE, code.to_string().as_str());
+        }
+        let _ = self
+            .replies
+            .publish_with_headers(reply, headers, payload.into())
+            .await;
+    }
+}
+
+/// An error and its causes, each once: `a: b: c`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
+fn header(headers: &HeaderMap, key: &str) -> Option<String> {
+    headers.get(key).map(|v| v.as_str().to_string())
+}
+
+/// A header value holds one line.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
