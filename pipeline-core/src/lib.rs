@@ -15,10 +15,10 @@ mod pipeline;
 
 #[cfg(feature = "http")]
 pub mod http;
-#[cfg(feature = "torch")]
-pub mod torch;
 #[cfg(feature = "remote")]
 pub mod remote;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
@@ -104,8 +104,8 @@ pub mod wire {
     pub use crate::step::{wire_type, Wire, WireError, WireFns, WireTuple, WireType, WIRE_FORMAT};
 }
 pub use runtime::{
-    AutoscaleOptions, DeployOptions, HistogramSnapshot, RemoteUrl, StepMetrics, StepOptions, BATCH_BUCKETS,
-    DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
+    AutoscaleOptions, DeployOptions, HistogramSnapshot, RemoteUrl, StepMetrics, StepOptions,
+    BATCH_BUCKETS, DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
 };
 pub use step::{
     AutoscalePolicy, BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo,

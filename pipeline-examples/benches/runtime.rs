@@ -274,7 +274,9 @@ fn main() {
     // table (for iterating on the hop's cost), nothing written.
     if std::env::args().any(|a| a == "same-worker") {
         let (_, ratio) = same_worker(n * 5);
-        println!("\nactors, placement = task vs bare same-worker round trip: {ratio:.2}x (limit 1.5x)");
+        println!(
+            "\nactors, placement = task vs bare same-worker round trip: {ratio:.2}x (limit 1.5x)"
+        );
         return;
     }
     // The caller's own runtime, as in a user's service.

@@ -5,6 +5,7 @@
 use pipeline_core::prelude::*;
 
 pub mod process;
+pub mod remote_steps;
 #[cfg(feature = "http")]
 pub mod seed001;
 #[cfg(feature = "torch")]

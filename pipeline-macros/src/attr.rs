@@ -12,7 +12,14 @@ use syn::{Expr, ExprLit, Lit, Meta, Token};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &[&str] = &["mode", "replicas", "placement", "batch", "autoscale", "remote"];
+const KEYS: &[&str] = &[
+    "mode",
+    "replicas",
+    "placement",
+    "batch",
+    "autoscale",
+    "remote",
+];
 
 /// The keys of `autoscale(..)`, Ray Serve's names.
 const AUTOSCALE_KEYS: &[&str] = &[

@@ -33,9 +33,9 @@ pub use input::Input;
 #[doc(hidden)]
 pub use input::InputEval;
 pub(crate) use lower::Lowered;
+pub use lower::Lowering;
 #[cfg(feature = "remote")]
 pub(crate) use names::intern;
-pub use lower::Lowering;
 pub use node::Node;
 pub use route::{route, Route, RouteEval, RouteStart};
 pub use shared::Shared;

@@ -100,7 +100,9 @@ fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) ->
         PipelineError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         PipelineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         PipelineError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        PipelineError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        PipelineError::PayloadTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        }
         PipelineError::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline"),
         PipelineError::NoBranch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no_branch"),
         PipelineError::Step { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_failed"),

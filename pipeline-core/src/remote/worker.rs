@@ -55,6 +55,8 @@ pub struct Worker {
     /// Answers sent once the draining connection has closed.
     replies: Client,
     services: Vec<(String, service::Service)>,
+    /// Each served node and this worker's direct subject for it.
+    directs: Vec<(&'static str, String)>,
     serving: Vec<tokio::task::JoinHandle<()>>,
     /// Each call in progress holds a clone; leaving waits for them all.
     in_flight: mpsc::Sender<()>,
@@ -104,6 +106,7 @@ impl Worker {
             client,
             replies,
             services: Vec::new(),
+            directs: Vec::new(),
             serving: Vec::new(),
             in_flight,
             all_done,
@@ -116,7 +119,8 @@ impl Worker {
     /// give it in `DeployOptions::remote`), its replicas built from
     /// `init`, with the step's own attribute settings.
     pub async fn serve<S: StepFn>(&mut self, name: &str, init: S::Init) -> Result<(), DeployError> {
-        self.serve_with::<S>(name, init, StepOptions::default()).await
+        self.serve_with::<S>(name, init, StepOptions::default())
+            .await
     }
 
     /// [`serve`](Self::serve) with options for this worker's replicas of
@@ -154,31 +158,59 @@ impl Worker {
             mode: Mode::Actors,
             ..S::INFO
         };
-        let options = DeployOptions::new().with_step(node, StepOptions { remote: None, ..options });
+        let options = DeployOptions::new().with_step(
+            node,
+            StepOptions {
+                remote: None,
+                ..options
+            },
+        );
         let plan = plan(&info, S::BATCH, node, &options, &mut cuda_device_count)?;
         let counters = Arc::new(StepCounters::default());
         let runner = start::<S>(&plan, init, counters, &mut self.runtimes)?;
         let fingerprint = Wire::<S::Inputs, S::Output>::fingerprint();
+        let worker_id = self.client.new_inbox().replace("_INBOX.", "");
+        let direct = protocol::direct_subject(node, &worker_id);
         let service = self
             .client
             .service_builder()
             .description(format!("pipeline step `{name}` ({})", S::INFO.name))
             .metadata(HashMap::from([
                 (protocol::META_FINGERPRINT.to_string(), fingerprint.clone()),
+                (protocol::META_DIRECT.to_string(), direct.clone()),
                 ("step".to_string(), S::INFO.name.to_string()),
             ]))
             .start(protocol::service(node), "1.0.0")
             .await
-            .map_err(|e| nats_error(&self.url, format!("could not start the service of `{name}`"), e))?;
-        let endpoint = service
+            .map_err(|e| {
+                nats_error(
+                    &self.url,
+                    format!("could not start the service of `{name}`"),
+                    e,
+                )
+            })?;
+        let shared = service
             .endpoint(protocol::subject(node))
             .await
             .map_err(|e| nats_error(&self.url, format!("could not serve `{name}`"), e))?;
+        let own = service
+            .endpoint_builder()
+            .name("direct")
+            .add(direct.clone())
+            .await
+            .map_err(|e| nats_error(&self.url, format!("could not serve `{name}`"), e))?;
+        let endpoint = futures::stream::select(shared, own);
         let cancels = self
             .client
             .subscribe(protocol::cancel_subject(node))
             .await
-            .map_err(|e| nats_error(&self.url, format!("could not subscribe to `{name}`'s cancellations"), e))?;
+            .map_err(|e| {
+                nats_error(
+                    &self.url,
+                    format!("could not subscribe to `{name}`'s cancellations"),
+                    e,
+                )
+            })?;
         let step = Arc::new(Served::<S> {
             node,
             runner,
@@ -192,8 +224,16 @@ impl Worker {
         });
         self.serving
             .push(tokio::spawn(Arc::clone(&step).take_cancels(cancels)));
-        self.serving.push(tokio::spawn(step.take_requests(endpoint)));
+        self.serving
+            .push(tokio::spawn(step.take_requests(endpoint)));
+        // Once the server has the subscriptions, calls can reach them.
+        self.client
+            .flush()
+            .await
+            .map_err(|e| nats_error(&self.url, "could not flush".into(), e))?;
+        self.announce(node, &direct, false).await;
         self.services.push((name.to_string(), service));
+        self.directs.push((node, direct));
         tracing::info!(step = name, url = %self.url, "serving");
         Ok(())
     }
@@ -207,6 +247,14 @@ impl Worker {
     /// Serves until `stop` completes, then leaves without losing a call.
     pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> Result<(), DeployError> {
         stop.await;
+        // Pipelines stop choosing this worker when they hear it; it serves
+        // on meanwhile, then unsubscribes once nothing more is sent here.
+        tracing::info!(url = %self.url, "leaving: announced");
+        for (node, direct) in std::mem::take(&mut self.directs) {
+            self.announce(node, &direct, true).await;
+        }
+        let _ = self.client.flush().await;
+        tokio::time::sleep(protocol::LEAVE_GRACE).await;
         tracing::info!(url = %self.url, "leaving: draining");
         self.leaving.store(true, Ordering::SeqCst);
         // Unsubscribes everything (the services' endpoints and `$SRV`
@@ -223,6 +271,22 @@ impl Worker {
         let _ = self.replies.flush().await;
         tracing::info!(url = %self.url, "left");
         drained.map_err(|e| nats_error(&self.url, "could not drain".into(), e))
+    }
+}
+
+impl Worker {
+    /// Tells the pipelines using `node` that this worker joined or leaves.
+    async fn announce(&self, node: &str, direct: &str, leaving: bool) {
+        let announce = protocol::Announce {
+            direct: direct.to_string(),
+            leaving,
+        };
+        if let Ok(json) = serde_json::to_vec(&announce) {
+            let _ = self
+                .client
+                .publish(protocol::announce_subject(node), json.into())
+                .await;
+        }
     }
 }
 
@@ -266,6 +330,14 @@ struct Served<S: StepFn> {
 /// What to answer: the output's bytes, or an error code and text.
 type Answer = Result<Vec<u8>, (usize, String)>;
 
+/// A call handed to the replicas, not yet answered.
+struct Started<O> {
+    run: Run<'static, O>,
+    deadline: Option<Instant>,
+    call_id: Option<String>,
+    cancelled: oneshot::Receiver<()>,
+}
+
 impl<S: StepFn> Served<S> {
     async fn take_cancels(self: Arc<Self>, mut cancels: async_nats::Subscriber) {
         while let Some(message) = cancels.next().await {
@@ -283,7 +355,13 @@ impl<S: StepFn> Served<S> {
         }
     }
 
-    async fn take_requests(self: Arc<Self>, mut endpoint: service::endpoint::Endpoint) {
+    /// Takes requests in arrival order: each is decoded and handed to the
+    /// replicas here (so the replicas' queue keeps that order), then
+    /// awaited in a task of its own.
+    async fn take_requests(
+        self: Arc<Self>,
+        mut endpoint: impl futures::Stream<Item = service::Request> + Unpin,
+    ) {
         while let Some(request) = endpoint.next().await {
             let guard = self.in_flight.clone();
             let headers = request.message.headers.clone().unwrap_or_default();
@@ -293,10 +371,14 @@ impl<S: StepFn> Served<S> {
                 step = self.node,
                 request_id = request_id.as_deref().unwrap_or("")
             );
+            let started = span.in_scope(|| self.start(&request, &headers, request_id));
             let step = Arc::clone(&self);
             tokio::spawn(
                 async move {
-                    let answer = step.answer(&request, &headers, request_id).await;
+                    let answer = match started {
+                        Ok(call) => step.finish(call).await,
+                        Err(answer) => Some(answer),
+                    };
                     if let Some(answer) = answer {
                         step.respond(&request, answer).await;
                     }
@@ -307,20 +389,21 @@ impl<S: StepFn> Served<S> {
         }
     }
 
-    /// Runs one request; `None` when its caller cancelled it.
-    async fn answer(
+    /// Checks a request and hands it to the replicas; an answer at once
+    /// if it cannot run.
+    fn start(
         &self,
         request: &service::Request,
         headers: &HeaderMap,
         request_id: Option<String>,
-    ) -> Option<Answer> {
+    ) -> Result<Started<S::Output>, Answer> {
         let header = |key: &str| header(headers, key);
         if self.leaving.load(Ordering::SeqCst) {
-            return Some(Err((code::REFUSED, "the worker is leaving".into())));
+            return Err(Err((code::REFUSED, "the worker is leaving".into())));
         }
         if let Some(theirs) = header(protocol::FINGERPRINT) {
             if theirs != self.fingerprint {
-                return Some(Err((
+                return Err(Err((
                     code::MISMATCH,
                     format!(
                         "the worker serves `{}` as `{}`, the pipeline expects `{theirs}`",
@@ -333,52 +416,81 @@ impl<S: StepFn> Served<S> {
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(Duration::from_millis);
         if budget.is_some_and(|b| b.is_zero()) {
-            return Some(Err((code::DEADLINE, "the deadline passed before it started".into())));
+            return Err(Err((
+                code::DEADLINE,
+                "the deadline passed before it started".into(),
+            )));
         }
-        let inputs = match self.wire.decode_inputs(&request.message.payload) {
-            Ok(inputs) => inputs,
-            Err(e) => return Some(Err((code::BAD_INPUT, chain(&e)))),
-        };
+        let inputs = self
+            .wire
+            .decode_inputs(&request.message.payload)
+            .map_err(|e| Err((code::BAD_INPUT, chain(&e))))?;
         let deadline = budget.and_then(|b| Instant::now().checked_add(b));
         let meta = CallMeta {
             deadline,
             request_id: request_id.map(Arc::from),
         };
-        let (cancel_tx, mut cancelled) = oneshot::channel();
+        let (cancel, cancelled) = oneshot::channel();
         let call_id = header(protocol::CALL_ID);
         if let Some(id) = &call_id {
             self.cancels
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(id.clone(), cancel_tx);
+                .insert(id.clone(), cancel);
         }
-        let run = self.runner.run(inputs, &meta);
-        let refused = matches!(&run, Run::Done(Some(Err(PipelineError::Overloaded { .. }))));
-        let outcome = if refused {
-            Some(Err((code::REFUSED, "the worker's queue is full".into())))
-        } else {
-            let wait = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                result = run => Some(self.encode(result)),
-                Ok(()) = &mut cancelled => None,
-                () = wait => Some(Err((code::DEADLINE, "the deadline passed".into()))),
+        let run = self.runner.run(inputs, &meta).into_owned();
+        let Ok(run) = run else {
+            self.forget(call_id.as_deref());
+            return Err(Err((
+                code::WORKER,
+                "the step's runner returned a borrowed call".into(),
+            )));
+        };
+        if let Run::Done(Some(Err(PipelineError::Overloaded { .. }))) = &run {
+            self.forget(call_id.as_deref());
+            return Err(Err((code::REFUSED, "the worker's queue is full".into())));
+        }
+        Ok(Started {
+            run,
+            deadline,
+            call_id,
+            cancelled,
+        })
+    }
+
+    /// Waits for a started call; `None` when its caller cancelled it.
+    async fn finish(&self, call: Started<S::Output>) -> Option<Answer> {
+        let Started {
+            run,
+            deadline,
+            call_id,
+            mut cancelled,
+        } = call;
+        let wait = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
             }
         };
-        if let Some(id) = &call_id {
+        let outcome = tokio::select! {
+            result = run => Some(self.encode(result)),
+            Ok(()) = &mut cancelled => None,
+            () = wait => Some(Err((code::DEADLINE, "the deadline passed".into()))),
+        };
+        self.forget(call_id.as_deref());
+        if outcome.is_none() {
+            tracing::debug!(step = self.node, "the caller cancelled the call");
+        }
+        outcome
+    }
+
+    fn forget(&self, call_id: Option<&str>) {
+        if let Some(id) = call_id {
             self.cancels
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(id);
         }
-        if outcome.is_none() {
-            tracing::debug!(step = self.node, "the caller cancelled the call");
-        }
-        outcome
     }
 
     fn encode(&self, result: Result<S::Output, PipelineError>) -> Answer {

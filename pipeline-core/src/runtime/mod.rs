@@ -31,7 +31,9 @@ pub(crate) use metrics::StepCounters;
 pub use metrics::{HistogramSnapshot, StepMetrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 pub use options::{AutoscaleOptions, DeployOptions, RemoteUrl, StepOptions};
 pub(crate) use plan::{check_names, cuda_device_count, plan, StepPlan};
-pub(crate) use runner::{start, Run, StepRunner};
+pub(crate) use runner::{start, StepRunner};
 #[cfg(feature = "remote")]
-pub(crate) use remote::protocol;
-pub(crate) use remote::valid_name as remote_name;
+pub(crate) use {
+    remote::{protocol, valid_name as remote_name},
+    runner::Run,
+};

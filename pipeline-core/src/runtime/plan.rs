@@ -117,7 +117,9 @@ pub(crate) fn plan(
         )));
     }
     if let Some(url) = own.remote.filter(|u| u.as_str().trim().is_empty()) {
-        return Err(invalid(format!("remote needs a NATS URL such as `nats://127.0.0.1:4222`, got `{url}`")));
+        return Err(invalid(format!(
+            "remote needs a NATS URL such as `nats://127.0.0.1:4222`, got `{url}`"
+        )));
     }
     if own.replicas.is_some() && own.autoscale.is_some() {
         return Err(invalid(
@@ -266,7 +268,7 @@ mod tests {
         is_async: false,
         placement: Placement::Auto,
         autoscale: None,
-            remote: false,
+        remote: false,
     };
 
     fn plan_of(info: &StepInfo, options: &DeployOptions) -> Result<StepPlan, DeployError> {

@@ -21,6 +21,28 @@ pub(crate) mod protocol {
     pub(crate) fn subject(node: &str) -> String {
         format!("pipeline.step.{node}")
     }
+    /// Worker `worker`'s own subject for node `name`: pipelines route each
+    /// call to the worker they choose (least outstanding calls), and use
+    /// [`subject`]'s queue group only while they know of no worker.
+    pub(crate) fn direct_subject(node: &str, worker: &str) -> String {
+        format!("pipeline.step.{node}.{worker}")
+    }
+    /// Workers of node `name` announce here that they joined or are
+    /// leaving (payload: [`Announce`]).
+    pub(crate) fn announce_subject(node: &str) -> String {
+        format!("pipeline.workers.{node}")
+    }
+    /// An announcement on [`announce_subject`].
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    pub(crate) struct Announce {
+        /// The worker's direct subject.
+        pub(crate) direct: String,
+        /// `true`: it is leaving (send it nothing more); `false`: joined.
+        pub(crate) leaving: bool,
+    }
+    /// How long a leaving worker keeps serving after announcing it, so
+    /// that pipelines have stopped sending to it before it unsubscribes.
+    pub(crate) const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
     /// Cancellations of calls to `name` (every worker of the step hears
     /// them; the payload is the call id).
     pub(crate) fn cancel_subject(node: &str) -> String {
@@ -41,6 +63,8 @@ pub(crate) mod protocol {
     pub(crate) const FINGERPRINT: &str = "Pipeline-Fingerprint";
     /// Service metadata key holding the worker's fingerprint.
     pub(crate) const META_FINGERPRINT: &str = "fingerprint";
+    /// Service metadata key holding the worker's direct subject.
+    pub(crate) const META_DIRECT: &str = "direct";
 
     /// `Nats-Service-Error-Code` values a worker answers with.
     pub(crate) mod code {

@@ -53,6 +53,19 @@ pub(crate) enum Run<'a, O> {
     Boxed(BoxFuture<'a, Result<O, PipelineError>>),
 }
 
+impl<'a, O> Run<'a, O> {
+    /// The same call, not borrowing its runner, unless it is a boxed
+    /// future (which may).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn into_owned(self) -> Result<Run<'static, O>, Self> {
+        match self {
+            Run::Done(result) => Ok(Run::Done(result)),
+            Run::Answer { answer, step } => Ok(Run::Answer { answer, step }),
+            boxed @ Run::Boxed(_) => Err(boxed),
+        }
+    }
+}
+
 // No variant is ever pinned in place (the boxed future is pinned in its
 // box), so moving a `Run` is fine whatever `O` is.
 impl<O> Unpin for Run<'_, O> {}

@@ -2,8 +2,9 @@
 //! refused calls retried on another worker a bounded number of times,
 //! deadlines and cancellation sent along.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_nats::client::RequestErrorKind;
@@ -28,10 +29,10 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a refused call is sent again (to whichever worker the
 /// queue group picks).
 pub(crate) const RETRIES: usize = 3;
-/// How often the pipeline counts a remote step's workers.
-const PING_EVERY: Duration = Duration::from_secs(1);
-/// How long it waits for their answers to one count.
-const PING_WAIT: Duration = Duration::from_millis(250);
+/// How often the pipeline asks a remote step's workers for their INFO.
+const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+/// How long it waits for their answers.
+const DISCOVER_WAIT: Duration = Duration::from_millis(250);
 
 pub(crate) struct RemoteRunner<S: StepFn> {
     step: &'static str,
@@ -42,7 +43,9 @@ pub(crate) struct RemoteRunner<S: StepFn> {
     fingerprint: String,
     counters: Arc<StepCounters>,
     io: Handle,
-    workers: tokio::task::JoinHandle<()>,
+    /// The workers this pipeline knows of, kept by `watch`.
+    registry: Arc<Registry>,
+    watch: tokio::task::JoinHandle<()>,
 }
 
 impl<S: StepFn> std::fmt::Debug for RemoteRunner<S> {
@@ -56,7 +59,7 @@ impl<S: StepFn> std::fmt::Debug for RemoteRunner<S> {
 
 impl<S: StepFn> Drop for RemoteRunner<S> {
     fn drop(&mut self) {
-        self.workers.abort();
+        self.watch.abort();
     }
 }
 
@@ -91,21 +94,9 @@ impl<S: StepFn> RemoteRunner<S> {
                     .name(format!("pipeline ({step})"))
                     .connect(url)
                     .await?;
-                // One worker's INFO (if any is up): its fingerprint. Workers
-                // may also join later; each call carries the fingerprint too.
-                let info = client
-                    .request(format!("$SRV.INFO.{service}"), "".into())
-                    .await;
-                let theirs = match info {
-                    Ok(message) => serde_json::from_slice::<serde_json::Value>(&message.payload)
-                        .ok()
-                        .and_then(|v| {
-                            v["metadata"][protocol::META_FINGERPRINT]
-                                .as_str()
-                                .map(str::to_owned)
-                        }),
-                    Err(_) => None,
-                };
+                // The workers up now (each answers INFO with its direct
+                // subject and fingerprint); others are heard of as they join.
+                let theirs = discover(&client, &service, DEPLOY_WAIT).await;
                 Ok::<_, async_nats::Error>((client, theirs))
             })?
         };
@@ -114,7 +105,8 @@ impl<S: StepFn> RemoteRunner<S> {
             message: format!("could not connect to the NATS server at `{url}`"),
             source: Some(e),
         })?;
-        if let Some(theirs) = theirs.filter(|t| *t != fingerprint) {
+        if let Some(other) = theirs.iter().find(|w| w.fingerprint != fingerprint) {
+            let theirs = &other.fingerprint;
             return Err(DeployError::Remote {
                 step,
                 message: format!(
@@ -124,13 +116,17 @@ impl<S: StepFn> RemoteRunner<S> {
                 source: None,
             });
         }
-        counters.replicas.store(0, Ordering::Relaxed);
-        counters.target_replicas.store(0, Ordering::Relaxed);
-        let workers = io.spawn(count_workers(
-            client.clone(),
-            protocol::service(step),
-            Arc::clone(&counters),
-        ));
+        let registry = Arc::new(Registry::default());
+        registry.set(theirs.into_iter().map(|w| w.direct).collect(), &counters);
+        let watch = {
+            let _io = io.enter();
+            tokio::spawn(watch(
+                client.clone(),
+                step,
+                Arc::clone(&registry),
+                Arc::clone(&counters),
+            ))
+        };
         Ok(RemoteRunner {
             step,
             subject: protocol::subject(step).into(),
@@ -140,7 +136,8 @@ impl<S: StepFn> RemoteRunner<S> {
             fingerprint,
             counters,
             io,
-            workers,
+            registry,
+            watch,
         })
     }
 
@@ -162,11 +159,20 @@ impl<S: StepFn> RemoteRunner<S> {
         let started = Instant::now();
         let deadline = meta.deadline.unwrap_or(started + DEFAULT_TIMEOUT);
         let budget = deadline.saturating_duration_since(started);
-        for attempt in 0..=RETRIES {
+        // Workers that refused this call or are gone: not chosen again.
+        let mut passed: Vec<Arc<Worker>> = Vec::new();
+        let mut refusals = 0;
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(PipelineError::DeadlineExceeded { after: budget });
             }
+            // The least busy worker known, else the step's queue group.
+            let worker = self.registry.pick(&passed);
+            let subject = worker
+                .as_ref()
+                .map_or_else(|| self.subject.clone(), |w| w.subject.clone());
+            let _busy = worker.as_ref().map(Busy::new);
             let call_id = self.client.new_inbox();
             let mut headers = HeaderMap::new();
             headers.insert(protocol::CALL_ID, call_id.as_str());
@@ -187,24 +193,31 @@ impl<S: StepFn> RemoteRunner<S> {
                 subject: &self.cancel_subject,
                 call_id: Some(call_id),
             };
-            let answer = self
-                .client
-                .send_request(self.subject.clone(), request)
-                .await;
+            let answer = self.client.send_request(subject, request).await;
             let answer = match answer {
                 Ok(message) => {
                     cancel.call_id = None;
                     message
                 }
-                Err(e) => {
-                    return Err(match e.kind() {
-                        RequestErrorKind::NoResponders => {
-                            cancel.call_id = None;
-                            PipelineError::Unavailable {
+                Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                    // Nothing was delivered: safe to send elsewhere.
+                    cancel.call_id = None;
+                    match worker {
+                        Some(gone) => {
+                            self.registry.remove(&gone.subject, &self.counters);
+                            passed.push(gone);
+                            continue;
+                        }
+                        None => {
+                            return Err(PipelineError::Unavailable {
                                 step,
                                 reason: "no worker serves it (NATS: no responders)".into(),
-                            }
+                            })
                         }
+                    }
+                }
+                Err(e) => {
+                    return Err(match e.kind() {
                         RequestErrorKind::TimedOut => {
                             PipelineError::DeadlineExceeded { after: budget }
                         }
@@ -216,7 +229,11 @@ impl<S: StepFn> RemoteRunner<S> {
                 }
             };
             let status = answer.headers.as_ref().and_then(|h| {
-                let code = h.get(NATS_SERVICE_ERROR_CODE)?.as_str().parse::<usize>().ok()?;
+                let code = h
+                    .get(NATS_SERVICE_ERROR_CODE)?
+                    .as_str()
+                    .parse::<usize>()
+                    .ok()?;
                 let text = h
                     .get(async_nats::service::NATS_SERVICE_ERROR)
                     .map(|v| v.as_str().to_string())
@@ -232,9 +249,11 @@ impl<S: StepFn> RemoteRunner<S> {
             match code {
                 code::REFUSED => {
                     self.counters.remote_refused.fetch_add(1, Ordering::Relaxed);
-                    if attempt < RETRIES {
+                    refusals += 1;
+                    if refusals <= RETRIES {
                         self.counters.remote_retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(step, attempt, reason = %text, "a worker refused the call; sending it again");
+                        tracing::debug!(step, refusals, reason = %text, "a worker refused the call; sending it to another");
+                        passed.extend(worker);
                         continue;
                     }
                     return Err(PipelineError::Overloaded { step });
@@ -247,14 +266,12 @@ impl<S: StepFn> RemoteRunner<S> {
                     })
                 }
                 code::STEP_FAILED => {
-                    return Err(PipelineError::step_failed(step, Box::new(RemoteError(text))))
-                }
-                code::MISMATCH => {
-                    return Err(PipelineError::Unavailable {
+                    return Err(PipelineError::step_failed(
                         step,
-                        reason: text,
-                    })
+                        Box::new(RemoteError(text)),
+                    ))
                 }
+                code::MISMATCH => return Err(PipelineError::Unavailable { step, reason: text }),
                 _ => {
                     return Err(PipelineError::step_failed(
                         step,
@@ -263,7 +280,6 @@ impl<S: StepFn> RemoteRunner<S> {
                 }
             }
         }
-        Err(PipelineError::Overloaded { step })
     }
 }
 
@@ -292,35 +308,188 @@ impl<S: StepFn> StepRunner<S> for RemoteRunner<S> {
     }
 }
 
-/// Counts the workers answering `$SRV.PING.<service>` about once a second,
-/// as the step's replica count (what health, reports and `/graph` show).
-async fn count_workers(client: Client, service: String, counters: Arc<StepCounters>) {
-    let subject = format!("$SRV.PING.{service}");
-    loop {
-        let inbox = client.new_inbox();
-        let count = match client.subscribe(inbox.clone()).await {
-            Ok(mut answers) => {
-                let _ = client
-                    .publish_with_reply(subject.clone(), inbox, "".into())
-                    .await;
-                let mut n = 0;
-                let wait = tokio::time::sleep(PING_WAIT);
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        answer = answers.next() => match answer {
-                            Some(_) => n += 1,
-                            None => break,
-                        },
-                        () = &mut wait => break,
-                    }
-                }
-                n
+/// How long deploy waits for workers to answer INFO.
+const DEPLOY_WAIT: Duration = Duration::from_millis(150);
+
+/// One worker of a remote step, as a pipeline knows it.
+#[derive(Debug)]
+struct Worker {
+    /// Its direct subject.
+    subject: async_nats::Subject,
+    /// This pipeline's calls at it now.
+    outstanding: AtomicUsize,
+}
+
+/// Counts a call at a worker while it is held.
+struct Busy(Arc<Worker>);
+
+impl Busy {
+    fn new(worker: &Arc<Worker>) -> Self {
+        worker.outstanding.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(worker))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The workers of one remote step that this pipeline knows of.
+#[derive(Debug, Default)]
+struct Registry {
+    workers: RwLock<Vec<Arc<Worker>>>,
+    /// Workers that announced they are leaving, and when: not taken back
+    /// from a discovery that still sees them.
+    leaving: Mutex<HashMap<String, Instant>>,
+}
+
+impl Registry {
+    /// The worker with the fewest of this pipeline's calls, ties to the
+    /// first, among those not `passed`.
+    fn pick(&self, passed: &[Arc<Worker>]) -> Option<Arc<Worker>> {
+        self.workers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|w| !passed.iter().any(|p| Arc::ptr_eq(p, w)))
+            .min_by_key(|w| w.outstanding.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    fn publish_count(&self, workers: &[Arc<Worker>], counters: &StepCounters) {
+        counters.replicas.store(workers.len(), Ordering::Relaxed);
+        counters
+            .target_replicas
+            .store(workers.len(), Ordering::Relaxed);
+    }
+
+    /// The workers a discovery found (keeping the counts of known ones).
+    fn set(&self, found: Vec<String>, counters: &StepCounters) {
+        let mut leaving = self.leaving.lock().unwrap_or_else(PoisonError::into_inner);
+        leaving.retain(|_, at| at.elapsed() < FORGET_LEAVING);
+        let mut workers = self.workers.write().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::take(&mut *workers);
+        for subject in found {
+            if leaving.contains_key(&subject) || workers.iter().any(|w| *w.subject == *subject) {
+                continue;
             }
-            Err(_) => 0,
-        };
-        counters.replicas.store(count, Ordering::Relaxed);
-        counters.target_replicas.store(count, Ordering::Relaxed);
-        tokio::time::sleep(PING_EVERY).await;
+            let known = old.iter().find(|w| *w.subject == *subject).cloned();
+            workers.push(known.unwrap_or_else(|| new_worker(subject)));
+        }
+        self.publish_count(&workers, counters);
+    }
+
+    fn join(&self, subject: String, counters: &StepCounters) {
+        let mut workers = self.workers.write().unwrap_or_else(PoisonError::into_inner);
+        if !workers.iter().any(|w| *w.subject == *subject) {
+            workers.push(new_worker(subject));
+        }
+        self.publish_count(&workers, counters);
+    }
+
+    fn leave(&self, subject: String, counters: &StepCounters) {
+        self.remove(&subject, counters);
+        self.leaving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(subject, Instant::now());
+    }
+
+    fn remove(&self, subject: &str, counters: &StepCounters) {
+        let mut workers = self.workers.write().unwrap_or_else(PoisonError::into_inner);
+        workers.retain(|w| *w.subject != *subject);
+        self.publish_count(&workers, counters);
+    }
+}
+
+/// How long a leaving worker's subject is kept out of discoveries.
+const FORGET_LEAVING: Duration = Duration::from_secs(60);
+
+fn new_worker(subject: String) -> Arc<Worker> {
+    Arc::new(Worker {
+        subject: subject.into(),
+        outstanding: AtomicUsize::new(0),
+    })
+}
+
+/// A worker's answer to INFO: its direct subject and fingerprint.
+struct Found {
+    direct: String,
+    fingerprint: String,
+}
+
+/// Asks every worker of `service` for its INFO; the answers within `wait`.
+async fn discover(client: &Client, service: &str, wait: Duration) -> Vec<Found> {
+    let inbox = client.new_inbox();
+    let Ok(mut answers) = client.subscribe(inbox.clone()).await else {
+        return Vec::new();
+    };
+    if client
+        .publish_with_reply(format!("$SRV.INFO.{service}"), inbox, "".into())
+        .await
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let until = tokio::time::sleep(wait);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            answer = answers.next() => {
+                let Some(answer) = answer else { break };
+                let Ok(info) = serde_json::from_slice::<async_nats::service::Info>(&answer.payload) else {
+                    continue;
+                };
+                let meta = |key: &str| info.metadata.get(key).cloned().unwrap_or_default();
+                found.push(Found {
+                    direct: meta(protocol::META_DIRECT),
+                    fingerprint: meta(protocol::META_FINGERPRINT),
+                });
+            }
+            () = &mut until => break,
+        }
+    }
+    found.retain(|f| !f.direct.is_empty());
+    found
+}
+
+/// Keeps a remote step's workers known: joins and leaves as workers
+/// announce them, and a discovery about once a second (which also finds
+/// workers that died: they no longer answer).
+async fn watch(
+    client: Client,
+    node: &'static str,
+    registry: Arc<Registry>,
+    counters: Arc<StepCounters>,
+) {
+    let service = protocol::service(node);
+    let Ok(mut announces) = client.subscribe(protocol::announce_subject(node)).await else {
+        return;
+    };
+    let mut tick = tokio::time::interval(DISCOVER_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            announce = announces.next() => {
+                let Some(message) = announce else { return };
+                let Ok(a) = serde_json::from_slice::<protocol::Announce>(&message.payload) else {
+                    continue;
+                };
+                if a.leaving {
+                    tracing::info!(step = node, worker = %a.direct, "a worker is leaving");
+                    registry.leave(a.direct, &counters);
+                } else {
+                    tracing::info!(step = node, worker = %a.direct, "a worker joined");
+                    registry.join(a.direct, &counters);
+                }
+            }
+            _ = tick.tick() => {
+                let found = discover(&client, &service, DISCOVER_WAIT).await;
+                registry.set(found.into_iter().map(|f| f.direct).collect(), &counters);
+            }
+        }
     }
 }
