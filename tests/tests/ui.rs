@@ -11,4 +11,5 @@ fn ui() {
     t.compile_fail("ui/edges/*.rs");
     t.compile_fail("ui/attr/*.rs");
     t.compile_fail("ui/item/*.rs");
+    t.compile_fail("ui/remote/*.rs");
 }

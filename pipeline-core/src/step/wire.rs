@@ -13,14 +13,43 @@ use serde::Serialize;
 
 /// A type that can cross to a worker: serde-serializable and
 /// deserializable. Implemented for every such type.
+///
+/// (Its serde bounds sit on the blanket impl, not on the trait, and the
+/// compiler is told not to look through that impl: a type missing both
+/// `Serialize` and `Deserialize` is this one error, not two.)
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross to a remote worker: a `#[step(remote)]` step's inputs and output must be serde types",
     label = "not `serde::Serialize + serde::de::DeserializeOwned`",
     note = "derive `serde::Serialize` and `serde::Deserialize` for it (tensors: `pipeline_core::torch::Tensor` is one), or remove `remote` from the step"
 )]
-pub trait WireType: Serialize + DeserializeOwned + Send + 'static {}
+pub trait WireType: Send + Sized + 'static {
+    /// Appends the value, postcard-encoded.
+    fn encode_to(&self, buf: &mut Vec<u8>) -> Result<(), WireError>;
+    /// Reads one value from the front of `bytes`; returns the rest.
+    fn decode_from(bytes: &[u8]) -> Result<(Self, &[u8]), WireError>;
+}
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> WireType for T {}
+#[diagnostic::do_not_recommend]
+impl<T> WireType for T
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn encode_to(&self, buf: &mut Vec<u8>) -> Result<(), WireError> {
+        let taken = std::mem::take(buf);
+        *buf = postcard::to_extend(self, taken).map_err(|source| WireError::Encode {
+            ty: type_name::<T>(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    fn decode_from(bytes: &[u8]) -> Result<(Self, &[u8]), WireError> {
+        postcard::take_from_bytes(bytes).map_err(|source| WireError::Decode {
+            ty: type_name::<T>(),
+            source,
+        })
+    }
+}
 
 /// The wire format's name and version, part of a remote step's
 /// fingerprint: a worker and a pipeline must agree on it.
@@ -75,20 +104,8 @@ impl<T> fmt::Debug for WireFns<T> {
 /// Checks that `T` can cross (one error at the type if not) and says how.
 pub fn wire_type<T: WireType>() -> WireFns<T> {
     WireFns {
-        encode: |value, buf| {
-            let taken = std::mem::take(buf);
-            *buf = postcard::to_extend(value, taken).map_err(|source| WireError::Encode {
-                ty: type_name::<T>(),
-                source,
-            })?;
-            Ok(())
-        },
-        decode: |bytes| {
-            postcard::take_from_bytes(bytes).map_err(|source| WireError::Decode {
-                ty: type_name::<T>(),
-                source,
-            })
-        },
+        encode: T::encode_to,
+        decode: T::decode_from,
     }
 }
 

@@ -1,0 +1,756 @@
+//! Remote steps over NATS, on one machine: a nats-server this benchmark
+//! starts on a free loopback port, worker processes (this benchmark's own
+//! binary, re-run as `--worker URL STEPS`), and the pipeline in this
+//! process, its caller a task on a tokio multi-thread runtime.
+//!
+//! - Hop latency (p50/p99 of sequential calls) of a raw async-nats
+//!   request/reply against a plain subscriber in a worker process, the
+//!   pipeline's remote `inc` hop (one worker process) and the same `inc`
+//!   step deployed in-process (a task-placed actor); the remote/raw ratio
+//!   (target: within 1.3x). Diagnostic rows split the difference: raw
+//!   requests carrying the pipeline's headers, answered by an async-nats
+//!   service endpoint (what workers use), and sent from a client whose
+//!   connection lives on another runtime (as the pipeline's does).
+//! - Throughput at 1, 8 and 64 calls in flight, raw and remote.
+//! - A tensor-sized hop: `bytes_sum` with 602,112 bytes (a [3,224,224] f32
+//!   tensor) against a raw request with the same payload.
+//! - Throughput of the CPU-bound `crunch(5)` step with 1, 2 and 3 worker
+//!   processes, with the CPU time the workers used per call (on a 2-core
+//!   machine a third worker only time-slices the same cores).
+//!
+//! The nats-server binary: `$PIPELINE_NATS_SERVER`, else what
+//! `bash scripts/nats.sh` prints, else `nats-server` on `PATH`.
+//!
+//! `cargo bench -p pipeline-examples --features remote --bench remote`
+//! prints tables and writes `target/bench/remote.json`.
+
+use std::fs;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use pipeline_core::prelude::*;
+use pipeline_core::remote::Worker;
+use pipeline_core::wire::Wire;
+use pipeline_core::StepFn;
+use pipeline_examples::remote_steps::{bytes_sum, crunch, inc};
+use serde_json::json;
+
+/// The raw responder's subjects: echo the payload; answer a payload's
+/// length and byte sum (16 bytes, as `bytes_sum` does); echo from an
+/// async-nats service endpoint.
+const RAW_ECHO: &str = "bench.raw.echo";
+const RAW_SUM: &str = "bench.raw.sum";
+const RAW_SERVICE: &str = "bench.raw.service";
+
+/// A [3, 224, 224] f32 tensor's size in bytes.
+const TENSOR_BYTES: usize = 3 * 224 * 224 * 4;
+
+/// The server's payload limit (8 MiB; the default 1 MiB would fit the
+/// tensor too).
+const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
+
+fn main() {
+    // `cargo bench` passes `--bench` (and a filter, if given): anything
+    // not asked for here is ignored.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--worker") {
+        let (Some(url), Some(steps)) = (args.get(i + 1), args.get(i + 2)) else {
+            eprintln!("usage: remote --worker NATS_URL STEP[,STEP..]|raw");
+            std::process::exit(2);
+        };
+        worker_main(url, steps);
+        return;
+    }
+    let started = Instant::now();
+    bench();
+    println!("total run time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------
+// The worker processes.
+
+/// Serves `steps` (comma-separated names of `remote_steps`, or `raw`: the
+/// plain async-nats responders) until SIGTERM; prints `ready` once the
+/// server routes calls here.
+fn worker_main(url: &str, steps: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("worker runtime");
+    rt.block_on(async {
+        if steps == "raw" {
+            raw_responder(url).await;
+            return;
+        }
+        let mut worker = Worker::connect(url).await.expect("connect");
+        for step in steps.split(',') {
+            let served = match step {
+                "inc" => worker.serve::<inc<()>>(step, ()).await,
+                "bytes_sum" => worker.serve::<bytes_sum<()>>(step, ()).await,
+                "crunch" => worker.serve::<crunch<()>>(step, ()).await,
+                other => panic!("unknown step {other}"),
+            };
+            served.expect("serve");
+        }
+        ready();
+        worker.run().await.expect("run");
+    });
+}
+
+fn ready() {
+    println!("ready");
+    std::io::stdout().flush().expect("flush stdout");
+}
+
+/// The baseline's server side: plain subscribers answering at once (one
+/// task per subject, no task per request), and one async-nats service
+/// endpoint, as the workers serve steps.
+async fn raw_responder(url: &str) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let mut tasks = Vec::new();
+    for (subject, sum) in [(RAW_ECHO, false), (RAW_SUM, true)] {
+        let mut requests = client.subscribe(subject).await.expect("subscribe");
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(message) = requests.next().await {
+                let Some(reply) = message.reply else { continue };
+                let answer = if sum {
+                    let total: u64 = message.payload.iter().map(|&b| u64::from(b)).sum();
+                    let mut answer = Vec::with_capacity(16);
+                    answer.extend_from_slice(&(message.payload.len() as u64).to_le_bytes());
+                    answer.extend_from_slice(&total.to_le_bytes());
+                    answer.into()
+                } else {
+                    message.payload
+                };
+                let _ = client.publish(reply, answer).await;
+            }
+        }));
+    }
+    {
+        use async_nats::service::ServiceExt;
+        let service = client
+            .service_builder()
+            .start("bench-raw", "1.0.0")
+            .await
+            .expect("start the service");
+        let mut endpoint = service.endpoint(RAW_SERVICE).await.expect("endpoint");
+        tasks.push(tokio::spawn(async move {
+            let _service = service;
+            while let Some(request) = endpoint.next().await {
+                let payload = request.message.payload.clone();
+                let _ = request.respond(Ok(payload)).await;
+            }
+        }));
+    }
+    client.flush().await.expect("flush");
+    ready();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    term.recv().await;
+    for task in tasks {
+        task.abort();
+    }
+}
+
+/// A worker process (this binary, `--worker URL STEPS`), sent SIGTERM and
+/// waited for on drop.
+struct WorkerProcess {
+    child: Child,
+    /// Kept open, so that the worker's output has somewhere to go.
+    _out: Option<BufReader<ChildStdout>>,
+    stopped: bool,
+}
+
+impl WorkerProcess {
+    /// Starts one and waits until it prints `ready`.
+    fn start(url: &str, steps: &str) -> WorkerProcess {
+        let exe = std::env::current_exe().expect("this benchmark's path");
+        let child = Command::new(exe)
+            .args(["--worker", url, steps])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a worker process");
+        // From here on a panic drops it, which stops it.
+        let mut worker = WorkerProcess {
+            child,
+            _out: None,
+            stopped: false,
+        };
+        let mut out = BufReader::new(worker.child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read the worker's stdout");
+        assert_eq!(line.trim(), "ready", "the `{steps}` worker did not start");
+        worker._out = Some(out);
+        worker
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (the worker drains and leaves), then waits for it; killed
+    /// if it has not left within 10 s.
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("worker {} did not leave within 10 s: killed", self.pid());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// CPU time the process has used so far (user + system).
+    fn cpu_time(&self) -> Duration {
+        cpu_time_of(self.pid())
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// User + system CPU time of process `pid` (`/proc/PID/stat` fields 14
+/// and 15, in clock ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_time_of(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+// ---------------------------------------------------------------------------
+// The nats-server.
+
+/// A nats-server on `127.0.0.1`, killed and waited for on drop (a panic
+/// included), its scratch folder removed.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl NatsServer {
+    fn start() -> NatsServer {
+        let binary = nats_binary();
+        let dir = std::env::temp_dir().join(format!("pipeline-bench-nats-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the server's scratch folder");
+        let config = dir.join("nats.conf");
+        fs::write(&config, format!("max_payload: {MAX_PAYLOAD}\n")).expect("write the config");
+        for attempt in 1..=5 {
+            let port = free_port();
+            let log = fs::File::create(dir.join("nats-server.log")).expect("create the log");
+            let child = Command::new(&binary)
+                .arg("-c")
+                .arg(&config)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone the log handle"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
+            let mut server = NatsServer {
+                child,
+                port,
+                dir: dir.clone(),
+            };
+            match server.wait_ready() {
+                Ok(()) => {
+                    println!("nats-server {} on {}", binary.display(), server.url());
+                    return server;
+                }
+                Err(log) if log.contains("address already in use") && attempt < 5 => {
+                    // Lost the port: the folder is reused by the next try.
+                    server.dir = PathBuf::new();
+                }
+                Err(log) => panic!("nats-server did not start on port {port}; its log:\n{log}"),
+            }
+        }
+        unreachable!("the last try returns or panics")
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let start = Instant::now();
+        let log = |dir: &Path| fs::read_to_string(dir.join("nats-server.log")).unwrap_or_default();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll nats-server") {
+                return Err(format!("(exited: {status})\n{}", log(&self.dir)));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!("(not up after 10 s)\n{}", log(&self.dir)));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.dir.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `$PIPELINE_NATS_SERVER`, else what `scripts/nats.sh` prints, else
+/// `nats-server` on `PATH`.
+fn nats_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PIPELINE_NATS_SERVER").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nats.sh");
+    if let Ok(out) = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::null())
+        .output()
+    {
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && path.is_file() {
+            return path;
+        }
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("nats-server"))
+        .find(|path| path.is_file())
+        .expect("no nats-server: set PIPELINE_NATS_SERVER, or run `bash scripts/nats.sh`")
+}
+
+/// A port on `127.0.0.1` that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+// ---------------------------------------------------------------------------
+// Measuring.
+
+/// One way to make a call with argument `x`. The closure's synchronous
+/// part (e.g. cloning a payload) runs before the clock starts; the future
+/// is what is timed.
+type Caller = Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_nanos() as f64 / 1000.0
+}
+
+/// Sequential calls of each runner: `warmup` each first, then `rounds`
+/// interleaved rounds of `per_round` timed calls each (so machine noise
+/// spreads evenly over the runners). Sorted samples per runner.
+async fn sample(
+    runners: &[(&'static str, Caller)],
+    warmup: usize,
+    rounds: usize,
+    per_round: usize,
+) -> Vec<Vec<Duration>> {
+    for (_, f) in runners {
+        for x in 0..warmup as u64 {
+            f(x).await;
+        }
+    }
+    let mut samples: Vec<Vec<Duration>> = runners.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, f)) in runners.iter().enumerate() {
+            for x in 0..per_round as u64 {
+                let call = f(x);
+                let start = Instant::now();
+                call.await;
+                samples[i].push(start.elapsed());
+            }
+        }
+    }
+    for s in &mut samples {
+        s.sort();
+    }
+    samples
+}
+
+/// Calls per second with `in_flight` concurrent calls.
+async fn throughput(f: &Caller, total: usize, in_flight: usize) -> f64 {
+    let start = Instant::now();
+    let done = futures::stream::iter(0..total as u64)
+        .map(f)
+        .buffer_unordered(in_flight)
+        .count()
+        .await;
+    assert_eq!(done, total);
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A pipeline's `call_async`, its answer checked by `check`.
+fn via<I, O>(p: &Pipeline<I, O>, input: impl Fn(u64) -> I + Send + Sync + 'static) -> Caller
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    Pipeline<I, O>: Clone,
+{
+    let p = p.clone();
+    Box::new(move |x| {
+        let p = p.clone();
+        let input = input(x);
+        Box::pin(async move {
+            std::hint::black_box(p.call_async(input).await.expect("a pipeline call"));
+        })
+    })
+}
+
+/// How the pipeline's remote runner sends a request, but raw.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// `Client::request`, no headers.
+    Plain,
+    /// With the headers the pipeline sends (call id from `new_inbox`,
+    /// timeout, fingerprint), built per call as it does.
+    Headers,
+}
+
+fn raw(
+    client: &async_nats::Client,
+    subject: &'static str,
+    payload: Vec<u8>,
+    how: Raw,
+    answer_len: usize,
+) -> Caller {
+    let client = client.clone();
+    let fingerprint =
+        Wire::<<inc<()> as StepFn>::Inputs, <inc<()> as StepFn>::Output>::fingerprint();
+    Box::new(move |_| {
+        let client = client.clone();
+        let payload = payload.clone();
+        let fingerprint = fingerprint.clone();
+        Box::pin(async move {
+            let payload = payload.into();
+            let answer = match how {
+                Raw::Plain => client.request(subject, payload).await,
+                Raw::Headers => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("Pipeline-Call-Id", client.new_inbox().as_str());
+                    headers.insert("Pipeline-Timeout-Ms", "60000");
+                    headers.insert("Pipeline-Fingerprint", fingerprint.as_str());
+                    client.request_with_headers(subject, headers, payload).await
+                }
+            };
+            let answer = answer.expect("a raw request");
+            assert_eq!(answer.payload.len(), answer_len);
+        })
+    })
+}
+
+/// Waits until `p` knows `n` workers of its (single, remote) step.
+fn wait_for_workers<I: Send + 'static, O: Send + 'static>(p: &Pipeline<I, O>, n: usize) {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let known = p.metrics()[0].replicas;
+        if known == n {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "the pipeline knows {known} workers, not {n}, after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn met(ratio: f64, limit: f64) -> &'static str {
+    if ratio <= limit {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+fn bench() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut json_rows = Vec::new();
+
+    // The caller's runtime, as in a user's service; the in-process `inc`
+    // runs its task-placed replica there too.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the caller's runtime");
+    let _in_runtime = rt.enter();
+    // A second runtime, only to hold a raw client's connection the way the
+    // pipeline's remote runner holds its own (on the pipeline's runtime).
+    let other_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("another runtime");
+
+    let raw_worker = WorkerProcess::start(&url, "raw");
+    let step_worker = WorkerProcess::start(&url, "inc,bytes_sum");
+    let remote = |name: &str| DeployOptions::new().remote(name, &url);
+    let remote_inc = inc(Input::<u64>::new())
+        .deploy_with(remote("inc"))
+        .expect("deploy remote inc");
+    let local_inc = inc(Input::<u64>::new()).deploy().expect("deploy local inc");
+    let remote_sum = bytes_sum(Input::<Vec<u8>>::new())
+        .deploy_with(remote("bytes_sum"))
+        .expect("deploy remote bytes_sum");
+    wait_for_workers(&remote_inc, 1);
+    wait_for_workers(&remote_sum, 1);
+    let client = rt
+        .block_on(async_nats::connect(&url))
+        .expect("connect the raw client");
+    let other_client = other_rt
+        .block_on(async_nats::connect(&url))
+        .expect("connect the raw client on another runtime");
+
+    // The same payload as `inc`'s request for a typical x (postcard).
+    let wire = <inc<()> as StepFn>::wire().expect("inc is remote");
+    let inc_payload = wire.encode_inputs(&(4_000,)).expect("encode");
+    let n_inc = inc_payload.len();
+
+    // a. Hop latency.
+    let (warmup, rounds, per_round) = (500, 10, 500);
+    let runners: Vec<(&'static str, Caller)> = vec![
+        (
+            "raw request/reply (subscriber in a worker process)",
+            raw(&client, RAW_ECHO, inc_payload.clone(), Raw::Plain, n_inc),
+        ),
+        (
+            "  raw + the pipeline's 3 headers",
+            raw(&client, RAW_ECHO, inc_payload.clone(), Raw::Headers, n_inc),
+        ),
+        (
+            "  raw to an async-nats service endpoint",
+            raw(&client, RAW_SERVICE, inc_payload.clone(), Raw::Plain, n_inc),
+        ),
+        (
+            "  raw, client's connection on another runtime",
+            raw(
+                &other_client,
+                RAW_ECHO,
+                inc_payload.clone(),
+                Raw::Plain,
+                n_inc,
+            ),
+        ),
+        (
+            "remote inc (pipeline, 1 worker process)",
+            via(&remote_inc, |x| x),
+        ),
+        (
+            "in-process inc (actor, placement = task)",
+            via(&local_inc, |x| x),
+        ),
+    ];
+    let (runners, samples) = rt
+        .block_on(rt.spawn(async move {
+            let samples = sample(&runners, warmup, rounds, per_round).await;
+            (runners, samples)
+        }))
+        .expect("the caller task");
+    let n = rounds * per_round;
+    println!(
+        "\nhop latency, sequential calls from a task on a multi-thread runtime ({n} calls each after {warmup} warm-up, {rounds} interleaved rounds; {n_inc}-byte request; us)"
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        "runner", "p50", "p99", "p50/raw"
+    );
+    let p50s: Vec<f64> = samples.iter().map(|s| percentile(s, 0.5)).collect();
+    for ((label, _), s) in runners.iter().zip(&samples) {
+        let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
+        println!(
+            "{:<52} {:>9.1} {:>9.1} {:>8.2}x",
+            label,
+            p50,
+            p99,
+            p50 / p50s[0]
+        );
+        json_rows.push(json!({"section": "hop", "runner": label.trim(), "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / p50s[0]}));
+    }
+    let remote_raw = p50s[4] / p50s[0];
+    let remote_local = p50s[4] / p50s[5];
+    println!(
+        "\nremote inc vs raw request/reply, p50: {remote_raw:.2}x (target 1.3x): {}",
+        met(remote_raw, 1.3)
+    );
+    println!("remote inc vs in-process actor hop, p50: {remote_local:.1}x");
+    json_rows.push(json!({"target": "remote inc vs raw request/reply, p50", "ratio": remote_raw, "limit": 1.3, "met": remote_raw <= 1.3}));
+    json_rows
+        .push(json!({"ratio": "remote inc vs in-process actor hop, p50", "value": remote_local}));
+
+    // b. Throughput.
+    let total = 10_000;
+    println!("\nthroughput, calls/s ({total} calls each)");
+    println!(
+        "{:<52} {:>12} {:>12} {:>12}",
+        "runner", "1 in flight", "8 in flight", "64 in flight"
+    );
+    let keep = [0, 4, 5];
+    let (runners, rates) = rt
+        .block_on(rt.spawn(async move {
+            let mut rates = Vec::new();
+            for &i in &keep {
+                let mut row = Vec::new();
+                for k in [1, 8, 64] {
+                    row.push(throughput(&runners[i].1, total, k).await);
+                }
+                rates.push(row);
+            }
+            (runners, rates)
+        }))
+        .expect("the caller task");
+    for (&i, r) in keep.iter().zip(&rates) {
+        let label = runners[i].0;
+        println!("{:<52} {:>12.0} {:>12.0} {:>12.0}", label, r[0], r[1], r[2]);
+        json_rows.push(json!({"section": "throughput", "runner": label, "calls": total, "calls_per_s_1": r[0], "calls_per_s_8": r[1], "calls_per_s_64": r[2]}));
+    }
+    drop(runners);
+
+    // c. A tensor-sized hop.
+    let tensor: Vec<u8> = (0..TENSOR_BYTES).map(|i| (i % 251) as u8).collect();
+    let expected = (
+        TENSOR_BYTES as u64,
+        tensor.iter().map(|&b| u64::from(b)).sum::<u64>(),
+    );
+    assert_eq!(
+        rt.block_on(remote_sum.call_async(tensor.clone()))
+            .expect("bytes_sum"),
+        expected
+    );
+    let runners: Vec<(&'static str, Caller)> = vec![
+        (
+            "raw request/reply (sums the bytes too)",
+            raw(&client, RAW_SUM, tensor.clone(), Raw::Plain, 16),
+        ),
+        (
+            "remote bytes_sum (pipeline)",
+            via(&remote_sum, move |_| tensor.clone()),
+        ),
+    ];
+    let (warmup, rounds, per_round) = (100, 10, 100);
+    let (runners, samples) = rt
+        .block_on(rt.spawn(async move {
+            let samples = sample(&runners, warmup, rounds, per_round).await;
+            (runners, samples)
+        }))
+        .expect("the caller task");
+    let n = rounds * per_round;
+    println!(
+        "\ntensor-sized hop: {TENSOR_BYTES} bytes in, 16 out ({n} sequential calls each after {warmup} warm-up; us)"
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        "runner", "p50", "p99", "p50/raw"
+    );
+    let base = percentile(&samples[0], 0.5);
+    for ((label, _), s) in runners.iter().zip(&samples) {
+        let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
+        println!(
+            "{:<52} {:>9.1} {:>9.1} {:>8.2}x",
+            label,
+            p50,
+            p99,
+            p50 / base
+        );
+        json_rows.push(json!({"section": "tensor hop", "bytes": TENSOR_BYTES, "runner": label, "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / base}));
+    }
+    drop(runners);
+
+    // d. A CPU-bound step on 1, 2 and 3 worker processes.
+    let (calls, in_flight, ms) = (300, 16, 5u64);
+    let remote_crunch = crunch(Input::<u64>::new())
+        .deploy_with(remote("crunch"))
+        .expect("deploy remote crunch");
+    let crunch_call = via(&remote_crunch, move |_| ms);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\nCPU-bound step crunch({ms}) (spins {ms} ms of wall time; 1 replica per worker), {calls} calls at {in_flight} in flight; this machine has {cores} cores"
+    );
+    println!(
+        "{:<10} {:>10} {:>9} {:>22}",
+        "workers", "calls/s", "vs 1", "worker CPU per call"
+    );
+    let mut crunchers: Vec<WorkerProcess> = Vec::new();
+    let mut first = 0.0;
+    for k in 1..=3 {
+        crunchers.push(WorkerProcess::start(&url, "crunch"));
+        wait_for_workers(&remote_crunch, k);
+        // Warm-up: every worker has taken calls.
+        rt.block_on(throughput(&crunch_call, 8 * k, in_flight));
+        let cpu_before: Duration = crunchers.iter().map(WorkerProcess::cpu_time).sum();
+        let rate = rt.block_on(throughput(&crunch_call, calls, in_flight));
+        let cpu: Duration = crunchers
+            .iter()
+            .map(WorkerProcess::cpu_time)
+            .sum::<Duration>()
+            - cpu_before;
+        let cpu_ms = cpu.as_secs_f64() * 1000.0 / calls as f64;
+        if k == 1 {
+            first = rate;
+        }
+        println!(
+            "{:<10} {:>10.0} {:>8.2}x {:>19.2} ms",
+            k,
+            rate,
+            rate / first,
+            cpu_ms
+        );
+        json_rows.push(json!({"section": "crunch", "workers": k, "calls": calls, "in_flight": in_flight, "crunch_ms": ms, "calls_per_s": rate, "speedup": rate / first, "worker_cpu_ms_per_call": cpu_ms, "cores": cores}));
+    }
+
+    // Workers leave first (SIGTERM, drained), then the server goes.
+    drop(remote_crunch);
+    for mut w in crunchers {
+        w.stop();
+    }
+    let (mut raw_worker, mut step_worker) = (raw_worker, step_worker);
+    raw_worker.stop();
+    step_worker.stop();
+
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    fs::create_dir_all(&out).expect("create target/bench");
+    let path = out.join("remote.json");
+    fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({"benchmark": "remote", "rows": json_rows}))
+            .expect("json"),
+    )
+    .expect("write remote.json");
+    println!("wrote {}", path.display());
+    drop(nats);
+}
