@@ -9,11 +9,15 @@
 //!   step deployed in-process (a task-placed actor); the remote/raw ratio
 //!   (target: within 1.3x). Diagnostic rows split the difference: raw
 //!   requests carrying the pipeline's headers, answered by an async-nats
-//!   service endpoint (what workers use), and sent from a client whose
-//!   connection lives on another runtime (as the pipeline's does).
+//!   service endpoint (what workers use), sent from a client whose
+//!   connection lives on another runtime (as the pipeline's does), and
+//!   sent straight to the `inc` worker's subject (the worker's whole cost,
+//!   without the pipeline's client side).
 //! - Throughput at 1, 8 and 64 calls in flight, raw and remote.
 //! - A tensor-sized hop: `bytes_sum` with 602,112 bytes (a [3,224,224] f32
-//!   tensor) against a raw request with the same payload.
+//!   tensor) against a raw request with the same payload, a raw request
+//!   of the encoded input straight to the worker, and what encoding and
+//!   decoding that input (postcard) costs in-process.
 //! - Throughput of the CPU-bound `crunch(5)` step with 1, 2 and 3 worker
 //!   processes, with the CPU time the workers used per call (on a 2-core
 //!   machine a third worker only time-slices the same cores).
@@ -48,6 +52,11 @@ use serde_json::json;
 const RAW_ECHO: &str = "bench.raw.echo";
 const RAW_SUM: &str = "bench.raw.sum";
 const RAW_SERVICE: &str = "bench.raw.service";
+
+/// The subjects the workers serve `inc` and `bytes_sum` on (their queue
+/// groups), for raw requests straight to a worker.
+const INC_SUBJECT: &str = "pipeline.step.inc";
+const SUM_SUBJECT: &str = "pipeline.step.bytes_sum";
 
 /// A [3, 224, 224] f32 tensor's size in bytes.
 const TENSOR_BYTES: usize = 3 * 224 * 224 * 4;
@@ -433,35 +442,34 @@ where
     })
 }
 
-/// How the pipeline's remote runner sends a request, but raw.
-#[derive(Clone, Copy)]
-enum Raw {
-    /// `Client::request`, no headers.
-    Plain,
-    /// With the headers the pipeline sends (call id from `new_inbox`,
-    /// timeout, fingerprint), built per call as it does.
-    Headers,
+/// The headers a pipeline sends with each call to a step of type `S`
+/// (its call id from `new_inbox`, its time left, the step's fingerprint),
+/// to send with a raw request.
+fn pipeline_headers<S: StepFn>() -> Option<String> {
+    Some(Wire::<S::Inputs, S::Output>::fingerprint())
 }
 
+/// A raw async-nats request of `payload` to `subject`; with `headers` (a
+/// step's fingerprint) it carries the headers a pipeline sends, built per
+/// call as it builds them. The answer must be `answer_len` bytes and not
+/// a service error.
 fn raw(
     client: &async_nats::Client,
     subject: &'static str,
     payload: Vec<u8>,
-    how: Raw,
+    headers: Option<String>,
     answer_len: usize,
 ) -> Caller {
     let client = client.clone();
-    let fingerprint =
-        Wire::<<inc<()> as StepFn>::Inputs, <inc<()> as StepFn>::Output>::fingerprint();
     Box::new(move |_| {
         let client = client.clone();
         let payload = payload.clone();
-        let fingerprint = fingerprint.clone();
+        let fingerprint = headers.clone();
         Box::pin(async move {
             let payload = payload.into();
-            let answer = match how {
-                Raw::Plain => client.request(subject, payload).await,
-                Raw::Headers => {
+            let answer = match fingerprint {
+                None => client.request(subject, payload).await,
+                Some(fingerprint) => {
                     let mut headers = HeaderMap::new();
                     headers.insert("Pipeline-Call-Id", client.new_inbox().as_str());
                     headers.insert("Pipeline-Timeout-Ms", "60000");
@@ -470,6 +478,11 @@ fn raw(
                 }
             };
             let answer = answer.expect("a raw request");
+            let error = answer
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::service::NATS_SERVICE_ERROR));
+            assert!(error.is_none(), "the worker answered an error: {error:?}");
             assert_eq!(answer.payload.len(), answer_len);
         })
     })
@@ -544,26 +557,41 @@ fn bench() {
 
     // a. Hop latency.
     let (warmup, rounds, per_round) = (500, 10, 500);
+    let inc_headers = pipeline_headers::<inc<()>>;
     let runners: Vec<(&'static str, Caller)> = vec![
         (
             "raw request/reply (subscriber in a worker process)",
-            raw(&client, RAW_ECHO, inc_payload.clone(), Raw::Plain, n_inc),
+            raw(&client, RAW_ECHO, inc_payload.clone(), None, n_inc),
         ),
         (
             "  raw + the pipeline's 3 headers",
-            raw(&client, RAW_ECHO, inc_payload.clone(), Raw::Headers, n_inc),
+            raw(&client, RAW_ECHO, inc_payload.clone(), inc_headers(), n_inc),
         ),
         (
             "  raw to an async-nats service endpoint",
-            raw(&client, RAW_SERVICE, inc_payload.clone(), Raw::Plain, n_inc),
+            raw(&client, RAW_SERVICE, inc_payload.clone(), None, n_inc),
         ),
         (
             "  raw, client's connection on another runtime",
+            raw(&other_client, RAW_ECHO, inc_payload.clone(), None, n_inc),
+        ),
+        (
+            "  raw + headers to the inc worker (pipeline.step.inc)",
+            raw(
+                &client,
+                INC_SUBJECT,
+                inc_payload.clone(),
+                inc_headers(),
+                n_inc,
+            ),
+        ),
+        (
+            "  the same, client's connection on another runtime",
             raw(
                 &other_client,
-                RAW_ECHO,
+                INC_SUBJECT,
                 inc_payload.clone(),
-                Raw::Plain,
+                inc_headers(),
                 n_inc,
             ),
         ),
@@ -576,6 +604,7 @@ fn bench() {
             via(&local_inc, |x| x),
         ),
     ];
+    let (remote_row, local_row) = (6, 7);
     let (runners, samples) = rt
         .block_on(rt.spawn(async move {
             let samples = sample(&runners, warmup, rounds, per_round).await;
@@ -587,14 +616,14 @@ fn bench() {
         "\nhop latency, sequential calls from a task on a multi-thread runtime ({n} calls each after {warmup} warm-up, {rounds} interleaved rounds; {n_inc}-byte request; us)"
     );
     println!(
-        "{:<52} {:>9} {:>9} {:>9}",
+        "{:<60} {:>9} {:>9} {:>9}",
         "runner", "p50", "p99", "p50/raw"
     );
     let p50s: Vec<f64> = samples.iter().map(|s| percentile(s, 0.5)).collect();
     for ((label, _), s) in runners.iter().zip(&samples) {
         let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
         println!(
-            "{:<52} {:>9.1} {:>9.1} {:>8.2}x",
+            "{:<60} {:>9.1} {:>9.1} {:>8.2}x",
             label,
             p50,
             p99,
@@ -602,8 +631,8 @@ fn bench() {
         );
         json_rows.push(json!({"section": "hop", "runner": label.trim(), "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / p50s[0]}));
     }
-    let remote_raw = p50s[4] / p50s[0];
-    let remote_local = p50s[4] / p50s[5];
+    let remote_raw = p50s[remote_row] / p50s[0];
+    let remote_local = p50s[remote_row] / p50s[local_row];
     println!(
         "\nremote inc vs raw request/reply, p50: {remote_raw:.2}x (target 1.3x): {}",
         met(remote_raw, 1.3)
@@ -617,10 +646,10 @@ fn bench() {
     let total = 10_000;
     println!("\nthroughput, calls/s ({total} calls each)");
     println!(
-        "{:<52} {:>12} {:>12} {:>12}",
+        "{:<60} {:>12} {:>12} {:>12}",
         "runner", "1 in flight", "8 in flight", "64 in flight"
     );
-    let keep = [0, 4, 5];
+    let keep = [0, remote_row, local_row];
     let (runners, rates) = rt
         .block_on(rt.spawn(async move {
             let mut rates = Vec::new();
@@ -636,7 +665,7 @@ fn bench() {
         .expect("the caller task");
     for (&i, r) in keep.iter().zip(&rates) {
         let label = runners[i].0;
-        println!("{:<52} {:>12.0} {:>12.0} {:>12.0}", label, r[0], r[1], r[2]);
+        println!("{:<60} {:>12.0} {:>12.0} {:>12.0}", label, r[0], r[1], r[2]);
         json_rows.push(json!({"section": "throughput", "runner": label, "calls": total, "calls_per_s_1": r[0], "calls_per_s_8": r[1], "calls_per_s_64": r[2]}));
     }
     drop(runners);
@@ -652,10 +681,43 @@ fn bench() {
             .expect("bytes_sum"),
         expected
     );
+    // What the pipeline sends and the worker answers, encoded (postcard),
+    // and what encoding and decoding that input costs in this process.
+    let sum_wire = <bytes_sum<()> as StepFn>::wire().expect("bytes_sum is remote");
+    let sum_inputs = (tensor.clone(),);
+    let sum_payload = sum_wire.encode_inputs(&sum_inputs).expect("encode");
+    let sum_answer = sum_wire.encode_output(&expected).expect("encode").len();
+    let median_us = |f: &mut dyn FnMut()| {
+        let mut times: Vec<Duration> = (0..50)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        percentile(&times, 0.5)
+    };
+    let encode_us = median_us(&mut || {
+        std::hint::black_box(sum_wire.encode_inputs(&sum_inputs).expect("encode"));
+    });
+    let decode_us = median_us(&mut || {
+        std::hint::black_box(sum_wire.decode_inputs(&sum_payload).expect("decode"));
+    });
     let runners: Vec<(&'static str, Caller)> = vec![
         (
             "raw request/reply (sums the bytes too)",
-            raw(&client, RAW_SUM, tensor.clone(), Raw::Plain, 16),
+            raw(&client, RAW_SUM, tensor.clone(), None, 16),
+        ),
+        (
+            "  raw + headers to the bytes_sum worker (input pre-encoded)",
+            raw(
+                &client,
+                SUM_SUBJECT,
+                sum_payload.clone(),
+                pipeline_headers::<bytes_sum<()>>(),
+                sum_answer,
+            ),
         ),
         (
             "remote bytes_sum (pipeline)",
@@ -674,22 +736,26 @@ fn bench() {
         "\ntensor-sized hop: {TENSOR_BYTES} bytes in, 16 out ({n} sequential calls each after {warmup} warm-up; us)"
     );
     println!(
-        "{:<52} {:>9} {:>9} {:>9}",
+        "{:<60} {:>9} {:>9} {:>9}",
         "runner", "p50", "p99", "p50/raw"
     );
     let base = percentile(&samples[0], 0.5);
     for ((label, _), s) in runners.iter().zip(&samples) {
         let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
         println!(
-            "{:<52} {:>9.1} {:>9.1} {:>8.2}x",
+            "{:<60} {:>9.1} {:>9.1} {:>8.2}x",
             label,
             p50,
             p99,
             p50 / base
         );
-        json_rows.push(json!({"section": "tensor hop", "bytes": TENSOR_BYTES, "runner": label, "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / base}));
+        json_rows.push(json!({"section": "tensor hop", "bytes": TENSOR_BYTES, "runner": label.trim(), "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / base}));
     }
     drop(runners);
+    println!(
+        "the input's wire encoding (postcard) in this process, median of 50: encode {encode_us:.0} us, decode {decode_us:.0} us"
+    );
+    json_rows.push(json!({"section": "tensor wire", "bytes": TENSOR_BYTES, "encode_us": encode_us, "decode_us": decode_us}));
 
     // d. A CPU-bound step on 1, 2 and 3 worker processes.
     let (calls, in_flight, ms) = (300, 16, 5u64);

@@ -7,6 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 
+#[cfg(feature = "remote")]
+mod support;
+
 use pipeline_core::http::{HttpRequest, Ingress};
 use pipeline_core::prelude::*;
 use pipeline_examples::seed001::{self, Prediction};
@@ -868,4 +871,53 @@ fn error_bodies_name_the_whole_cause_chain() {
         json["error"],
         "step `lookup` failed: bad number: invalid digit found in string"
     );
+}
+
+/// A remote step behind the ingress: 503 while no worker serves it (and
+/// `/readyz` says so), answers once one does; `/graph` and `/metrics` show
+/// the step as remote with its workers.
+#[cfg(feature = "remote")]
+#[test]
+fn a_remote_step_behind_the_ingress_is_503_without_workers() {
+    use pipeline_examples::remote_steps::{work, Job};
+    use support::nats::NatsServer;
+    use support::worker::WorkerProcess;
+
+    let nats = NatsServer::start();
+    let p = work(Input::<Job>::new())
+        .deploy_with(DeployOptions::new().remote("work", &nats.url()))
+        .expect("deploy");
+    let server = Server::start(Ingress::new().json("/work", p.clone()));
+    let body = br#"{"id": 7, "work_ms": 0}"#;
+    let (status, json, _) = post(&server.url("/work"), body);
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["kind"], "unavailable", "{json}");
+    let (status, ready) = get(&server.url("/readyz"));
+    assert_eq!(status, 503);
+    assert!(ready.contains("/work: work (no remote worker)"), "{ready}");
+    assert!(ready.contains("remote step work has 0 worker(s)"), "{ready}");
+
+    let _worker = WorkerProcess::start(&nats, "work");
+    while p.metrics()[0].replicas < 1 {
+        std::thread::yield_now();
+    }
+    let (status, json, _) = post(&server.url("/work"), body);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["id"], 7);
+    let (status, ready) = get(&server.url("/readyz"));
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.contains("remote step work has 1 worker(s)"), "{ready}");
+    let (_, graph) = get(&server.url("/graph"));
+    let graph: serde_json::Value = serde_json::from_str(&graph).expect("json");
+    let node = &graph["routes"][0]["nodes"][1];
+    assert_eq!(node["counters"]["remote"], nats.url().as_str(), "{node}");
+    assert_eq!(node["counters"]["workers"], 1, "{node}");
+    let (_, metrics) = get(&server.url("/metrics"));
+    for line in [
+        "pipeline_step_replicas{route=\"/work\",step=\"work\"} 1",
+        "pipeline_step_remote_retries_total{route=\"/work\",step=\"work\"} 0",
+        "pipeline_step_remote_refused_total{route=\"/work\",step=\"work\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
 }

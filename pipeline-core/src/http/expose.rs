@@ -14,24 +14,33 @@ use crate::{GraphNode, NodeKind, StepMetrics};
 /// 200 when every replica of every pipeline is built, else 503 naming the
 /// degraded steps.
 pub(super) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let degraded: Vec<String> = shared
-        .routes
-        .iter()
-        .flat_map(|(route, p)| {
-            let health = p.health();
-            health
-                .degraded()
-                .into_iter()
-                .map(|step| format!("{route}: {step}"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut degraded = Vec::new();
+    let mut remote = String::new();
+    for (route, p) in &shared.routes {
+        for s in p.health().steps {
+            if let Some(url) = s.remote {
+                let _ = writeln!(
+                    remote,
+                    "{route}: remote step {} has {} worker(s) at {url}",
+                    s.step, s.replicas
+                );
+            }
+            if !s.is_up() {
+                let why = if s.remote.is_some() && s.replicas == 0 {
+                    "no remote worker"
+                } else {
+                    "replicas down"
+                };
+                degraded.push(format!("{route}: {} ({why})", s.step));
+            }
+        }
+    }
     if degraded.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        (StatusCode::OK, format!("ready\n{remote}")).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: replicas down in {}\n", degraded.join(", ")),
+            format!("not ready: {}\n{remote}", degraded.join(", ")),
         )
             .into_response()
     }
@@ -49,6 +58,10 @@ fn note(m: Option<&StepMetrics>) -> Option<String> {
         format!("replicas {}", m.replicas)
     } else {
         format!("replicas {} -> {}", m.replicas, m.target_replicas)
+    };
+    let replicas = match m.remote {
+        Some(url) => format!("remote at {url}, {} worker(s)", m.replicas),
+        None => replicas,
     };
     Some(format!(
         "requests {} | errors {} | in flight {} | queued {} | {replicas}",
@@ -128,6 +141,10 @@ pub(super) async fn graph(
                                     "rebuilds": m.rebuilds,
                                     "latency_seconds_sum": m.latency.sum,
                                     "batches": m.batch_size.count(),
+                                    "remote": m.remote,
+                                    "workers": m.remote.map(|_| m.replicas),
+                                    "remote_retries": m.remote_retries,
+                                    "remote_refused": m.remote_refused,
                                 })),
                             })
                         })

@@ -82,7 +82,7 @@ type Field = fn(&StepMetrics) -> u64;
 
 /// Name (counters without `_total`: the encoder adds it), type, help,
 /// value.
-const SCALARS: [(&str, MetricType, &str, Field); 8] = [
+const SCALARS: [(&str, MetricType, &str, Field); 10] = [
     (
         "pipeline_step_requests",
         MetricType::Counter,
@@ -110,7 +110,7 @@ const SCALARS: [(&str, MetricType, &str, Field); 8] = [
     (
         "pipeline_step_replicas",
         MetricType::Gauge,
-        "Replicas the step runs (built and taking calls).",
+        "Replicas the step runs (built and taking calls); for a remote step, the workers serving it.",
         |m| m.replicas as u64,
     ),
     (
@@ -130,6 +130,18 @@ const SCALARS: [(&str, MetricType, &str, Field); 8] = [
         MetricType::Counter,
         "Replicas rebuilt after a panic.",
         |m| m.rebuilds,
+    ),
+    (
+        "pipeline_step_remote_refused",
+        MetricType::Counter,
+        "Remote steps: calls a worker refused (queue full or leaving).",
+        |m| m.remote_refused,
+    ),
+    (
+        "pipeline_step_remote_retries",
+        MetricType::Counter,
+        "Remote steps: refused calls sent again to another worker.",
+        |m| m.remote_retries,
     ),
 ];
 

@@ -41,8 +41,12 @@ pub struct StepReport {
     /// Why `running` differs from `requested`, if it does.
     pub note: Option<&'static str>,
     /// The device each replica owns, by replica index (the first
-    /// `replicas`; an autoscaled step's later replicas continue the turn).
+    /// `replicas`; an autoscaled step's later replicas continue the turn;
+    /// none for a remote step: its workers own theirs).
     pub devices: Vec<Device>,
+    /// Where the step is served, if by remote workers (`replicas` then
+    /// counts the workers this pipeline knows of).
+    pub remote: Option<&'static str>,
 }
 
 /// A step's live state, from [`Pipeline::health`].
@@ -62,6 +66,16 @@ pub struct StepHealth {
     pub batches: u64,
     /// Calls served in those batches.
     pub batched_calls: u64,
+    /// Where the step is served, if by remote workers; `replicas` then
+    /// counts the workers this pipeline knows of (none: degraded).
+    pub remote: Option<&'static str>,
+}
+
+impl StepHealth {
+    /// No replica down; a remote step has at least one worker.
+    pub fn is_up(&self) -> bool {
+        self.replicas_down == 0 && (self.remote.is_none() || self.replicas > 0)
+    }
 }
 
 /// Whether a pipeline serves at full strength.
@@ -85,15 +99,15 @@ pub struct Health {
 }
 
 impl Health {
-    /// No replica is down.
+    /// No replica is down, and every remote step has a worker.
     pub fn is_healthy(&self) -> bool {
-        self.steps.iter().all(|s| s.replicas_down == 0)
+        self.steps.iter().all(StepHealth::is_up)
     }
-    /// The steps with a replica down.
+    /// The steps with a replica down, or remote with no worker.
     pub fn degraded(&self) -> Vec<&'static str> {
         self.steps
             .iter()
-            .filter(|s| s.replicas_down > 0)
+            .filter(|s| !s.is_up())
             .map(|s| s.step)
             .collect()
     }
@@ -114,7 +128,11 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
                 autoscale: plan.autoscale,
                 queue_bound: plan.queue_bound,
                 note: plan.note,
-                devices: (0..plan.replicas).map(|i| plan.device_of(i)).collect(),
+                devices: match plan.remote {
+                    Some(_) => Vec::new(),
+                    None => (0..plan.replicas).map(|i| plan.device_of(i)).collect(),
+                },
+                remote: plan.remote.map(|u| u.as_str()),
             })
             .collect()
     }
@@ -125,7 +143,10 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     pub fn metrics(&self) -> Vec<StepMetrics> {
         self.steps()
             .iter()
-            .map(|(plan, c)| c.snapshot(plan.node))
+            .map(|(plan, c)| StepMetrics {
+                remote: plan.remote.map(|u| u.as_str()),
+                ..c.snapshot(plan.node)
+            })
             .collect()
     }
 
@@ -143,6 +164,7 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
                     replicas_down: c.replicas_down.load(Ordering::SeqCst),
                     batches: c.batches.load(Ordering::SeqCst),
                     batched_calls: c.batched_calls.load(Ordering::SeqCst),
+                    remote: plan.remote.map(|u| u.as_str()),
                 })
                 .collect(),
         }

@@ -196,6 +196,7 @@ impl StepCounters {
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
             remote_retries: self.remote_retries.load(Ordering::Relaxed),
             remote_refused: self.remote_refused.load(Ordering::Relaxed),
+            remote: None,
             replicas_down: self.replicas_down.load(Ordering::Relaxed),
             latency,
             batch_size: self.batch_size.snapshot(),
@@ -308,6 +309,9 @@ pub struct StepMetrics {
     pub remote_retries: u64,
     /// Remote steps: refusals by workers (queue full or leaving).
     pub remote_refused: u64,
+    /// Where the step is served, if by remote workers (`replicas` then
+    /// counts the workers this pipeline knows of).
+    pub remote: Option<&'static str>,
     /// Replicas down (rebuilding) now.
     pub replicas_down: usize,
     /// Time from reaching the step to its answer, seconds.

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub(crate) mod nats;
+#[cfg(feature = "remote")]
+pub(crate) mod worker;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
