@@ -44,6 +44,7 @@ use pipeline_core::remote::Worker;
 use pipeline_core::wire::Wire;
 use pipeline_core::StepFn;
 use pipeline_examples::remote_steps::{bytes_sum, crunch, inc};
+use serde_bytes::ByteBuf;
 use serde_json::json;
 
 /// The raw responder's subjects: echo the payload; answer a payload's
@@ -446,7 +447,7 @@ where
 /// (its call id from `new_inbox`, its time left, the step's fingerprint),
 /// to send with a raw request.
 fn pipeline_headers<S: StepFn>() -> Option<String> {
-    Some(Wire::<S::Inputs, S::Output>::fingerprint())
+    Some(Wire::<S::Inputs, S::Output>::fingerprint_digest())
 }
 
 /// A raw async-nats request of `payload` to `subject`; with `headers` (a
@@ -471,7 +472,7 @@ fn raw(
                 None => client.request(subject, payload).await,
                 Some(fingerprint) => {
                     let mut headers = HeaderMap::new();
-                    headers.insert("Pipeline-Call-Id", client.new_inbox().as_str());
+                    headers.insert("Pipeline-Call-Id", "0123456789.12345");
                     headers.insert("Pipeline-Timeout-Ms", "60000");
                     headers.insert("Pipeline-Fingerprint", fingerprint.as_str());
                     client.request_with_headers(subject, headers, payload).await
@@ -538,7 +539,7 @@ fn bench() {
         .deploy_with(remote("inc"))
         .expect("deploy remote inc");
     let local_inc = inc(Input::<u64>::new()).deploy().expect("deploy local inc");
-    let remote_sum = bytes_sum(Input::<Vec<u8>>::new())
+    let remote_sum = bytes_sum(Input::<ByteBuf>::new())
         .deploy_with(remote("bytes_sum"))
         .expect("deploy remote bytes_sum");
     wait_for_workers(&remote_inc, 1);
@@ -677,14 +678,14 @@ fn bench() {
         tensor.iter().map(|&b| u64::from(b)).sum::<u64>(),
     );
     assert_eq!(
-        rt.block_on(remote_sum.call_async(tensor.clone()))
+        rt.block_on(remote_sum.call_async(ByteBuf::from(tensor.clone())))
             .expect("bytes_sum"),
         expected
     );
     // What the pipeline sends and the worker answers, encoded (postcard),
     // and what encoding and decoding that input costs in this process.
     let sum_wire = <bytes_sum<()> as StepFn>::wire().expect("bytes_sum is remote");
-    let sum_inputs = (tensor.clone(),);
+    let sum_inputs = (ByteBuf::from(tensor.clone()),);
     let sum_payload = sum_wire.encode_inputs(&sum_inputs).expect("encode");
     let sum_answer = sum_wire.encode_output(&expected).expect("encode").len();
     let median_us = |f: &mut dyn FnMut()| {

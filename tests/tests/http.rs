@@ -895,7 +895,10 @@ fn a_remote_step_behind_the_ingress_is_503_without_workers() {
     let (status, ready) = get(&server.url("/readyz"));
     assert_eq!(status, 503);
     assert!(ready.contains("/work: work (no remote worker)"), "{ready}");
-    assert!(ready.contains("remote step work has 0 worker(s)"), "{ready}");
+    assert!(
+        ready.contains("remote step work has 0 worker(s)"),
+        "{ready}"
+    );
 
     let _worker = WorkerProcess::start(&nats, "work");
     while p.metrics()[0].replicas < 1 {
@@ -906,7 +909,10 @@ fn a_remote_step_behind_the_ingress_is_503_without_workers() {
     assert_eq!(json["id"], 7);
     let (status, ready) = get(&server.url("/readyz"));
     assert_eq!(status, 200, "{ready}");
-    assert!(ready.contains("remote step work has 1 worker(s)"), "{ready}");
+    assert!(
+        ready.contains("remote step work has 1 worker(s)"),
+        "{ready}"
+    );
     let (_, graph) = get(&server.url("/graph"));
     let graph: serde_json::Value = serde_json::from_str(&graph).expect("json");
     let node = &graph["routes"][0]["nodes"][1];

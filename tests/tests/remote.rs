@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use pipeline_core::prelude::*;
 use pipeline_core::RemoteError;
-use pipeline_examples::remote_steps::{bytes_sum, checked, work, Done, Job};
+use pipeline_examples::remote_steps::{bytes_sum, checked, work, ByteBuf, Done, Job};
 use support::nats::NatsServer;
 use support::worker::WorkerProcess;
 
@@ -245,11 +245,14 @@ fn a_dropped_call_does_not_run_on_the_worker() {
 fn payloads_over_the_servers_max_are_refused_before_sending() {
     let nats = NatsServer::start_with_config("max_payload: 65536\n");
     let _worker = WorkerProcess::start(&nats, "bytes_sum");
-    let p = bytes_sum(Input::<Vec<u8>>::new())
+    let p = bytes_sum(Input::<ByteBuf>::new())
         .deploy_with(DeployOptions::new().remote("bytes_sum", &nats.url()))
         .unwrap();
-    assert_eq!(p.call(vec![2; 1_000]).unwrap(), (1_000, 2_000));
-    let err = p.call(vec![1; 100_000]).unwrap_err();
+    assert_eq!(
+        p.call(ByteBuf::from(vec![2; 1_000])).unwrap(),
+        (1_000, 2_000)
+    );
+    let err = p.call(ByteBuf::from(vec![1; 100_000])).unwrap_err();
     match err {
         PipelineError::PayloadTooLarge { step, size, limit } => {
             assert_eq!((step, limit), ("bytes_sum", 65_536));

@@ -215,6 +215,7 @@ impl Worker {
             node,
             runner,
             wire,
+            digest: Wire::<S::Inputs, S::Output>::fingerprint_digest(),
             fingerprint,
             replies: self.replies.clone(),
             max_payload: self.client.server_info().max_payload,
@@ -319,6 +320,8 @@ struct Served<S: StepFn> {
     runner: Box<dyn StepRunner<S>>,
     wire: Wire<S::Inputs, S::Output>,
     fingerprint: String,
+    /// `Wire::fingerprint_digest()`, which calls carry.
+    digest: String,
     replies: Client,
     max_payload: usize,
     /// Calls that may still be cancelled, by call id.
@@ -402,12 +405,13 @@ impl<S: StepFn> Served<S> {
             return Err(Err((code::REFUSED, "the worker is leaving".into())));
         }
         if let Some(theirs) = header(protocol::FINGERPRINT) {
-            if theirs != self.fingerprint {
+            if theirs != self.digest {
                 return Err(Err((
                     code::MISMATCH,
                     format!(
-                        "the worker serves `{}` as `{}`, the pipeline expects `{theirs}`",
-                        self.node, self.fingerprint
+                        "the worker serves `{}` as `{}` (digest {}), the pipeline's differs (digest {theirs}); \
+                         rebuild one from the other's step definition",
+                        self.node, self.fingerprint, self.digest
                     ),
                 )));
             }

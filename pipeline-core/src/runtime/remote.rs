@@ -59,7 +59,7 @@ pub(crate) mod protocol {
     pub(crate) const TIMEOUT_MS: &str = "Pipeline-Timeout-Ms";
     /// This attempt's id, named again by a cancellation.
     pub(crate) const CALL_ID: &str = "Pipeline-Call-Id";
-    /// The step's `Wire::fingerprint()` as the pipeline sees it.
+    /// The step's `Wire::fingerprint_digest()` as the pipeline sees it.
     pub(crate) const FINGERPRINT: &str = "Pipeline-Fingerprint";
     /// Service metadata key holding the worker's fingerprint.
     pub(crate) const META_FINGERPRINT: &str = "fingerprint";

@@ -85,8 +85,11 @@ pub enum WireError {
 /// from the front of a slice and returns the rest.
 pub struct WireFns<T> {
     encode: fn(&T, &mut Vec<u8>) -> Result<(), WireError>,
-    decode: fn(&[u8]) -> Result<(T, &[u8]), WireError>,
+    decode: Decode<T>,
 }
+
+/// Reads one `T` from the front of the bytes; returns it and the rest.
+type Decode<T> = fn(&[u8]) -> Result<(T, &[u8]), WireError>;
 
 impl<T> Clone for WireFns<T> {
     fn clone(&self) -> Self {
@@ -202,6 +205,17 @@ impl<I: 'static, O: 'static> Wire<I, O> {
             type_name::<I>(),
             type_name::<O>()
         )
+    }
+
+    /// A short, stable digest of [`fingerprint`](Self::fingerprint) (FNV-1a,
+    /// 16 hex digits), sent with every call.
+    pub fn fingerprint_digest() -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in Self::fingerprint().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}")
     }
 }
 

@@ -96,4 +96,3 @@ impl Drop for WorkerProcess {
         let _ = self.child.wait();
     }
 }
-

@@ -3,7 +3,7 @@
 //! deadlines and cancellation sent along.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use super::protocol::{self, code};
 use crate::error::{DeployError, PipelineError, RemoteError};
 use crate::eval::CallMeta;
-use crate::runtime::executor::Runtimes;
+use crate::runtime::executor::{blocking, Runtimes};
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::options::RemoteUrl;
 use crate::runtime::plan::StepPlan;
@@ -40,7 +40,11 @@ pub(crate) struct RemoteRunner<S: StepFn> {
     subject: async_nats::Subject,
     cancel_subject: async_nats::Subject,
     wire: Arc<Wire<S::Inputs, S::Output>>,
-    fingerprint: String,
+    /// `Wire::fingerprint_digest()`, sent with every call.
+    digest: String,
+    /// Call ids: this prefix (random per runner) and a count.
+    call_prefix: String,
+    calls: AtomicU64,
     counters: Arc<StepCounters>,
     io: Handle,
     /// The workers this pipeline knows of, kept by `watch`.
@@ -70,8 +74,10 @@ fn block_on_io<T: Send + 'static>(
     future: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, DeployError> {
     let io = io.clone();
-    std::thread::spawn(move || io.block_on(future))
-        .join()
+    let thread = std::thread::spawn(move || io.block_on(future));
+    // Inside a multi-thread runtime (maybe `io` itself), let its other
+    // threads go on driving I/O while this one waits.
+    blocking(true, || thread.join())
         .map_err(|_| DeployError::Internal("the NATS connect thread panicked"))
 }
 
@@ -116,6 +122,14 @@ impl<S: StepFn> RemoteRunner<S> {
                 source: None,
             });
         }
+        let call_prefix: String = client
+            .new_inbox()
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(10)
+            .collect();
         let registry = Arc::new(Registry::default());
         registry.set(theirs.into_iter().map(|w| w.direct).collect(), &counters);
         let watch = {
@@ -133,7 +147,9 @@ impl<S: StepFn> RemoteRunner<S> {
             cancel_subject: protocol::cancel_subject(step).into(),
             client,
             wire: Arc::new(wire),
-            fingerprint,
+            digest: Wire::<S::Inputs, S::Output>::fingerprint_digest(),
+            call_prefix,
+            calls: AtomicU64::new(0),
             counters,
             io,
             registry,
@@ -173,11 +189,15 @@ impl<S: StepFn> RemoteRunner<S> {
                 .as_ref()
                 .map_or_else(|| self.subject.clone(), |w| w.subject.clone());
             let _busy = worker.as_ref().map(Busy::new);
-            let call_id = self.client.new_inbox();
+            let call_id = format!(
+                "{}.{}",
+                self.call_prefix,
+                self.calls.fetch_add(1, Ordering::Relaxed)
+            );
             let mut headers = HeaderMap::new();
             headers.insert(protocol::CALL_ID, call_id.as_str());
             headers.insert(protocol::TIMEOUT_MS, left.as_millis().to_string().as_str());
-            headers.insert(protocol::FINGERPRINT, self.fingerprint.as_str());
+            headers.insert(protocol::FINGERPRINT, self.digest.as_str());
             if let Some(id) = &meta.request_id {
                 headers.insert(protocol::REQUEST_ID, &**id);
             }
