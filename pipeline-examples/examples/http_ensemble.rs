@@ -5,6 +5,10 @@
 //! cargo run -p pipeline-examples --features http,torch --example http_ensemble -- [ADDR] [WEIGHTS_DIR]
 //! curl -s --data-binary @target/fixture/images/landscape-320x240.png http://127.0.0.1:8000/classify
 //! ```
+//!
+//! `PIPELINE_DEPLOY=deploy.toml` deploys with the options in that file, e.g.
+//! the models served by `vision_worker` processes (built with the `remote`
+//! feature; see the README's "Remote steps").
 use pipeline_core::http::{HttpRequest, Ingress, DEFAULT_ADDR};
 use pipeline_core::prelude::*;
 use pipeline_examples::vision::{classifier, combine, model_specs, preprocess, PreprocessError};
@@ -33,7 +37,11 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let dir = args.next().map(std::path::PathBuf::from);
     let pre = preprocess(image_body(Input::<HttpRequest>::new())).shared();
     let models = model_specs(dir.as_deref()).map(|m| classifier(m, pre.clone()));
-    let pipeline = combine(models).deploy()?;
+    let options = match std::env::var_os("PIPELINE_DEPLOY") {
+        Some(path) => DeployOptions::from_file(path)?,
+        None => DeployOptions::new(),
+    };
+    let pipeline = combine(models).deploy_with(options)?;
     Ingress::new()
         .request("/classify", pipeline)
         // Bytes that are no image are the client's fault: 422, not 500.

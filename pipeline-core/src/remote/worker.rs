@@ -40,13 +40,16 @@ use crate::step::{Mode, StepFn, StepInfo, Wire};
 /// #[step(remote)]
 /// fn double(x: i64) -> i64 { x * 2 }
 ///
-/// # #[tokio::main]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // One thread for NATS and task replicas: cheaper per call than a
+/// // multi-thread runtime (no cross-thread wakes); thread replicas (sync
+/// // model steps) have their own threads anyway.
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut worker = Worker::connect("nats://127.0.0.1:4222").await?;
 /// worker.serve::<double<()>>("double", ()).await?; // a function step's type is `name<()>`
 /// worker.run().await?; // until SIGTERM or Ctrl-C; then drains
-/// # Ok(())
-/// # }
+/// Ok(())
+/// }
 /// ```
 pub struct Worker {
     url: String,

@@ -77,6 +77,101 @@ impl From<Tensor> for tch::Tensor {
     }
 }
 
+/// A tensor crosses to a remote worker (`#[step(remote)]`) as its kind,
+/// its shape and its raw bytes (row-major, from the CPU), not as numbers:
+/// a `[3, 224, 224]` f32 image is 602,112 bytes plus a few for the header.
+/// It arrives on the CPU; a model step moves it to its replica's device.
+///
+/// ```
+/// use pipeline_core::torch::{tch, Tensor};
+/// use pipeline_core::wire::{wire_type, Wire};
+///
+/// let wire: Wire<(Tensor,), Tensor> = Wire::new((wire_type::<Tensor>(),), wire_type());
+/// let t = Tensor::from(tch::Tensor::from_slice(&[1.5f32, -2.0, 3.0, 4.0]).view([2, 2]));
+/// let bytes = wire.encode_inputs(&(t.clone(),))?;
+/// assert!(bytes.len() < 16 + 16 + 4 * 4);
+/// let (back,) = wire.decode_inputs(&bytes)?;
+/// assert_eq!(back.size(), [2, 2]);
+/// assert_eq!(back.kind(), tch::Kind::Float);
+/// assert!(back.equal(&t));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl serde::Serialize for Tensor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeStruct};
+        let t = self.0.to_device(tch::Device::Cpu).contiguous();
+        let kind = t.f_kind().map_err(S::Error::custom)?;
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, numel)
+            .map_err(S::Error::custom)?;
+        let mut out = s.serialize_struct("Tensor", 3)?;
+        out.serialize_field("kind", &kind_name(kind))?;
+        out.serialize_field("shape", &t.size())?;
+        out.serialize_field("data", serde_bytes::Bytes::new(&data))?;
+        out.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Tensor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "Tensor")]
+        struct Wire {
+            kind: String,
+            shape: Vec<i64>,
+            #[serde(with = "serde_bytes")]
+            data: Vec<u8>,
+        }
+        let w = Wire::deserialize(d)?;
+        let kind = kind_from_name(&w.kind)
+            .ok_or_else(|| D::Error::custom(format!("unknown tensor kind `{}`", w.kind)))?;
+        let numel = w
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+            .ok_or_else(|| D::Error::custom(format!("bad tensor shape {:?}", w.shape)))?;
+        let want = numel.saturating_mul(kind.elt_size_in_bytes());
+        if w.data.len() != want {
+            return Err(D::Error::custom(format!(
+                "tensor data is {} bytes; shape {:?} of {} needs {want}",
+                w.data.len(),
+                w.shape,
+                w.kind
+            )));
+        }
+        tch::Tensor::f_from_data_size(&w.data, &w.shape, kind)
+            .map(Tensor)
+            .map_err(D::Error::custom)
+    }
+}
+
+/// The kinds a tensor may cross with, by name.
+const KINDS: [(tch::Kind, &str); 10] = [
+    (tch::Kind::Uint8, "u8"),
+    (tch::Kind::Int8, "i8"),
+    (tch::Kind::Int16, "i16"),
+    (tch::Kind::Int, "i32"),
+    (tch::Kind::Int64, "i64"),
+    (tch::Kind::Half, "f16"),
+    (tch::Kind::BFloat16, "bf16"),
+    (tch::Kind::Float, "f32"),
+    (tch::Kind::Double, "f64"),
+    (tch::Kind::Bool, "bool"),
+];
+
+fn kind_name(kind: tch::Kind) -> String {
+    KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or_else(|| format!("{kind:?}"), |(_, name)| (*name).to_string())
+}
+
+fn kind_from_name(name: &str) -> Option<tch::Kind> {
+    KINDS.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+}
+
 /// Stacks a batch's tensors into one along a new first dimension: `n`
 /// tensors of shape `s` give one of shape `[n, ..s]`, on the first tensor's
 /// device (the others are moved there). Fails on an empty batch or

@@ -45,7 +45,7 @@ pub use weights::{WeightedCombine, WeightedTop5, WeightsError};
 /// assert!(preprocess::call(b"GIF89a nope".to_vec()).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[step(mode = "tasks")]
+#[step(mode = "tasks", remote)]
 pub fn preprocess(bytes: Vec<u8>) -> Result<Tensor, PreprocessError> {
     let chw = transform::normalized_chw(&bytes)?;
     let side = transform::SIZE as i64;
@@ -179,7 +179,7 @@ impl ModelError {
 
 /// A classifier's answer, as in the seed: the five best ImageNet categories
 /// (class indices) and their scores (logits), best first.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Top5 {
     /// Which model answered.
     pub model: Arch,
@@ -370,7 +370,7 @@ pub struct Classifier {
     model: Resnet,
 }
 
-#[step(mode = "actors", replicas = 2)]
+#[step(mode = "actors", replicas = 2, remote)]
 impl Classifier {
     /// Loads the model on this replica's device.
     pub fn new(ctx: &ReplicaContext, spec: ModelSpec) -> Result<Self, ModelError> {

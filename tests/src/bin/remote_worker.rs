@@ -10,7 +10,7 @@ use pipeline_core::remote::Worker;
 use pipeline_core::StepOptions;
 use pipeline_examples::remote_steps::{bytes_sum, checked, crunch, executed, inc, on_start, work};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(url), Some(steps)) = (args.next(), args.next()) else {
