@@ -90,6 +90,7 @@ pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// | `placement` | `"thread"`, `"task"`, with `mode = "actors"` only | thread for sync bodies, task for async |
 /// | `batch(max_size = N, wait_ms = M)` | dynamic batching, actors only; the body takes `Vec<In>` and returns `Vec<Out>` | `max_size = 32, wait_ms = 5` |
 /// | `autoscale(min_replicas = 1, max_replicas = 8, target_ongoing_requests = 2, upscale_delay_ms = 1000, downscale_delay_ms = 30000)` | replicas follow the load (queued + running calls), actors only, instead of `replicas`; every key optional (see [`AutoscalePolicy`]) | off |
+/// | `remote` | the step may be served by worker processes over NATS (feature `remote`; chosen at deploy with [`DeployOptions::remote`]); its inputs and output must be serde types, checked here | off |
 ///
 /// Unknown keys, duplicate keys, bad values, `replicas` or `autoscale`
 /// without actors, `replicas` together with `autoscale`,

@@ -264,15 +264,18 @@ impl Worker {
         // Unsubscribes everything (the services' endpoints and `$SRV`
         // verbs too), takes in what the server had routed here meanwhile,
         // then closes this connection; the endpoints' streams then end.
+        // With the server unreachable a drain cannot finish (and no answer
+        // could be sent): give up on it after a bound.
         let drained = self.client.drain().await;
-        for task in self.serving.drain(..) {
-            let _ = task.await;
+        let serving = futures::future::join_all(self.serving.drain(..));
+        if tokio::time::timeout(DRAIN_LIMIT, serving).await.is_err() {
+            tracing::warn!(url = %self.url, limit = ?DRAIN_LIMIT, "the drain did not finish (is the NATS server reachable?); leaving anyway");
         }
         // Every call taken holds a sender: wait until they have answered.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.in_flight, closed));
         while self.all_done.recv().await.is_some() {}
-        let _ = self.replies.flush().await;
+        let _ = tokio::time::timeout(DRAIN_LIMIT, self.replies.flush()).await;
         tracing::info!(url = %self.url, "left");
         drained.map_err(|e| nats_error(&self.url, "could not drain".into(), e))
     }
@@ -293,6 +296,10 @@ impl Worker {
         }
     }
 }
+
+/// How long a leaving worker waits for its subscriptions to drain (and
+/// its last answers to flush) before it gives up on the NATS server.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// SIGTERM (Unix) or Ctrl-C.
 async fn stop_signal() {
