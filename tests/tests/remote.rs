@@ -177,6 +177,37 @@ async fn a_worker_joining_mid_run_takes_load() {
     assert!(from_b > 100, "the new worker took {from_b} of 400");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_refuses_and_the_call_goes_to_another() {
+    let nats = NatsServer::start();
+    // Two replicas with a queue of 1 each: at most 4 calls held.
+    let small = WorkerProcess::start_bounded(&nats, "work", false, Some(1));
+    let big = WorkerProcess::start(&nats, "work");
+    let p = remote_work(&nats);
+    while p.metrics()[0].replicas < 2 {
+        tokio::task::yield_now().await;
+    }
+    let results = run_calls(&p, 40, 40, 300, None, |_| {}).await;
+    for (id, result) in &results {
+        assert_eq!(
+            result.as_ref().ok().map(|d| d.id),
+            Some(*id),
+            "call {id}: {result:?}"
+        );
+    }
+    let m = &p.metrics()[0];
+    assert!(m.remote_refused > 0, "the small worker refused some: {m:?}");
+    assert_eq!(
+        m.remote_retries, m.remote_refused,
+        "each refusal was sent on once"
+    );
+    assert_eq!(
+        small.terminate() + big.terminate(),
+        40,
+        "each call ran once"
+    );
+}
+
 #[test]
 fn no_worker_is_unavailable_at_once() {
     let nats = NatsServer::start();

@@ -21,8 +21,21 @@ impl WorkerProcess {
 
     /// `traced`: it prints `start ID` as each `work` call starts.
     pub(crate) fn start_with(nats: &NatsServer, steps: &str, traced: bool) -> Self {
+        Self::start_bounded(nats, steps, traced, None)
+    }
+
+    /// With each replica's queue bounded at `queue_bound`.
+    pub(crate) fn start_bounded(
+        nats: &NatsServer,
+        steps: &str,
+        traced: bool,
+        queue_bound: Option<usize>,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_remote_worker"));
         command.arg(nats.url()).arg(steps);
+        if let Some(bound) = queue_bound {
+            command.arg(bound.to_string());
+        }
         if traced {
             command.env("REMOTE_WORKER_TRACE", "1");
         }
