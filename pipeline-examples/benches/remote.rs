@@ -46,7 +46,6 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use pipeline_core::prelude::*;
 use pipeline_core::remote::Worker;
-use pipeline_core::wire::Wire;
 use pipeline_core::StepFn;
 use pipeline_examples::remote_steps::{bytes_sum, crunch, inc};
 use serde_bytes::ByteBuf;
@@ -454,7 +453,7 @@ where
 /// (its call id from `new_inbox`, its time left, the step's fingerprint),
 /// to send with a raw request.
 fn pipeline_headers<S: StepFn>() -> Option<String> {
-    Some(Wire::<S::Inputs, S::Output>::fingerprint_digest())
+    S::wire().map(|w| w.fingerprint_digest())
 }
 
 /// A raw async-nats request of `payload` to `subject`; with `headers` (a

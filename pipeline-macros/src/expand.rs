@@ -106,7 +106,13 @@ fn wire_fn(attr: &StepAttr, tys: &[&syn::Type], out_ty: &syn::Type) -> TokenStre
     let output = check(out_ty);
     quote! {
         fn wire() -> ::core::option::Option<#p::Wire<Self::Inputs, Self::Output>> {
-            ::core::option::Option::Some(#p::Wire::new((#(#inputs,)*), #output))
+            ::core::option::Option::Some(
+                #p::Wire::new((#(#inputs,)*), #output).defined_in(::core::concat!(
+                    ::core::env!("CARGO_PKG_NAME"),
+                    " ",
+                    ::core::env!("CARGO_PKG_VERSION")
+                )),
+            )
         }
     }
 }

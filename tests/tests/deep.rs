@@ -343,10 +343,21 @@ fn typed_chain_of_64_steps() {
 
 #[test]
 fn boxed_chain_of_500_steps() {
-    let mut node = Input::<i64>::new().boxed();
-    for _ in 0..500 {
-        node = s0(node).boxed();
-    }
-    let p = node.deploy().unwrap();
-    assert_eq!(p.call(1).unwrap(), 501);
+    // A call polls the chain's nested futures, one level per step: in a
+    // debug build with every feature that is about 4-5 KiB of stack per
+    // level (a fraction of it in release), so 500 levels need more than a
+    // test thread's default 2 MiB. Run it where a program's main thread
+    // would (8 MiB).
+    let call = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| {
+            let mut node = Input::<i64>::new().boxed();
+            for _ in 0..500 {
+                node = s0(node).boxed();
+            }
+            let p = node.deploy().unwrap();
+            p.call(1)
+        })
+        .unwrap();
+    assert_eq!(call.join().unwrap().unwrap(), 501);
 }

@@ -59,7 +59,7 @@ pub struct Worker {
     replies: Client,
     services: Vec<(String, service::Service)>,
     /// Each served node and this worker's direct subject for it.
-    directs: Vec<(&'static str, String)>,
+    directs: Vec<(&'static str, String, String)>,
     serving: Vec<tokio::task::JoinHandle<()>>,
     /// Each call in progress holds a clone; leaving waits for them all.
     in_flight: mpsc::Sender<()>,
@@ -171,7 +171,7 @@ impl Worker {
         let plan = plan(&info, S::BATCH, node, &options, &mut cuda_device_count)?;
         let counters = Arc::new(StepCounters::default());
         let runner = start::<S>(&plan, init, counters, &mut self.runtimes)?;
-        let fingerprint = Wire::<S::Inputs, S::Output>::fingerprint();
+        let fingerprint = wire.fingerprint();
         let worker_id = self.client.new_inbox().replace("_INBOX.", "");
         let direct = protocol::direct_subject(node, &worker_id);
         let service = self
@@ -217,12 +217,12 @@ impl Worker {
         let step = Arc::new(Served::<S> {
             node,
             runner,
+            digest: wire.fingerprint_digest(),
             wire,
-            digest: Wire::<S::Inputs, S::Output>::fingerprint_digest(),
-            fingerprint,
+            fingerprint: fingerprint.clone(),
             replies: self.replies.clone(),
             max_payload: self.client.server_info().max_payload,
-            cancels: Mutex::new(HashMap::new()),
+            cancels: Mutex::new(CancelBook::default()),
             in_flight: self.in_flight.clone(),
             leaving: Arc::clone(&self.leaving),
         });
@@ -235,58 +235,95 @@ impl Worker {
             .flush()
             .await
             .map_err(|e| nats_error(&self.url, "could not flush".into(), e))?;
-        self.announce(node, &direct, false).await;
+        self.announce(node, &direct, &fingerprint, false).await;
         self.services.push((name.to_string(), service));
-        self.directs.push((node, direct));
+        self.directs.push((node, direct, fingerprint));
         tracing::info!(step = name, url = %self.url, "serving");
         Ok(())
     }
 
     /// Serves until SIGTERM or Ctrl-C, then leaves without losing a call
-    /// (see the module docs).
-    pub async fn run(self) -> Result<(), DeployError> {
-        self.run_until(stop_signal()).await
+    /// (see the module docs). A second signal while it leaves stops it at
+    /// once.
+    pub async fn run(mut self) -> Result<(), DeployError> {
+        stop_signal().await;
+        tokio::select! {
+            left = self.leave() => left,
+            () = stop_signal() => {
+                tracing::warn!(url = %self.url, "stopped again while leaving: leaving now");
+                Ok(())
+            }
+        }
     }
 
     /// Serves until `stop` completes, then leaves without losing a call.
     pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> Result<(), DeployError> {
         stop.await;
+        self.leave().await
+    }
+
+    async fn leave(&mut self) -> Result<(), DeployError> {
         // Pipelines stop choosing this worker when they hear it; it serves
         // on meanwhile, then unsubscribes once nothing more is sent here.
         tracing::info!(url = %self.url, "leaving: announced");
-        for (node, direct) in std::mem::take(&mut self.directs) {
-            self.announce(node, &direct, true).await;
+        for (node, direct, fingerprint) in std::mem::take(&mut self.directs) {
+            self.announce(node, &direct, &fingerprint, true).await;
         }
-        let _ = self.client.flush().await;
-        tokio::time::sleep(protocol::LEAVE_GRACE).await;
+        // Bounded: with the server unreachable nothing here can finish (and
+        // no answer could be sent).
+        let reachable = tokio::time::timeout(DRAIN_LIMIT, self.client.flush())
+            .await
+            .is_ok_and(|flushed| flushed.is_ok());
+        if reachable {
+            tokio::time::sleep(protocol::LEAVE_GRACE).await;
+        }
         tracing::info!(url = %self.url, "leaving: draining");
         self.leaving.store(true, Ordering::SeqCst);
         // Unsubscribes everything (the services' endpoints and `$SRV`
         // verbs too), takes in what the server had routed here meanwhile,
         // then closes this connection; the endpoints' streams then end.
-        // With the server unreachable a drain cannot finish (and no answer
-        // could be sent): give up on it after a bound.
-        let drained = self.client.drain().await;
-        let serving = futures::future::join_all(self.serving.drain(..));
-        if tokio::time::timeout(DRAIN_LIMIT, serving).await.is_err() {
+        let drained = tokio::time::timeout(DRAIN_LIMIT, self.client.drain()).await;
+        let serving: Vec<_> = self.serving.drain(..).collect();
+        let aborts: Vec<_> = serving.iter().map(|t| t.abort_handle()).collect();
+        let finished = tokio::time::timeout(DRAIN_LIMIT, futures::future::join_all(serving)).await;
+        let drained_ok = matches!(drained, Ok(Ok(()))) && finished.is_ok();
+        if !drained_ok {
             tracing::warn!(url = %self.url, limit = ?DRAIN_LIMIT, "the drain did not finish (is the NATS server reachable?); leaving anyway");
+            for abort in aborts {
+                abort.abort();
+            }
         }
-        // Every call taken holds a sender: wait until they have answered.
+        // Every call taken holds a sender: wait until they have answered
+        // (bounded when the server is gone: their answers cannot arrive).
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.in_flight, closed));
-        while self.all_done.recv().await.is_some() {}
+        let answered = async { while self.all_done.recv().await.is_some() {} };
+        if drained_ok {
+            answered.await;
+        } else {
+            let _ = tokio::time::timeout(DRAIN_LIMIT, answered).await;
+        }
         let _ = tokio::time::timeout(DRAIN_LIMIT, self.replies.flush()).await;
         tracing::info!(url = %self.url, "left");
-        drained.map_err(|e| nats_error(&self.url, "could not drain".into(), e))
+        match drained {
+            Ok(Err(e)) => Err(nats_error(&self.url, "could not drain".into(), e)),
+            _ if !drained_ok => Err(nats_error(
+                &self.url,
+                "could not drain".into(),
+                format!("the drain did not finish within {DRAIN_LIMIT:?}"),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
 impl Worker {
     /// Tells the pipelines using `node` that this worker joined or leaves.
-    async fn announce(&self, node: &str, direct: &str, leaving: bool) {
+    async fn announce(&self, node: &str, direct: &str, fingerprint: &str, leaving: bool) {
         let announce = protocol::Announce {
             direct: direct.to_string(),
             leaving,
+            fingerprint: fingerprint.to_string(),
         };
         if let Ok(json) = serde_json::to_vec(&announce) {
             let _ = self
@@ -335,13 +372,53 @@ struct Served<S: StepFn> {
     replies: Client,
     max_payload: usize,
     /// Calls that may still be cancelled, by call id.
-    cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    cancels: Mutex<CancelBook>,
     in_flight: mpsc::Sender<()>,
     leaving: Arc<AtomicBool>,
 }
 
 /// What to answer: the output's bytes, or an error code and text.
 type Answer = Result<Vec<u8>, (usize, String)>;
+
+/// The calls that may still be cancelled, and cancellations that came
+/// before their call (requests and cancellations arrive on two
+/// subscriptions, so either may be seen first).
+#[derive(Default)]
+struct CancelBook {
+    waiting: HashMap<String, oneshot::Sender<()>>,
+    early: HashMap<String, Instant>,
+}
+
+impl CancelBook {
+    /// Keeps `cancel` for call `id`; `false` if it was cancelled already.
+    fn wait(&mut self, id: &str, cancel: oneshot::Sender<()>) -> bool {
+        if self.early.remove(id).is_some() {
+            return false;
+        }
+        self.waiting.insert(id.to_string(), cancel);
+        true
+    }
+
+    /// Call `id`'s canceller, or a note that it was cancelled before it
+    /// came (forgotten after a while: most such calls had simply finished).
+    fn cancel(&mut self, id: &str) -> Option<oneshot::Sender<()>> {
+        let cancel = self.waiting.remove(id);
+        if cancel.is_none() {
+            if self.early.len() >= EARLY_CANCELS {
+                self.early.retain(|_, at| at.elapsed() < EARLY_CANCEL_TTL);
+            }
+            if self.early.len() < EARLY_CANCELS {
+                self.early.insert(id.to_string(), Instant::now());
+            }
+        }
+        cancel
+    }
+}
+
+/// At most this many early cancellations are kept, each for at most
+/// [`EARLY_CANCEL_TTL`].
+const EARLY_CANCELS: usize = 4096;
+const EARLY_CANCEL_TTL: Duration = Duration::from_secs(30);
 
 /// A call handed to the replicas, not yet answered.
 struct Started<O> {
@@ -361,7 +438,7 @@ impl<S: StepFn> Served<S> {
                 .cancels
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(call_id);
+                .cancel(call_id);
             if let Some(cancel) = cancel {
                 let _ = cancel.send(());
             }
@@ -390,7 +467,7 @@ impl<S: StepFn> Served<S> {
                 async move {
                     let answer = match started {
                         Ok(call) => step.finish(call).await,
-                        Err(answer) => Some(answer),
+                        Err(answer) => answer,
                     };
                     if let Some(answer) = answer {
                         step.respond(&request, answer).await;
@@ -409,36 +486,36 @@ impl<S: StepFn> Served<S> {
         request: &service::Request,
         headers: &HeaderMap,
         request_id: Option<String>,
-    ) -> Result<Started<S::Output>, Answer> {
+    ) -> Result<Started<S::Output>, Option<Answer>> {
         let header = |key: &str| header(headers, key);
         if self.leaving.load(Ordering::SeqCst) {
-            return Err(Err((code::REFUSED, "the worker is leaving".into())));
+            return Err(Some(Err((code::REFUSED, "the worker is leaving".into()))));
         }
         if let Some(theirs) = header(protocol::FINGERPRINT) {
             if theirs != self.digest {
-                return Err(Err((
+                return Err(Some(Err((
                     code::MISMATCH,
                     format!(
                         "the worker serves `{}` as `{}` (digest {}), the pipeline's differs (digest {theirs}); \
                          rebuild one from the other's step definition",
                         self.node, self.fingerprint, self.digest
                     ),
-                )));
+                ))));
             }
         }
         let budget = header(protocol::TIMEOUT_MS)
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(Duration::from_millis);
         if budget.is_some_and(|b| b.is_zero()) {
-            return Err(Err((
+            return Err(Some(Err((
                 code::DEADLINE,
                 "the deadline passed before it started".into(),
-            )));
+            ))));
         }
         let inputs = self
             .wire
             .decode_inputs(&request.message.payload)
-            .map_err(|e| Err((code::BAD_INPUT, chain(&e))))?;
+            .map_err(|e| Some(Err((code::BAD_INPUT, chain(&e)))))?;
         let deadline = budget.and_then(|b| Instant::now().checked_add(b));
         let meta = CallMeta {
             deadline,
@@ -447,22 +524,30 @@ impl<S: StepFn> Served<S> {
         let (cancel, cancelled) = oneshot::channel();
         let call_id = header(protocol::CALL_ID);
         if let Some(id) = &call_id {
-            self.cancels
+            let waiting = self
+                .cancels
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(id.clone(), cancel);
+                .wait(id, cancel);
+            if !waiting {
+                // Its cancellation came first: the caller is gone.
+                return Err(None);
+            }
         }
         let run = self.runner.run(inputs, &meta).into_owned();
         let Ok(run) = run else {
             self.forget(call_id.as_deref());
-            return Err(Err((
+            return Err(Some(Err((
                 code::WORKER,
                 "the step's runner returned a borrowed call".into(),
-            )));
+            ))));
         };
         if let Run::Done(Some(Err(PipelineError::Overloaded { .. }))) = &run {
             self.forget(call_id.as_deref());
-            return Err(Err((code::REFUSED, "the worker's queue is full".into())));
+            return Err(Some(Err((
+                code::REFUSED,
+                "the worker's queue is full".into(),
+            ))));
         }
         Ok(Started {
             run,
@@ -503,6 +588,7 @@ impl<S: StepFn> Served<S> {
             self.cancels
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .waiting
                 .remove(id);
         }
     }
@@ -549,7 +635,7 @@ impl<S: StepFn> Served<S> {
     async fn respond(&self, request: &service::Request, answer: Answer) {
         let (payload, error) = match answer {
             Ok(bytes) => (bytes, None),
-            Err((code, text)) => (Vec::new(), Some((code, one_line(&text)))),
+            Err((code, text)) => (Vec::new(), Some((code, one_line(&text, self.max_payload)))),
         };
         let sent = match &error {
             None => request.respond(Ok(payload.clone().into())).await,
@@ -599,7 +685,23 @@ fn header(headers: &HeaderMap, key: &str) -> Option<String> {
     headers.get(key).map(|v| v.as_str().to_string())
 }
 
-/// A header value holds one line.
-fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
+/// A header value holds one line, and the whole message must stay under
+/// the server's max payload: an error text is cut at [`MAX_ERROR_TEXT`]
+/// bytes (on a character boundary), saying so.
+fn one_line(text: &str, max_payload: usize) -> String {
+    let limit = MAX_ERROR_TEXT.min(max_payload / 4);
+    let mut line = text.replace(['\r', '\n'], " ");
+    if line.len() > limit {
+        let mut cut = limit.saturating_sub(32);
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let total = line.len();
+        line.truncate(cut);
+        line.push_str(&format!(" ... ({total} bytes, cut)"));
+    }
+    line
 }
+
+/// The longest error text a worker sends back.
+const MAX_ERROR_TEXT: usize = 4096;

@@ -39,6 +39,10 @@ pub(crate) mod protocol {
         pub(crate) direct: String,
         /// `true`: it is leaving (send it nothing more); `false`: joined.
         pub(crate) leaving: bool,
+        /// Its full fingerprint (a pipeline ignores a worker with other
+        /// types).
+        #[serde(default)]
+        pub(crate) fingerprint: String,
     }
     /// How long a leaving worker keeps serving after announcing it, so
     /// that pipelines have stopped sending to it before it unsubscribes.

@@ -152,6 +152,8 @@ wire_tuples! {
 pub struct Wire<I, O> {
     inputs: Box<dyn WireTuple<I>>,
     output: WireFns<O>,
+    /// The crate (name and version) that defines the step.
+    origin: &'static str,
 }
 
 impl<I, O> fmt::Debug for Wire<I, O> {
@@ -166,7 +168,17 @@ impl<I: 'static, O: 'static> Wire<I, O> {
         Wire {
             inputs: Box::new(inputs),
             output,
+            origin: "",
         }
+    }
+
+    /// Names the crate that defines the step (`#[step(remote)]` gives its
+    /// package name and version), which the fingerprint includes: type
+    /// names alone do not change when a struct's fields do, and postcard
+    /// does not describe a value's layout.
+    pub fn defined_in(mut self, origin: &'static str) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// The inputs, encoded.
@@ -199,19 +211,20 @@ impl<I: 'static, O: 'static> Wire<I, O> {
 
     /// What a worker and a pipeline must agree on to talk about this step:
     /// the input and output types and the wire format.
-    pub fn fingerprint() -> String {
+    pub fn fingerprint(&self) -> String {
         format!(
-            "inputs={}; output={}; wire={WIRE_FORMAT}",
+            "inputs={}; output={}; wire={WIRE_FORMAT}; crate={}",
             type_name::<I>(),
-            type_name::<O>()
+            type_name::<O>(),
+            self.origin
         )
     }
 
     /// A short, stable digest of [`fingerprint`](Self::fingerprint) (FNV-1a,
     /// 16 hex digits), sent with every call.
-    pub fn fingerprint_digest() -> String {
+    pub fn fingerprint_digest(&self) -> String {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in Self::fingerprint().bytes() {
+        for byte in self.fingerprint().bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }

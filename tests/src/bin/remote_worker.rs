@@ -47,6 +47,8 @@ async fn main() {
     }
     println!("ready");
     std::io::stdout().flush().unwrap();
-    worker.run().await.expect("run");
+    if let Err(e) = worker.run().await {
+        eprintln!("remote_worker: {e}");
+    }
     println!("executed {}", executed());
 }

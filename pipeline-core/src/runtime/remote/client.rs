@@ -91,7 +91,7 @@ impl<S: StepFn> RemoteRunner<S> {
     ) -> Result<Self, DeployError> {
         let step = plan.node;
         let io = runtimes.io()?;
-        let fingerprint = Wire::<S::Inputs, S::Output>::fingerprint();
+        let fingerprint = wire.fingerprint();
         let service = protocol::service(step);
         let theirs = {
             let url = url.as_str();
@@ -137,6 +137,7 @@ impl<S: StepFn> RemoteRunner<S> {
             tokio::spawn(watch(
                 client.clone(),
                 step,
+                fingerprint.clone(),
                 Arc::clone(&registry),
                 Arc::clone(&counters),
             ))
@@ -146,8 +147,8 @@ impl<S: StepFn> RemoteRunner<S> {
             subject: protocol::subject(step).into(),
             cancel_subject: protocol::cancel_subject(step).into(),
             client,
+            digest: wire.fingerprint_digest(),
             wire: Arc::new(wire),
-            digest: Wire::<S::Inputs, S::Output>::fingerprint_digest(),
             call_prefix,
             calls: AtomicU64::new(0),
             counters,
@@ -164,13 +165,12 @@ impl<S: StepFn> RemoteRunner<S> {
             .encode_inputs(&inputs)
             .map_err(|e| PipelineError::step_failed(step, e.into()))?
             .into();
+        // The server's limit counts the headers too (sent with every try).
         let limit = self.client.server_info().max_payload;
-        if payload.len() > limit {
-            return Err(PipelineError::PayloadTooLarge {
-                step,
-                size: payload.len(),
-                limit,
-            });
+        let size =
+            payload.len() + HEADERS_AT_MOST + meta.request_id.as_ref().map_or(0, |id| id.len());
+        if size > limit {
+            return Err(PipelineError::PayloadTooLarge { step, size, limit });
         }
         let started = Instant::now();
         let deadline = meta.deadline.unwrap_or(started + DEFAULT_TIMEOUT);
@@ -178,13 +178,22 @@ impl<S: StepFn> RemoteRunner<S> {
         // Workers that refused this call or are gone: not chosen again.
         let mut passed: Vec<Arc<Worker>> = Vec::new();
         let mut refusals = 0;
+        // A worker answered with other types (reported if no other can).
+        let mut mismatch: Option<String> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(PipelineError::DeadlineExceeded { after: budget });
             }
-            // The least busy worker known, else the step's queue group.
+            // The least busy worker known, else the step's queue group
+            // (unless a worker there already answered with other types).
             let worker = self.registry.pick(&passed);
+            if let (None, Some(reason)) = (&worker, &mismatch) {
+                return Err(PipelineError::Unavailable {
+                    step,
+                    reason: reason.clone(),
+                });
+            }
             let subject = worker
                 .as_ref()
                 .map_or_else(|| self.subject.clone(), |w| w.subject.clone());
@@ -196,7 +205,9 @@ impl<S: StepFn> RemoteRunner<S> {
             );
             let mut headers = HeaderMap::new();
             headers.insert(protocol::CALL_ID, call_id.as_str());
-            headers.insert(protocol::TIMEOUT_MS, left.as_millis().to_string().as_str());
+            // Rounded up: a live budget under 1 ms is not "no time left".
+            let left_ms = left.as_micros().div_ceil(1000);
+            headers.insert(protocol::TIMEOUT_MS, left_ms.to_string().as_str());
             headers.insert(protocol::FINGERPRINT, self.digest.as_str());
             if let Some(id) = &meta.request_id {
                 headers.insert(protocol::REQUEST_ID, &**id);
@@ -291,7 +302,19 @@ impl<S: StepFn> RemoteRunner<S> {
                         Box::new(RemoteError(text)),
                     ))
                 }
-                code::MISMATCH => return Err(PipelineError::Unavailable { step, reason: text }),
+                code::MISMATCH => {
+                    // Nothing ran: drop that worker and try another.
+                    tracing::warn!(step, reason = %text, "a worker serves this step with other types; not sending it calls");
+                    match worker {
+                        Some(bad) => {
+                            self.registry.leave(bad.subject.to_string(), &self.counters);
+                            passed.push(bad);
+                            mismatch = Some(text);
+                            continue;
+                        }
+                        None => return Err(PipelineError::Unavailable { step, reason: text }),
+                    }
+                }
                 _ => {
                     return Err(PipelineError::step_failed(
                         step,
@@ -328,6 +351,11 @@ impl<S: StepFn> StepRunner<S> for RemoteRunner<S> {
     }
 }
 
+/// What the headers of a call add to its size, at most (names, a call
+/// id, a timeout, a digest and the protocol's framing); a request id adds
+/// its length.
+const HEADERS_AT_MOST: usize = 256;
+
 /// How long deploy waits for workers to answer INFO.
 const DEPLOY_WAIT: Duration = Duration::from_millis(150);
 
@@ -360,6 +388,8 @@ impl Drop for Busy {
 #[derive(Debug, Default)]
 struct Registry {
     workers: RwLock<Vec<Arc<Worker>>>,
+    /// Where the next pick starts looking (ties rotate).
+    turn: AtomicUsize,
     /// Workers that announced they are leaving, and when: not taken back
     /// from a discovery that still sees them.
     leaving: Mutex<HashMap<String, Instant>>,
@@ -369,10 +399,14 @@ impl Registry {
     /// The worker with the fewest of this pipeline's calls, ties to the
     /// first, among those not `passed`.
     fn pick(&self, passed: &[Arc<Worker>]) -> Option<Arc<Worker>> {
-        self.workers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        let workers = self.workers.read().unwrap_or_else(PoisonError::into_inner);
+        // Ties rotate, so that pipelines in several processes (each
+        // counting only its own calls) do not all pick the same worker.
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
+        let (later, earlier) = workers.split_at(start);
+        earlier
             .iter()
+            .chain(later)
             .filter(|w| !passed.iter().any(|p| Arc::ptr_eq(p, w)))
             .min_by_key(|w| w.outstanding.load(Ordering::Relaxed))
             .cloned()
@@ -482,6 +516,7 @@ async fn discover(client: &Client, service: &str, wait: Duration) -> Vec<Found> 
 async fn watch(
     client: Client,
     node: &'static str,
+    fingerprint: String,
     registry: Arc<Registry>,
     counters: Arc<StepCounters>,
 ) {
@@ -498,7 +533,9 @@ async fn watch(
                 let Ok(a) = serde_json::from_slice::<protocol::Announce>(&message.payload) else {
                     continue;
                 };
-                if a.leaving {
+                if a.fingerprint != fingerprint {
+                    tracing::warn!(step = node, worker = %a.direct, "a worker with other types joined; not sending it calls");
+                } else if a.leaving {
                     tracing::info!(step = node, worker = %a.direct, "a worker is leaving");
                     registry.leave(a.direct, &counters);
                 } else {
@@ -508,7 +545,8 @@ async fn watch(
             }
             _ = tick.tick() => {
                 let found = discover(&client, &service, DISCOVER_WAIT).await;
-                registry.set(found.into_iter().map(|f| f.direct).collect(), &counters);
+                let same = found.into_iter().filter(|f| f.fingerprint == fingerprint);
+                registry.set(same.map(|f| f.direct).collect(), &counters);
             }
         }
     }
