@@ -122,6 +122,11 @@ def main(out):
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, os.path.join(out, f"{arch}.safetensors"))
         models[arch] = model
+    # The same resnet18 as TorchScript (what `torch.jit.trace` users
+    # export), for the TorchScript step's agreement test.
+    with torch.no_grad():
+        traced = torch.jit.trace(models["resnet18"], torch.zeros(1, 3, 224, 224))
+    traced.save(os.path.join(out, "resnet18.pt"))
 
     expected = {"transform": repr(TRANSFORM), "torch": torch.__version__,
                 "torchvision": torchvision.__version__, "images": []}

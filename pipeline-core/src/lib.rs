@@ -2,6 +2,9 @@
 
 // Layers, each using only those above it (see DESIGN.md, section 2):
 // error, step (the contract) -> eval -> runtime -> graph -> pipeline -> http.
+// `#[step]` inside this crate (the TorchScript steps) names `::pipeline_core`.
+extern crate self as pipeline_core;
+
 mod error;
 mod step;
 

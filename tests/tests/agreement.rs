@@ -195,3 +195,140 @@ fn weights_that_do_not_fit_fail_deploy_naming_the_file() {
         "names the missing tensor: {text}"
     );
 }
+
+/// A TorchScript export of the same resnet18 (`torch.jit.trace`), run by
+/// the framework's `ScriptStep` and `BatchedScriptStep` on torchvision's
+/// preprocessed tensors: the same top-5 as PyTorch, scores within 1e-4.
+#[test]
+fn torchscript_steps_match_pytorch() {
+    use pipeline_core::torch::{BatchedScriptStep, ScriptStep, Tensor};
+
+    let dir = fixture_dir();
+    let expected = expected(&dir);
+    let reference: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(dir.join("preprocessed.safetensors"))
+            .expect("read preprocessed.safetensors")
+            .into_iter()
+            .collect();
+    let path = dir.join("resnet18.pt");
+    let one = ScriptStep::bind(path.clone(), Input::<Tensor>::new())
+        .deploy()
+        .expect("deploy ScriptStep");
+    let batched = BatchedScriptStep::bind(path, Input::<Tensor>::new())
+        .deploy()
+        .expect("deploy BatchedScriptStep");
+    let inputs: Vec<(&Value, Tensor)> = images(&expected)
+        .map(|image| {
+            let file = image["file"].as_str().expect("file");
+            (image, Tensor::from(reference[file].unsqueeze(0)))
+        })
+        .collect();
+    // The batched step gets every image at once (one or more batches).
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let batched_out: Vec<Tensor> = rt.block_on(async {
+        let calls = inputs
+            .iter()
+            .map(|(_, x)| batched.call_async(Tensor::from(x.squeeze_dim(0))));
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.expect("batched forward"))
+            .collect()
+    });
+    for ((image, x), from_batch) in inputs.iter().zip(batched_out) {
+        let file = image["file"].as_str().expect("file");
+        let want = &image["models"]["resnet18"];
+        let want_categories: Vec<i64> = want["categories"]
+            .as_array()
+            .expect("categories")
+            .iter()
+            .map(|c| c.as_i64().expect("category"))
+            .collect();
+        let want_scores = f64s(&want["scores"]);
+        let logits = one.call(x.clone()).expect("forward").squeeze_dim(0);
+        for (how, logits) in [
+            ("ScriptStep", logits),
+            ("BatchedScriptStep", from_batch.shallow_clone()),
+        ] {
+            let (scores, categories) = logits.topk(5, 0, true, true);
+            let categories = Vec::<i64>::try_from(&categories).expect("categories");
+            let scores = Vec::<f64>::try_from(&scores.to_kind(tch::Kind::Double)).expect("scores");
+            assert_eq!(categories, want_categories, "{how} on {file}");
+            let diff = scores
+                .iter()
+                .zip(&want_scores)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f64, f64::max);
+            assert!(
+                diff <= SCORE_TOLERANCE,
+                "{how} on {file}: {scores:?} vs {want_scores:?}"
+            );
+        }
+    }
+}
+
+/// A missing file, a file that is not TorchScript, and an input of the
+/// wrong shape or dtype are errors that say so, not panics.
+#[test]
+fn torchscript_errors_are_clear() {
+    use pipeline_core::torch::{ScriptError, ScriptStep, Tensor, TorchScript};
+
+    let dir = fixture_dir();
+    let missing = TorchScript::load(dir.join("nope.pt"), tch::Device::Cpu).unwrap_err();
+    assert!(matches!(missing, ScriptError::Missing { .. }), "{missing}");
+    assert!(
+        missing.to_string().contains("nope.pt` not found"),
+        "{missing}"
+    );
+
+    // A safetensors file is a real file, but no TorchScript module.
+    let not_script =
+        TorchScript::load(dir.join("resnet18.safetensors"), tch::Device::Cpu).unwrap_err();
+    assert!(
+        matches!(not_script, ScriptError::NotTorchScript { .. }),
+        "{not_script}"
+    );
+    assert!(
+        not_script.to_string().contains("torch.jit.trace"),
+        "{not_script}"
+    );
+    // Through deploy: the replica's constructor fails, naming the step.
+    let err = ScriptStep::bind(dir.join("resnet18.safetensors"), Input::<Tensor>::new())
+        .deploy()
+        .unwrap_err();
+    let chain = format!(
+        "{err}: {}",
+        std::error::Error::source(&err).expect("source")
+    );
+    assert!(
+        chain.contains("ScriptStep") && chain.contains("not a TorchScript module"),
+        "{chain}"
+    );
+
+    let p = ScriptStep::bind(dir.join("resnet18.pt"), Input::<Tensor>::new())
+        .deploy()
+        .expect("deploy");
+    let gray = Tensor::from(tch::Tensor::zeros(
+        [1, 1, 224, 224],
+        (tch::Kind::Float, tch::Device::Cpu),
+    ));
+    let err = p.call(gray).unwrap_err();
+    let source = std::error::Error::source(&err).expect("source");
+    let text = source.to_string();
+    assert!(source.downcast_ref::<ScriptError>().is_some(), "{text}");
+    assert!(text.contains("shape [1, 1, 224, 224]"), "{text}");
+    let ints = Tensor::from(tch::Tensor::zeros(
+        [1, 3, 224, 224],
+        (tch::Kind::Int64, tch::Device::Cpu),
+    ));
+    let text = std::error::Error::source(&p.call(ints).unwrap_err())
+        .expect("source")
+        .to_string();
+    assert!(text.contains("Int64"), "{text}");
+    // The replica is still there for the next call.
+    let ok = Tensor::from(tch::Tensor::zeros(
+        [1, 3, 224, 224],
+        (tch::Kind::Float, tch::Device::Cpu),
+    ));
+    assert_eq!(p.call(ok).expect("forward").size(), [1, 1000]);
+}

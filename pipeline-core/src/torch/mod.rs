@@ -18,8 +18,10 @@ use std::sync::OnceLock;
 pub use tch;
 
 mod malloc;
+mod script;
 mod tensor;
 pub use malloc::{tune_malloc, tune_malloc_with, MallocTuning};
+pub use script::{BatchedScriptStep, ScriptError, ScriptStep, TorchScript};
 pub use tensor::{stack, unstack, Tensor};
 
 use crate::step::Device;
