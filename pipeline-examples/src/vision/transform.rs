@@ -268,6 +268,101 @@ mod jpeg {
     }
 }
 
+/// A preprocessing recipe, torchvision's `Resize(size)`, `CenterCrop(size)`,
+/// `ToTensor()`, `Normalize(mean, std)` on Pillow's pixels: the seed's
+/// ImageNet one for the resnets, and EfficientNet-Lite's (its input size,
+/// mean = std = 0.5).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transform {
+    /// The side of the square the model takes.
+    pub size: usize,
+    /// Channel means.
+    pub mean: [f32; 3],
+    /// Channel standard deviations.
+    pub std: [f32; 3],
+}
+
+impl Transform {
+    /// The seed's: 224, ImageNet mean and std.
+    pub const IMAGENET: Transform = Transform {
+        size: SIZE,
+        mean: MEAN,
+        std: STD,
+    };
+
+    /// EfficientNet-Lite's: input `size` (Lite0 224, Lite1 240), inputs in
+    /// [-1, 1] (mean = std = 0.5).
+    pub const fn lite(size: usize) -> Transform {
+        Transform {
+            size,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        }
+    }
+
+    /// The size `Resize(size)` gives an image of `width x height`: shorter
+    /// side `size`, longer side `floor(size * long / short)`.
+    ///
+    /// ```
+    /// use pipeline_examples::vision::transform::Transform;
+    /// assert_eq!(Transform::IMAGENET.resized_size(320, 240), (298, 224));
+    /// assert_eq!(Transform::lite(240).resized_size(100, 300), (240, 720));
+    /// ```
+    pub fn resized_size(&self, width: usize, height: usize) -> (usize, usize) {
+        let (short, long) = if width <= height {
+            (width, height)
+        } else {
+            (height, width)
+        };
+        // Python: int(size * long / short), true division of exact integers.
+        let new_long = ((self.size * long) as f64 / short as f64) as usize;
+        if width <= height {
+            (self.size, new_long)
+        } else {
+            (new_long, self.size)
+        }
+    }
+
+    /// Where `CenterCrop(size)` starts on an axis of `len`: Python's
+    /// `int(round((len - size) / 2.0))`, which rounds half to even.
+    fn crop_start(&self, len: usize) -> usize {
+        let twice = len - self.size; // the crop fits: the shorter side is `size`
+        let (half, odd) = (twice / 2, twice % 2 == 1);
+        // x.5 rounds to the even neighbour.
+        if odd && half % 2 == 1 {
+            half + 1
+        } else {
+            half
+        }
+    }
+
+    /// Decode, drop alpha, resize, center-crop, normalize: the whole chain,
+    /// giving `3 * size * size` floats in channel-major (CHW) order.
+    pub fn normalized_chw(&self, bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
+        let rgb = decode_rgb(bytes)?;
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let (new_w, new_h) = self.resized_size(w, h);
+        let size = self.size;
+        let crop = Window {
+            left: self.crop_start(new_w),
+            top: self.crop_start(new_h),
+            width: size,
+            height: size,
+        };
+        let cropped = resample(rgb.as_raw(), (w, h), (new_w, new_h), crop);
+        let mut out = vec![0f32; 3 * size * size];
+        for c in 0..3 {
+            let plane = &mut out[c * size * size..(c + 1) * size * size];
+            for (i, v) in plane.iter_mut().enumerate() {
+                // ToTensor then Normalize, in f32 as torch computes them.
+                let byte = f32::from(cropped[i * 3 + c]) / 255.0;
+                *v = (byte - self.mean[c]) / self.std[c];
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The size torchvision's `Resize(224)` gives an image of `width x height`:
 /// shorter side 224, longer side `floor(224 * long / short)`.
 ///
@@ -277,35 +372,17 @@ mod jpeg {
 /// assert_eq!(resized_size(100, 300), (224, 672));
 /// ```
 pub fn resized_size(width: usize, height: usize) -> (usize, usize) {
-    let (short, long) = if width <= height {
-        (width, height)
-    } else {
-        (height, width)
-    };
-    // Python: int(224 * long / short), true division of exact integers.
-    let new_long = ((SIZE * long) as f64 / short as f64) as usize;
-    if width <= height {
-        (SIZE, new_long)
-    } else {
-        (new_long, SIZE)
-    }
+    Transform::IMAGENET.resized_size(width, height)
 }
 
-/// Where `CenterCrop(224)` starts on an axis of `len`: Python's
-/// `int(round((len - 224) / 2.0))`, which rounds half to even.
+/// Where `CenterCrop(224)` starts on an axis of `len`.
+#[cfg(test)]
 fn crop_start(len: usize) -> usize {
-    let twice = len - SIZE; // the crop fits: the shorter side is 224
-    let (half, odd) = (twice / 2, twice % 2 == 1);
-    // x.5 rounds to the even neighbour.
-    if odd && half % 2 == 1 {
-        half + 1
-    } else {
-        half
-    }
+    Transform::IMAGENET.crop_start(len)
 }
 
-/// Decode, drop alpha, resize, center-crop, normalize: the whole chain,
-/// giving `3 * 224 * 224` floats in channel-major (CHW) order.
+/// The seed's chain ([`Transform::IMAGENET`]): `3 * 224 * 224` floats in
+/// channel-major (CHW) order.
 ///
 /// ```
 /// use pipeline_examples::vision::{sample_images, transform::normalized_chw};
@@ -315,26 +392,7 @@ fn crop_start(len: usize) -> usize {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn normalized_chw(bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
-    let rgb = decode_rgb(bytes)?;
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    let (new_w, new_h) = resized_size(w, h);
-    let crop = Window {
-        left: crop_start(new_w),
-        top: crop_start(new_h),
-        width: SIZE,
-        height: SIZE,
-    };
-    let cropped = resample(rgb.as_raw(), (w, h), (new_w, new_h), crop);
-    let mut out = vec![0f32; 3 * SIZE * SIZE];
-    for c in 0..3 {
-        let plane = &mut out[c * SIZE * SIZE..(c + 1) * SIZE * SIZE];
-        for (i, v) in plane.iter_mut().enumerate() {
-            // ToTensor then Normalize, in f32 as torch computes them.
-            let byte = f32::from(cropped[i * 3 + c]) / 255.0;
-            *v = (byte - MEAN[c]) / STD[c];
-        }
-    }
-    Ok(out)
+    Transform::IMAGENET.normalized_chw(bytes)
 }
 
 /// Pillow's fixed-point precision for 8-bit resampling.
