@@ -158,9 +158,50 @@ def main(out):
                 }
         expected["images"].append(entry)
     save_file(tensors, os.path.join(out, "preprocessed.safetensors"))
+    expected["lite"] = lite_expected(out)
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
     print(f"[fixture] wrote {len(IMAGES)} images, 2 models to {out}", file=sys.stderr)
+
+
+def lite_expected(out):
+    """PyTorch's answers of the pretrained EfficientNet-Lite0/1 (the
+    TorchScript files scripts/models.sh traced, in $PIPELINE_MODELS) on
+    every fixture image and on the real photo: top-5 categories and
+    softmax probabilities, with each model's own preprocessing
+    (Resize(s), CenterCrop(s), ToTensor, Normalize(0.5, 0.5))."""
+    models_dir = os.environ.get("PIPELINE_MODELS")
+    if not models_dir or not os.path.isdir(models_dir):
+        print("[fixture] no PIPELINE_MODELS: no EfficientNet-Lite expectations", file=sys.stderr)
+        return None
+    photos = os.path.join(out, "photos")
+    os.makedirs(photos, exist_ok=True)
+    with open(os.path.join(models_dir, "grace_hopper.jpg"), "rb") as f:
+        hopper = f.read()
+    with open(os.path.join(photos, "grace_hopper.jpg"), "wb") as f:
+        f.write(hopper)
+    files = [(os.path.join("photos", "grace_hopper.jpg"), hopper)]
+    for name, _, _ in IMAGES:
+        with open(os.path.join(out, "images", name), "rb") as f:
+            files.append((os.path.join("images", name), f.read()))
+    models = {}
+    for key, file, size in [("lite0", "efficientnet-lite0.pt", 224),
+                            ("lite1", "efficientnet-lite1.pt", 240)]:
+        transform = transforms.Compose([
+            transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor(),
+            transforms.Normalize([0.5] * 3, [0.5] * 3)])
+        models[key] = (torch.jit.load(os.path.join(models_dir, file)).eval(), transform)
+    entries = []
+    for path, data in files:
+        entry = {"file": path}
+        for key, (model, transform) in models.items():
+            x = transform(Image.open(io.BytesIO(data)).convert("RGB")).unsqueeze(0)
+            with torch.no_grad():
+                p = model(x).softmax(-1)[0]
+            values, indices = p.topk(5)
+            entry[key] = {"categories": indices.tolist(), "probabilities": values.tolist()}
+        entries.append(entry)
+    return {"models": os.path.abspath(models_dir), "images": entries}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ bash scripts/setup.sh
 # statements: `export X="$(...)"` would hide a failure of nats.sh from set -e.)
 PIPELINE_NATS_SERVER="$(bash scripts/nats.sh)"
 export PIPELINE_NATS_SERVER
+# The pretrained models (EfficientNet-Lite0/1, traced once) the fixture and
+# the agreement tests use.
+PIPELINE_MODELS="$(bash scripts/models.sh)"
+export PIPELINE_MODELS
 bash scripts/fixture.sh
 echo "[test] layering of pipeline-core (scripts/layers.sh)" >&2
 bash scripts/layers.sh

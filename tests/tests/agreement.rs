@@ -332,3 +332,67 @@ fn torchscript_errors_are_clear() {
     ));
     assert_eq!(p.call(ok).expect("forward").size(), [1, 1000]);
 }
+
+/// The pretrained ensemble (EfficientNet-Lite0 and -Lite1 as TorchScript,
+/// each behind its own preprocessing) against PyTorch on the same files:
+/// on every fixture image and on a real photo, the same top-5 and
+/// probabilities within 1e-4; and the right answer on the photo
+/// (grace_hopper.jpg: "military uniform" first, for both models).
+#[test]
+fn pretrained_lite_models_match_pytorch() {
+    use pipeline_examples::vision::lite::{lite_ensemble, Ranked};
+
+    let dir = fixture_dir();
+    let expected = expected(&dir);
+    let lite = &expected["lite"];
+    assert!(
+        lite.is_object(),
+        "the fixture has no EfficientNet-Lite expectations: run `bash scripts/test.sh` \
+         (it runs scripts/models.sh, then the fixture with PIPELINE_MODELS set)"
+    );
+    let models = PathBuf::from(lite["models"].as_str().expect("models dir"));
+    let p = lite_ensemble(&models).deploy().expect("deploy");
+    let mut report = String::new();
+    let mut worst = 0f64;
+    for image in lite["images"].as_array().expect("images") {
+        let file = image["file"].as_str().expect("file");
+        let bytes = std::fs::read(dir.join(file)).expect("read image");
+        let answer = p.call(bytes).expect("classify");
+        for (key, got) in [("lite0", &answer.lite0), ("lite1", &answer.lite1)] {
+            let want = &image[key];
+            let categories: Vec<i64> = got.iter().map(|r| r.category).collect();
+            let want_categories: Vec<i64> = want["categories"]
+                .as_array()
+                .expect("categories")
+                .iter()
+                .map(|c| c.as_i64().expect("category"))
+                .collect();
+            assert_eq!(categories, want_categories, "{key} on {file}");
+            let diff = got
+                .iter()
+                .map(|r: &Ranked| f64::from(r.probability))
+                .zip(f64s(&want["probabilities"]))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f64, f64::max);
+            assert!(
+                diff <= SCORE_TOLERANCE,
+                "{key} on {file}: {got:?} vs {want}"
+            );
+            worst = worst.max(diff);
+            report.push_str(&format!(
+                "{key} {file:<36} {:<20} {:.4}  max |p diff| {diff:.2e}\n",
+                got[0].label, got[0].probability
+            ));
+        }
+        if file.ends_with("grace_hopper.jpg") {
+            assert_eq!(answer.lite0[0].label, "military uniform");
+            assert_eq!(answer.lite1[0].label, "military uniform");
+            assert_eq!(answer.combined[0].label, "military uniform");
+        }
+    }
+    report.push_str(&format!(
+        "largest probability difference: {worst:.3e} (tolerance {SCORE_TOLERANCE:e})\n"
+    ));
+    print!("{report}");
+    let _ = std::fs::write(dir.join("agreement-lite.txt"), report);
+}
