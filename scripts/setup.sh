@@ -8,6 +8,13 @@
 #
 # Re-running is quick: an existing install is checked and reused.
 #
+#   bash scripts/setup.sh --project DIR
+#
+# also writes the same `.cargo/config.toml` into the crate (or workspace) at
+# DIR, so that a crate of your own depending on `pipeline-core` with the
+# `torch` feature finds libtorch too (see the README's "Use it in your own
+# crate").
+#
 # Variables (all optional):
 #   PIPELINE_TORCH_DIR   where the venv lives (default ~/.cache/pipeline-rs/torch-<ver>)
 #   PIPELINE_PYTHON      the python used to make the venv (default python3)
@@ -21,6 +28,19 @@ python="${PIPELINE_PYTHON:-python3}"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+projects=("$repo_root")
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --project)
+      [ $# -ge 2 ] || die "--project needs a directory"
+      [ -d "$2" ] || die "--project $2: no such directory"
+      projects+=("$(cd "$2" && pwd)")
+      shift 2
+      ;;
+    *) die "unknown argument $1 (usage: setup.sh [--project DIR])" ;;
+  esac
+done
 
 command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
 command -v "$python" >/dev/null || die "$python not found: install Python 3.9+ with pip and venv"
@@ -63,8 +83,9 @@ torch_dir="$("$venv_python" -W ignore -c 'import os, torch; print(os.path.dirnam
 # Link flags: rpath so binaries find libtorch without LD_LIBRARY_PATH.
 # libtorch_cuda.so is not linked here (that would load CUDA into every test
 # binary); pipeline_core::torch loads it at run time when it exists.
-mkdir -p "$repo_root/.cargo"
-cat > "$repo_root/.cargo/config.toml" <<TOML
+for project in "${projects[@]}"; do
+mkdir -p "$project/.cargo"
+cat > "$project/.cargo/config.toml" <<TOML
 # Written by scripts/setup.sh; safe to delete and regenerate. Not committed.
 [env]
 LIBTORCH = "$torch_dir"
@@ -77,4 +98,5 @@ rustflags = ["-C", "link-arg=-Wl,-rpath,$torch_dir/lib"]
 [build]
 rustdocflags = ["-C", "link-arg=-Wl,-rpath,$torch_dir/lib"]
 TOML
-say "wrote .cargo/config.toml (LIBTORCH=$torch_dir)"
+say "wrote $project/.cargo/config.toml (LIBTORCH=$torch_dir)"
+done

@@ -18,3 +18,5 @@ echo "[test] layering of pipeline-core (scripts/layers.sh)" >&2
 bash scripts/layers.sh
 echo "[test] cargo test --workspace --all-features" >&2
 cargo test --workspace --all-features
+echo "[test] a crate of its own (scripts/own_crate.sh)" >&2
+bash scripts/own_crate.sh
