@@ -37,8 +37,24 @@ fn expected(dir: &Path) -> Value {
     serde_json::from_str(&text).expect("parse expected.json")
 }
 
+/// torchvision's preprocessed tensor of each fixture image, by file name.
+fn preprocessed(dir: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(dir.join("preprocessed.safetensors"))
+        .expect("read preprocessed.safetensors")
+        .into_iter()
+        .collect()
+}
+
 fn images(expected: &Value) -> impl Iterator<Item = &Value> {
     expected["images"].as_array().expect("images").iter()
+}
+
+fn i64s(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_i64().expect("integer"))
+        .collect()
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
@@ -53,11 +69,7 @@ fn f64s(v: &Value) -> Vec<f64> {
 fn preprocessing_matches_torchvision() {
     let dir = fixture_dir();
     let expected = expected(&dir);
-    let reference: std::collections::HashMap<String, tch::Tensor> =
-        tch::Tensor::read_safetensors(dir.join("preprocessed.safetensors"))
-            .expect("read preprocessed.safetensors")
-            .into_iter()
-            .collect();
+    let reference = preprocessed(&dir);
     let mut report = String::new();
     let mut worst = 0f32;
     for image in images(&expected) {
@@ -110,12 +122,7 @@ fn top5_matches_pytorch() {
             let bytes = std::fs::read(dir.join("images").join(file)).expect("read image");
             let top5 = pipeline.call(bytes).expect("classify");
             let want = &image["models"][arch.name()];
-            let want_categories: Vec<i64> = want["categories"]
-                .as_array()
-                .expect("categories")
-                .iter()
-                .map(|c| c.as_i64().expect("category"))
-                .collect();
+            let want_categories: Vec<i64> = i64s(&want["categories"]);
             let want_scores = f64s(&want["scores"]);
             assert_eq!(
                 top5.categories, want_categories,
@@ -205,11 +212,7 @@ fn torchscript_steps_match_pytorch() {
 
     let dir = fixture_dir();
     let expected = expected(&dir);
-    let reference: std::collections::HashMap<String, tch::Tensor> =
-        tch::Tensor::read_safetensors(dir.join("preprocessed.safetensors"))
-            .expect("read preprocessed.safetensors")
-            .into_iter()
-            .collect();
+    let reference = preprocessed(&dir);
     let path = dir.join("resnet18.pt");
     let one = ScriptStep::bind(path.clone(), Input::<Tensor>::new())
         .deploy()
@@ -238,12 +241,7 @@ fn torchscript_steps_match_pytorch() {
     for ((image, x), from_batch) in inputs.iter().zip(batched_out) {
         let file = image["file"].as_str().expect("file");
         let want = &image["models"]["resnet18"];
-        let want_categories: Vec<i64> = want["categories"]
-            .as_array()
-            .expect("categories")
-            .iter()
-            .map(|c| c.as_i64().expect("category"))
-            .collect();
+        let want_categories: Vec<i64> = i64s(&want["categories"]);
         let want_scores = f64s(&want["scores"]);
         let logits = one.call(x.clone()).expect("forward").squeeze_dim(0);
         for (how, logits) in [
@@ -361,12 +359,7 @@ fn pretrained_lite_models_match_pytorch() {
         for (key, got) in [("lite0", &answer.lite0), ("lite1", &answer.lite1)] {
             let want = &image[key];
             let categories: Vec<i64> = got.iter().map(|r| r.category).collect();
-            let want_categories: Vec<i64> = want["categories"]
-                .as_array()
-                .expect("categories")
-                .iter()
-                .map(|c| c.as_i64().expect("category"))
-                .collect();
+            let want_categories: Vec<i64> = i64s(&want["categories"]);
             assert_eq!(categories, want_categories, "{key} on {file}");
             let diff = got
                 .iter()

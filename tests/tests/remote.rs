@@ -220,6 +220,30 @@ fn no_worker_is_unavailable_at_once() {
     assert!(err.to_string().contains("no worker serves it"), "{err}");
 }
 
+/// Two `work` calls of 1 s each, running on the worker's two replicas.
+struct Busy(Vec<std::thread::JoinHandle<Result<Done, PipelineError>>>);
+
+impl Busy {
+    /// Waits for both to answer.
+    fn finish(self) {
+        for call in self.0 {
+            call.join().unwrap().unwrap();
+        }
+    }
+}
+
+/// Starts [`Busy`]'s calls and waits until the (traced) worker runs both.
+fn occupy_both_replicas(p: &Pipeline<Job, Done>, worker: &mut WorkerProcess) -> Busy {
+    let calls = (0..2)
+        .map(|i| {
+            let p = p.clone();
+            std::thread::spawn(move || p.call(job(i, 1_000)))
+        })
+        .collect();
+    worker.wait_started(&[0, 1]);
+    Busy(calls)
+}
+
 #[test]
 fn a_call_past_its_deadline_fails_and_the_worker_skips_it() {
     let nats = NatsServer::start();
@@ -227,13 +251,7 @@ fn a_call_past_its_deadline_fails_and_the_worker_skips_it() {
     let p = remote_work(&nats);
     // Both replicas busy for 1 s; the third call waits in the worker's
     // queue past its 200 ms deadline.
-    let busy: Vec<_> = (0..2)
-        .map(|i| {
-            let p = p.clone();
-            std::thread::spawn(move || p.call(job(i, 1_000)))
-        })
-        .collect();
-    worker.wait_started(&[0, 1]);
+    let busy = occupy_both_replicas(&p, &mut worker);
     let err = p
         .call_timeout(job(9, 0), Duration::from_millis(200))
         .unwrap_err();
@@ -241,9 +259,7 @@ fn a_call_past_its_deadline_fails_and_the_worker_skips_it() {
         matches!(err, PipelineError::DeadlineExceeded { .. }),
         "{err:?}"
     );
-    for b in busy {
-        b.join().unwrap().unwrap();
-    }
+    busy.finish();
     assert_eq!(worker.terminate(), 2, "the late call never ran");
 }
 
@@ -252,13 +268,7 @@ fn a_dropped_call_does_not_run_on_the_worker() {
     let nats = NatsServer::start();
     let mut worker = WorkerProcess::start_with(&nats, "work", true);
     let p = remote_work(&nats);
-    let busy: Vec<_> = (0..2)
-        .map(|i| {
-            let p = p.clone();
-            std::thread::spawn(move || p.call(job(i, 1_000)))
-        })
-        .collect();
-    worker.wait_started(&[0, 1]);
+    let busy = occupy_both_replicas(&p, &mut worker);
     // The caller drops its call (no deadline of its own reaches the
     // worker): the worker hears the cancellation and skips it.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -266,9 +276,7 @@ fn a_dropped_call_does_not_run_on_the_worker() {
         tokio::time::timeout(Duration::from_millis(200), p.call_async(job(9, 0))).await
     });
     assert!(dropped.is_err(), "the call was still waiting");
-    for b in busy {
-        b.join().unwrap().unwrap();
-    }
+    busy.finish();
     assert_eq!(worker.terminate(), 2, "the dropped call never ran");
 }
 
