@@ -208,6 +208,34 @@ async fn a_full_worker_refuses_and_the_call_goes_to_another() {
     );
 }
 
+/// The NATS server dies: calls fail with `Unavailable` (a request sent
+/// before the client noticed can only run out its deadline), never hang
+/// for the 60 s a call without a deadline would wait.
+#[test]
+fn a_lost_server_makes_calls_unavailable() {
+    let nats = NatsServer::start();
+    let _worker = WorkerProcess::start(&nats, "work");
+    let p = remote_work(&nats);
+    assert_eq!(p.call(job(1, 0)).unwrap().id, 1);
+    drop(nats);
+    let err = loop {
+        match p.call_timeout(job(2, 0), Duration::from_secs(5)) {
+            Err(PipelineError::DeadlineExceeded { .. }) => continue,
+            Err(e) => break e,
+            Ok(done) => panic!("answered without a server: {done:?}"),
+        }
+    };
+    assert!(
+        matches!(&err, PipelineError::Unavailable { step: "work", reason } if reason.contains("not connected")),
+        "{err:?}"
+    );
+    // Without a deadline of its own too.
+    assert!(matches!(
+        p.call(job(3, 0)),
+        Err(PipelineError::Unavailable { .. })
+    ));
+}
+
 #[test]
 fn no_worker_is_unavailable_at_once() {
     let nats = NatsServer::start();

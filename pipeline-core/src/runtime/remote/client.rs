@@ -172,6 +172,14 @@ impl<S: StepFn> RemoteRunner<S> {
         if size > limit {
             return Err(PipelineError::PayloadTooLarge { step, size, limit });
         }
+        // With the server unreachable, a request would only wait in the
+        // client's queue until the deadline (60 s with none): say so now.
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(PipelineError::Unavailable {
+                step,
+                reason: "not connected to the NATS server (reconnecting)".into(),
+            });
+        }
         let started = Instant::now();
         let deadline = meta.deadline.unwrap_or(started + DEFAULT_TIMEOUT);
         let budget = deadline.saturating_duration_since(started);
