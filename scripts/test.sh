@@ -3,6 +3,15 @@
 # This is the README's test command and what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A one-off build (CI, a fresh clone) gains nothing from incremental
+# compilation and its cache is the largest thing under target/; a developer
+# who runs this by hand keeps their own setting.
+if [ -n "${CI:-}" ] && [ -z "${CARGO_INCREMENTAL:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+# The build needs several GB; say how much room there is before it starts, so
+# a failure for want of disk reads as that.
+echo "[test] free disk where target/ goes: $(df -h --output=avail . | tail -1 | tr -d ' ')" >&2
 bash scripts/setup.sh
 # The NATS tests start their own nats-server (tests/tests/support/nats.rs);
 # exported so that every test process finds the same pinned binary. (Two
