@@ -14,7 +14,7 @@ python="$(sed -n 's/^PIPELINE_TORCH_PYTHON = "\(.*\)"$/\1/p' .cargo/config.toml 
 [ -x "$python" ] || die "no torch venv: run scripts/setup.sh first"
 
 out="${PIPELINE_FIXTURE_DIR:-target/fixture}"
-stamp="$(sha256sum scripts/make_fixture.py | cut -d' ' -f1)"
+stamp="$(cat scripts/make_fixture.py scripts/requirements-reference.txt | sha256sum | cut -d' ' -f1)"
 if [ -f "$out/STAMP" ] && [ "$(cat "$out/STAMP")" = "$stamp" ]; then
   say "up to date in $out"
   exit 0
@@ -25,6 +25,13 @@ if ! "$python" -c 'import torchvision, safetensors, PIL, numpy' 2>/dev/null; the
   "$python" -m pip install --disable-pip-version-check --progress-bar off \
       "torchvision==0.28.0" "safetensors>=0.4" "pillow" "numpy" \
     || die "pip could not install torchvision / safetensors"
+fi
+
+if ! "$python" -c 'import sentence_transformers' 2>/dev/null; then
+  say "installing sentence-transformers (pinned, scripts/requirements-reference.txt) into the torch venv"
+  "$python" -m pip install --disable-pip-version-check --progress-bar off --quiet \
+      -r scripts/requirements-reference.txt >&2 \
+    || die "pip could not install sentence-transformers"
 fi
 
 rm -rf "$out.partial"

