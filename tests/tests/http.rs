@@ -7,97 +7,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 
-#[cfg(feature = "remote")]
 mod support;
 
 use pipeline_core::http::{HttpRequest, Ingress};
 use pipeline_core::prelude::*;
 use pipeline_examples::seed001::{self, Prediction};
-
-/// A served ingress on a free loopback port, stopped (and joined) on drop.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Server {
-    fn start(ingress: Ingress) -> Server {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener)?;
-                ingress
-                    .serve_until(listener, async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-            })
-        });
-        Server {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Stops accepting, waits for the requests in flight, returns serve's
-    /// result.
-    fn shutdown(mut self) -> std::io::Result<()> {
-        self.stop.take().map(|s| s.send(()));
-        self.thread
-            .take()
-            .expect("thread")
-            .join()
-            .expect("server thread")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// POSTs `body`; returns the status, the JSON body and the headers.
-fn post(url: &str, body: &[u8]) -> (u16, serde_json::Value, ureq::http::HeaderMap) {
-    let mut response = agent()
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body)
-        .expect("request");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.body_mut().read_to_string().expect("body");
-    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    (status, json, headers)
-}
-
-fn get(url: &str) -> (u16, String) {
-    let mut response = agent().get(url).call().expect("request");
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().expect("body"))
-}
+use support::http::{agent, get, post, Server};
 
 fn seed_server() -> Server {
     let p = seed001::graph().deploy().expect("deploy");
@@ -547,6 +462,47 @@ fn registered_client_errors_answer_their_4xx_naming_the_step() {
         "step `checked` failed: not a positive number: -3"
     );
     // Other errors of the same step are still the server's fault.
+    let (status, json, _) = post(&url, b"0");
+    assert_eq!((status, json["kind"].as_str()), (500, Some("step_failed")));
+    server.shutdown().expect("clean shutdown");
+}
+
+/// A step that calls another deployed pipeline through its handle and
+/// passes its error on.
+#[derive(Debug)]
+struct Outer {
+    inner: Pipeline<i64, i64>,
+}
+
+#[step(mode = "tasks")]
+impl Outer {
+    fn new(inner: Pipeline<i64, i64>) -> Self {
+        Outer { inner }
+    }
+    async fn call(&self, x: i64) -> Result<i64, BoxError> {
+        Ok(self.inner.call_async(x).await? + 1)
+    }
+}
+
+#[test]
+fn a_nested_pipelines_error_is_answered_as_that_pipeline_would() {
+    let inner = checked(Input::<i64>::new()).deploy().expect("deploy inner");
+    let outer = Outer::bind(inner, Input::<i64>::new())
+        .deploy()
+        .expect("deploy outer");
+    let server = Server::start(
+        Ingress::new()
+            .json("/outer", outer)
+            .client_error::<NotPositive>(422),
+    );
+    let url = server.url("/outer");
+    let (status, json, _) = post(&url, b"7");
+    assert_eq!((status, json.as_i64()), (200, Some(8)));
+    // The inner step's client error stays the client's fault, named as the
+    // inner step's.
+    let (status, json, _) = post(&url, b"-3");
+    assert_eq!(status, 422, "{json}");
+    assert_eq!(json["step"], "checked");
     let (status, json, _) = post(&url, b"0");
     assert_eq!((status, json["kind"].as_str()), (500, Some("step_failed")));
     server.shutdown().expect("clean shutdown");

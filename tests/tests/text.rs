@@ -283,3 +283,81 @@ fn search_ranks_the_corpus_and_refuses_bad_requests() {
         "{err}"
     );
 }
+
+#[cfg(feature = "http")]
+mod support;
+
+/// The `http_embed` example's routes, served: `/embed` answers a list's
+/// vectors in order, `/search` the FAQ's nearest entries; bad requests are
+/// 4xx with the reason, never 500.
+#[cfg(feature = "http")]
+#[test]
+fn embed_and_search_over_http() {
+    use pipeline_core::http::Ingress;
+    use support::http::{post, Server};
+
+    let (dir, minilm) = fixture();
+    let embed = embedder(&dir).deploy().expect("deploy");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let faq: Vec<String> = ["How do I reset my password?", "How long does delivery take?"]
+        .map(String::from)
+        .to_vec();
+    let corpus = rt
+        .block_on(Corpus::embed(faq, &embed))
+        .expect("embed corpus");
+    let server = Server::start(
+        Ingress::new()
+            .json(
+                "/embed",
+                EmbedEach::bind(embed.clone(), Input::new())
+                    .deploy()
+                    .expect("deploy"),
+            )
+            .json(
+                "/search",
+                Search::bind(corpus, embed.clone(), Input::new())
+                    .deploy()
+                    .expect("deploy"),
+            )
+            .client_error::<RequestError>(422),
+    );
+    let all = sentences(&minilm);
+    let texts: Vec<&str> = all.iter().map(|(t, _, _, _)| t.as_str()).collect();
+    let (status, json, _) = post(
+        &server.url("/embed"),
+        serde_json::to_string(&texts).expect("json").as_bytes(),
+    );
+    assert_eq!(status, 200, "{json}");
+    let vectors = json.as_array().expect("a list");
+    assert_eq!(vectors.len(), texts.len());
+    for ((text, _, want, _), got) in all.iter().zip(vectors) {
+        let c = cosine(&floats(got), want);
+        assert!(c >= MIN_COSINE, "{text:?} over HTTP: cosine {c}");
+    }
+
+    let (status, json, _) = post(
+        &server.url("/search"),
+        br#"{"query": "when will my parcel arrive?", "k": 1}"#,
+    );
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json[0]["text"], "How long does delivery take?", "{json}");
+    assert!(json[0]["score"].as_f64().expect("score") > 0.5, "{json}");
+    let (status, json, _) = post(&server.url("/search"), br#"{"query": "x"}"#);
+    assert_eq!((status, json.as_array().map(Vec::len)), (200, Some(2)), "k defaults to 3");
+
+    for (path, body, want) in [
+        ("/search", &br#"{"query": "x", "k": 0}"#[..], 422),
+        ("/search", br#"{"k": 2}"#, 422),
+        ("/embed", br#"["a", 3]"#, 422),
+        ("/embed", b"not json", 400),
+    ] {
+        let (status, json, _) = post(&server.url(path), body);
+        assert_eq!(status, want, "{path} {}: {json}", String::from_utf8_lossy(body));
+        assert!(json["error"].is_string(), "{json}");
+    }
+    let too_many = serde_json::to_string(&vec![""; MAX_TEXTS + 1]).expect("json");
+    let (status, json, _) = post(&server.url("/embed"), too_many.as_bytes());
+    assert_eq!(status, 422, "{json}");
+    assert!(json["error"].as_str().expect("error").contains("at most"), "{json}");
+    server.shutdown().expect("clean shutdown");
+}

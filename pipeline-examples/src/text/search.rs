@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use pipeline_core::prelude::*;
-use pipeline_core::BoxError;
 
 use super::Embedding;
 

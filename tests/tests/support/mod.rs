@@ -2,6 +2,8 @@
 //! and uses what it needs).
 #![allow(dead_code)]
 
+#[cfg(feature = "http")]
+pub(crate) mod http;
 pub(crate) mod nats;
 #[cfg(feature = "remote")]
 pub(crate) mod worker;
