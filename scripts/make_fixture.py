@@ -23,6 +23,10 @@ set-up's venv) to write, into OUT_DIR:
 
 The transform is the seed's torchvision chain on `Image.open(f).convert("RGB")`:
 Resize(224), CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std).
+For the images with alpha, preprocessed.safetensors also holds
+"premultiplied/<file>": the same chain on the RGBA (or LA) image as opened,
+alpha dropped only after the crop, so Pillow resizes it in premultiplied
+alpha (expected.json lists them under "premultiplied").
 Everything is seeded, so the output is the same on every run.
 """
 
@@ -49,6 +53,18 @@ TRANSFORM = transforms.Compose(
     ]
 )
 
+# The chain with alpha dropped last: Pillow resizes RGBA / LA images in
+# premultiplied alpha (RGBa / La).
+PREMULTIPLIED = transforms.Compose(
+    [
+        transforms.Resize(224),
+        transforms.CenterCrop(224),
+        transforms.Lambda(lambda im: im.convert("RGB")),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    ]
+)
+
 
 def picture(width, height, seed, mode="RGB"):
     rng = np.random.default_rng(seed)
@@ -66,6 +82,21 @@ def picture(width, height, seed, mode="RGB"):
     if mode == "RGBA":
         alpha = Image.fromarray(rng.integers(0, 256, size=(height, width)).astype(np.uint8), "L")
         img.putalpha(alpha)
+    elif mode == "RGBA128":
+        img.putalpha(128)
+    elif mode == "RGBAHOLES":
+        # Opaque, with fully transparent holes whose hidden colour is loud
+        # (it must not bleed into the neighbours) and a left-to-right ramp.
+        a = np.full((height, width), 255, dtype=np.uint8)
+        a[:, : width // 3] = np.linspace(0, 255, width // 3)[None, :].astype(np.uint8)
+        a[height // 4 : height // 2, width // 2 : width // 2 + 40] = 0
+        rgb = np.array(img)
+        rgb[height // 4 : height // 2, width // 2 : width // 2 + 40] = [255, 0, 255]
+        img = Image.fromarray(rgb, "RGB")
+        img.putalpha(Image.fromarray(a, "L"))
+    elif mode == "LA":
+        img = img.convert("L")
+        img.putalpha(Image.fromarray(rng.integers(0, 256, size=(height, width)).astype(np.uint8), "L"))
     elif mode == "L":
         img = img.convert("L")
     return img
@@ -79,6 +110,10 @@ IMAGES = [
     ("odd-227x301.png", lambda: picture(227, 301, 5), "PNG"),
     # Resizes to 224 x 13066: the crop is a sliver of the resized image.
     ("strip-12x700.png", lambda: picture(12, 700, 8), "PNG"),
+    # Semi-transparent: uniform alpha, holes and a ramp, grey + alpha.
+    ("alpha-uniform-240x180.png", lambda: picture(240, 180, 12, "RGBA128"), "PNG"),
+    ("alpha-holes-260x200.png", lambda: picture(260, 200, 13, "RGBAHOLES"), "PNG"),
+    ("gray-alpha-170x220.png", lambda: picture(170, 220, 14, "LA"), "PNG"),
     ("photo-300x200.jpg", lambda: picture(300, 200, 6), "JPEG"),
     ("photo-444-260x210.jpg", lambda: picture(260, 210, 7), "JPEG444"),
     ("progressive-250x190.jpg", lambda: picture(250, 190, 9), "JPEGPROG"),
@@ -147,6 +182,10 @@ def main(out):
         # The seed's chain, from the bytes as written.
         x = TRANSFORM(Image.open(io.BytesIO(data)).convert("RGB"))
         tensors[name] = x.contiguous()
+        opened = Image.open(io.BytesIO(data))
+        if opened.mode in ("RGBA", "LA"):
+            tensors[f"premultiplied/{name}"] = PREMULTIPLIED(opened).contiguous()
+            expected.setdefault("premultiplied", []).append(name)
         entry = {"file": name, "preprocessed": stats(x), "models": {}}
         with torch.no_grad():
             for arch, model in models.items():

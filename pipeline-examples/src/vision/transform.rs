@@ -83,8 +83,18 @@ pub enum PreprocessError {
 /// assert!(decode_rgb(b"not an image").unwrap_err().to_string().contains("cannot decode"));
 /// ```
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
-    let rgb = match jpeg::decode(bytes) {
-        jpeg::Decoded::Rgb(rgb) => rgb,
+    decode(bytes, false).map(Pixels::into_rgb)
+}
+
+/// [`decode_rgb`], but an image with alpha (RGBA or grey + alpha PNG) comes
+/// back as RGBA.
+fn decode_keeping_alpha(bytes: &[u8]) -> Result<Pixels, PreprocessError> {
+    decode(bytes, true)
+}
+
+fn decode(bytes: &[u8], keep_alpha: bool) -> Result<Pixels, PreprocessError> {
+    let pixels = match jpeg::decode(bytes) {
+        jpeg::Decoded::Rgb(rgb) => Pixels::Rgb(rgb),
         jpeg::Decoded::Failed(reason) => {
             return Err(PreprocessError::Jpeg {
                 len: bytes.len(),
@@ -107,18 +117,20 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
                 },
             })?;
             match image {
-                DynamicImage::ImageRgb8(rgb) => rgb,
-                other => other.to_rgb8(),
+                DynamicImage::ImageRgb8(rgb) => Pixels::Rgb(rgb),
+                other if keep_alpha && other.color().has_alpha() => Pixels::Rgba(other.to_rgba8()),
+                other => Pixels::Rgb(other.to_rgb8()),
             }
         }
     };
-    if rgb.width() == 0 || rgb.height() == 0 {
+    let (width, height) = pixels.size();
+    if width == 0 || height == 0 {
         return Err(PreprocessError::Empty {
-            width: rgb.width(),
-            height: rgb.height(),
+            width: width as u32,
+            height: height as u32,
         });
     }
-    Ok(rgb)
+    Ok(pixels)
 }
 
 /// The most bytes a decoded image may take (the `image` crate's default
@@ -280,6 +292,94 @@ pub struct Transform {
     pub mean: [f32; 3],
     /// Channel standard deviations.
     pub std: [f32; 3],
+    /// When an image's alpha channel is dropped: before resizing (the
+    /// seed's `convert("RGB")` first) or after (Pillow's premultiplied
+    /// resize of the RGBA image).
+    pub alpha: Alpha,
+}
+
+/// Where a transparent image's alpha is dropped; it changes the pixels
+/// wherever alpha is neither 0 nor 255.
+///
+/// - [`Alpha::Drop`] (the default, the seed's chain):
+///   `Image.open(f).convert("RGB")`, then `Resize`: alpha is discarded
+///   first and the colour channels are resized as they are.
+/// - [`Alpha::Premultiplied`]: `Resize` and `CenterCrop` on the RGBA image
+///   as opened, then `.convert("RGB")` (a chain that forgets the convert
+///   until after resizing, or drops alpha from the tensor). Pillow resizes
+///   RGBA and LA images in premultiplied alpha: colours are multiplied by
+///   alpha (`RGBa`, rounded as Pillow's `MULDIV255`), resized, then divided
+///   by the resized alpha (truncating, clamped), so a fully transparent
+///   pixel's colour does not bleed into its neighbours. Reproduced bit for
+///   bit for RGBA and grey + alpha PNGs. Not reproduced: palette PNGs with
+///   transparency, which Pillow resizes with `NEAREST` in this chain (here
+///   they are resized like RGBA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Alpha {
+    /// Alpha dropped before resizing.
+    #[default]
+    Drop,
+    /// Resized in premultiplied alpha, dropped after.
+    Premultiplied,
+}
+
+/// Decoded pixels: RGB, or RGBA when the image has alpha and the transform
+/// keeps it through the resize.
+enum Pixels {
+    Rgb(RgbImage),
+    Rgba(image::RgbaImage),
+}
+
+impl Pixels {
+    fn size(&self) -> (usize, usize) {
+        match self {
+            Pixels::Rgb(i) => (i.width() as usize, i.height() as usize),
+            Pixels::Rgba(i) => (i.width() as usize, i.height() as usize),
+        }
+    }
+
+    fn into_rgb(self) -> RgbImage {
+        match self {
+            Pixels::Rgb(i) => i,
+            Pixels::Rgba(i) => DynamicImage::ImageRgba8(i).to_rgb8(),
+        }
+    }
+}
+
+/// Pillow's `MULDIV255(a, b)`: `a * b / 255`, rounded.
+fn muldiv255(a: u8, b: u8) -> u8 {
+    let t = u32::from(a) * u32::from(b) + 128;
+    (((t >> 8) + t) >> 8) as u8
+}
+
+/// RGBA -> RGBa (Pillow's `rgbA2rgba`).
+fn premultiply(rgba: &[u8]) -> Vec<u8> {
+    let mut out = rgba.to_vec();
+    for px in out.chunks_exact_mut(4) {
+        let a = px[3];
+        for c in &mut px[..3] {
+            *c = muldiv255(*c, a);
+        }
+    }
+    out
+}
+
+/// RGBa -> RGBA (Pillow's `rgba2rgbA`: `255 * c / a`, truncated, clamped;
+/// alpha 0 and 255 leave the colour as it is), then RGBA -> RGB.
+fn unpremultiply_to_rgb(rgba: &[u8]) -> Vec<u8> {
+    rgba.chunks_exact(4)
+        .flat_map(|px| {
+            let a = u32::from(px[3]);
+            let channel = |c: u8| {
+                if a == 0 || a == 255 {
+                    c
+                } else {
+                    (255 * u32::from(c) / a).min(255) as u8
+                }
+            };
+            [channel(px[0]), channel(px[1]), channel(px[2])]
+        })
+        .collect()
 }
 
 impl Transform {
@@ -288,6 +388,7 @@ impl Transform {
         size: SIZE,
         mean: MEAN,
         std: STD,
+        alpha: Alpha::Drop,
     };
 
     /// EfficientNet-Lite's: input `size` (Lite0 224, Lite1 240), inputs in
@@ -297,6 +398,7 @@ impl Transform {
             size,
             mean: [0.5; 3],
             std: [0.5; 3],
+            alpha: Alpha::Drop,
         }
     }
 
@@ -336,11 +438,25 @@ impl Transform {
         }
     }
 
+    /// The same recipe with alpha handled as `alpha` says.
+    ///
+    /// ```
+    /// use pipeline_examples::vision::transform::{Alpha, Transform};
+    /// let t = Transform::IMAGENET.with_alpha(Alpha::Premultiplied);
+    /// assert_eq!(t.alpha, Alpha::Premultiplied);
+    /// ```
+    pub const fn with_alpha(self, alpha: Alpha) -> Transform {
+        Transform { alpha, ..self }
+    }
+
     /// Decode, drop alpha, resize, center-crop, normalize: the whole chain,
     /// giving `3 * size * size` floats in channel-major (CHW) order.
     pub fn normalized_chw(&self, bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
-        let rgb = decode_rgb(bytes)?;
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let decoded = match self.alpha {
+            Alpha::Drop => Pixels::Rgb(decode_rgb(bytes)?),
+            Alpha::Premultiplied => decode_keeping_alpha(bytes)?,
+        };
+        let (w, h) = decoded.size();
         let (new_w, new_h) = self.resized_size(w, h);
         let size = self.size;
         let crop = Window {
@@ -349,7 +465,20 @@ impl Transform {
             width: size,
             height: size,
         };
-        let cropped = resample(rgb.as_raw(), (w, h), (new_w, new_h), crop);
+        let cropped = match (self.alpha, decoded) {
+            (Alpha::Drop, decoded) => {
+                let rgb = decoded.into_rgb();
+                resample::<3>(rgb.as_raw(), (w, h), (new_w, new_h), crop)
+            }
+            (Alpha::Premultiplied, Pixels::Rgb(rgb)) => {
+                resample::<3>(rgb.as_raw(), (w, h), (new_w, new_h), crop)
+            }
+            (Alpha::Premultiplied, Pixels::Rgba(rgba)) => {
+                let premultiplied = premultiply(rgba.as_raw());
+                let resized = resample::<4>(&premultiplied, (w, h), (new_w, new_h), crop);
+                unpremultiply_to_rgb(&resized)
+            }
+        };
         let mut out = vec![0f32; 3 * size * size];
         for c in 0..3 {
             let plane = &mut out[c * size * size..(c + 1) * size * size];
@@ -469,13 +598,14 @@ struct Window {
     height: usize,
 }
 
-/// Pillow's `Image.resize((new_w, new_h), BILINEAR)` on packed RGB, then a
+/// Pillow's `Image.resize((new_w, new_h), BILINEAR)` on packed pixels of
+/// `C` channels (RGB, or premultiplied RGBa), then a
 /// crop to `window`: a horizontal pass, then a vertical one, each skipped
 /// when its size is unchanged. Only the window's pixels (and the input rows
 /// they read) are computed, so a tiny image with an extreme aspect ratio
 /// (1 x 60,000 resizes to 224 x 13,440,000) costs no more than any other.
-fn resample(
-    rgb: &[u8],
+fn resample<const C: usize>(
+    px: &[u8],
     (w, h): (usize, usize),
     (new_w, new_h): (usize, usize),
     window: Window,
@@ -494,24 +624,24 @@ fn resample(
         None => window.top..window.top + window.height,
     };
     // Horizontal pass over those rows, for the window's columns only.
-    let mut horizontal = vec![0u8; out_w * rows.len() * 3];
+    let mut horizontal = vec![0u8; out_w * rows.len() * C];
     let columns = (new_w != w).then(|| taps(w, new_w, window.left, out_w));
     for (r, y) in rows.clone().enumerate() {
-        let row = &rgb[y * w * 3..(y + 1) * w * 3];
-        let dst = &mut horizontal[r * out_w * 3..(r + 1) * out_w * 3];
+        let row = &px[y * w * C..(y + 1) * w * C];
+        let dst = &mut horizontal[r * out_w * C..(r + 1) * out_w * C];
         match &columns {
-            None => dst.copy_from_slice(&row[window.left * 3..(window.left + out_w) * 3]),
+            None => dst.copy_from_slice(&row[window.left * C..(window.left + out_w) * C]),
             Some(t) => {
-                for (xx, px_out) in dst.chunks_exact_mut(3).enumerate() {
+                for (xx, px_out) in dst.chunks_exact_mut(C).enumerate() {
                     let xmin = t.bounds[xx].0;
-                    let mut acc = [half; 3];
+                    let mut acc = [half; C];
                     for (i, &kw) in t.of(xx).iter().enumerate() {
-                        let px = &row[(xmin + i) * 3..(xmin + i) * 3 + 3];
-                        for c in 0..3 {
-                            acc[c] += i32::from(px[c]) * kw;
+                        let p = &row[(xmin + i) * C..(xmin + i) * C + C];
+                        for c in 0..C {
+                            acc[c] += i32::from(p[c]) * kw;
                         }
                     }
-                    for c in 0..3 {
+                    for c in 0..C {
                         px_out[c] = clip8(acc[c]);
                     }
                 }
@@ -521,18 +651,18 @@ fn resample(
     let Some(t) = vertical else {
         return horizontal;
     };
-    let mut out = vec![0u8; out_w * window.height * 3];
-    for (yy, dst) in out.chunks_exact_mut(out_w * 3).enumerate() {
+    let mut out = vec![0u8; out_w * window.height * C];
+    for (yy, dst) in out.chunks_exact_mut(out_w * C).enumerate() {
         let ymin = t.bounds[yy].0 - rows.start;
-        for (xx, px_out) in dst.chunks_exact_mut(3).enumerate() {
-            let mut acc = [half; 3];
+        for (xx, px_out) in dst.chunks_exact_mut(C).enumerate() {
+            let mut acc = [half; C];
             for (i, &kw) in t.of(yy).iter().enumerate() {
-                let px = &horizontal[((ymin + i) * out_w + xx) * 3..];
-                for c in 0..3 {
-                    acc[c] += i32::from(px[c]) * kw;
+                let p = &horizontal[((ymin + i) * out_w + xx) * C..];
+                for c in 0..C {
+                    acc[c] += i32::from(p[c]) * kw;
                 }
             }
-            for c in 0..3 {
+            for c in 0..C {
                 px_out[c] = clip8(acc[c]);
             }
         }
@@ -566,13 +696,13 @@ mod tests {
     #[test]
     fn same_size_resample_is_identity() {
         let px: Vec<u8> = (0..4 * 3 * 3).map(|i| (i * 7) as u8).collect();
-        assert_eq!(resample(&px, (4, 3), (4, 3), full(4, 3)), px);
+        assert_eq!(resample::<3>(&px, (4, 3), (4, 3), full(4, 3)), px);
     }
 
     #[test]
     fn flat_image_stays_flat_when_resized() {
         let px = vec![100u8; 50 * 30 * 3];
-        let out = resample(&px, (50, 30), (37, 224), full(37, 224));
+        let out = resample::<3>(&px, (50, 30), (37, 224), full(37, 224));
         assert_eq!(out.len(), 37 * 224 * 3);
         assert!(out.iter().all(|&v| v == 100));
     }
@@ -582,14 +712,14 @@ mod tests {
         // A noisy image, shrunk on one axis and grown on the other.
         let (w, h, new_w, new_h) = (61, 23, 40, 57);
         let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
-        let whole = resample(&px, (w, h), (new_w, new_h), full(new_w, new_h));
+        let whole = resample::<3>(&px, (w, h), (new_w, new_h), full(new_w, new_h));
         let window = Window {
             left: 7,
             top: 11,
             width: 20,
             height: 30,
         };
-        let part = resample(&px, (w, h), (new_w, new_h), window);
+        let part = resample::<3>(&px, (w, h), (new_w, new_h), window);
         for y in 0..window.height {
             let start = ((window.top + y) * new_w + window.left) * 3;
             assert_eq!(
@@ -681,7 +811,7 @@ mod tests {
             height: SIZE,
         };
         assert_eq!(
-            resample(&px, (w, h), (new_w, new_h), crop).len(),
+            resample::<3>(&px, (w, h), (new_w, new_h), crop).len(),
             SIZE * SIZE * 3
         );
     }
