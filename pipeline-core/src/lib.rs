@@ -94,6 +94,7 @@ pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// | `batch(max_size = N, wait_ms = M)` | dynamic batching, actors only; the body takes `Vec<In>` and returns `Vec<Out>` | `max_size = 32, wait_ms = 5` |
 /// | `autoscale(min_replicas = 1, max_replicas = 8, target_ongoing_requests = 2, upscale_delay_ms = 1000, downscale_delay_ms = 30000)` | replicas follow the load (queued + running calls), actors only, instead of `replicas`; every key optional (see [`AutoscalePolicy`]) | off |
 /// | `remote` | the step may be served by worker processes over NATS (feature `remote`; chosen at deploy with [`DeployOptions::remote`]); its inputs and output must be serde types, checked here | off |
+/// | `concurrent` | model steps in tasks or local mode: calls share the one model unlocked (`call` takes `&self`, the model is `Sync`) instead of taking turns; for a model that only holds handles or read-only data and whose async `call` waits | off: a model's calls take turns, one at a time per replica |
 ///
 /// Unknown keys, duplicate keys, bad values, `replicas` or `autoscale`
 /// without actors, `replicas` together with `autoscale`,

@@ -61,6 +61,8 @@ pub(crate) struct Ctor {
 
 pub(crate) struct Call {
     pub(crate) is_async: bool,
+    /// The `&mut self` receiver, when `call` takes one.
+    pub(crate) mut_receiver: Option<proc_macro2::Span>,
     pub(crate) inputs: Vec<StepInput>,
     pub(crate) output: Output,
 }
@@ -237,8 +239,8 @@ fn ctor(f: &ImplItemFn, cx: &Ctxt) -> Option<Ctor> {
 fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
     let sig = &f.sig;
     check_signature(sig, cx);
-    match sig.inputs.first() {
-        Some(FnArg::Receiver(r)) if r.reference.is_some() => {}
+    let mut_receiver = match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() => r.mutability.map(|m| m.span),
         Some(FnArg::Receiver(r)) => {
             cx.error_spanned(r, "`call` must take `&self` or `&mut self`: the replica keeps the model between calls");
             return None;
@@ -250,10 +252,11 @@ fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
             );
             return None;
         }
-    }
+    };
     let inputs = step_inputs(sig.inputs.iter().skip(1), sig, cx);
     Some(Call {
         is_async: sig.asyncness.is_some(),
+        mut_receiver,
         inputs,
         output: output_of(&sig.output),
     })

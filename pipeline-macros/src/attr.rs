@@ -19,6 +19,7 @@ const KEYS: &[&str] = &[
     "batch",
     "autoscale",
     "remote",
+    "concurrent",
 ];
 
 /// The keys of `autoscale(..)`, Ray Serve's names.
@@ -72,6 +73,9 @@ pub(crate) struct StepAttr {
     /// `remote`: the step may be served by worker processes, so its
     /// inputs and output must cross the wire (serde types).
     pub(crate) remote: bool,
+    /// `concurrent`: a model step whose calls share one model (`&self`,
+    /// `Sync`) instead of taking turns; the key's span.
+    pub(crate) concurrent: Option<Span>,
 }
 
 /// `pipeline_core::AutoscalePolicy`, as the macro writes it.
@@ -99,6 +103,7 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
         batch: None,
         autoscale: None,
         remote: false,
+        concurrent: None,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
@@ -152,13 +157,22 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                 autoscale = parse_autoscale(meta, cx);
             }
             "remote" => attr.remote = parse_remote(meta, cx),
+            "concurrent" => {
+                if parse_flag(
+                    meta,
+                    cx,
+                    "`concurrent` takes no value: write `#[step(mode = \"tasks\", concurrent)]`",
+                ) {
+                    attr.concurrent = Some(meta.span());
+                }
+            }
             other => {
                 let hint = suggest(other, KEYS)
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
                 cx.error_spanned(
                     path,
-                    format!("unknown step attribute `{other}`{hint}; expected one of: `mode`, `replicas`, `placement`, `batch`, `autoscale`, `remote`"),
+                    format!("unknown step attribute `{other}`{hint}; expected one of: `mode`, `replicas`, `placement`, `batch`, `autoscale`, `remote`, `concurrent`"),
                 );
             }
         }
@@ -235,15 +249,21 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
 /// `batch(max_size = 32, wait_ms = 5)`; either key may be left out.
 /// `remote`, a bare flag: where the step runs is chosen at deploy time.
 fn parse_remote(meta: &Meta, cx: &Ctxt) -> bool {
+    parse_flag(
+        meta,
+        cx,
+        "`remote` takes no value: write `#[step(remote)]`; which steps run remotely, and \
+         where, is chosen at deploy time (`DeployOptions::remote(step, url)` or \
+         `remote = \"nats://..\"` in the deploy file)",
+    )
+}
+
+/// A bare flag key; `usage` when it was given a value.
+fn parse_flag(meta: &Meta, cx: &Ctxt, usage: &str) -> bool {
     match meta {
         Meta::Path(_) => true,
         _ => {
-            cx.error_spanned(
-                meta,
-                "`remote` takes no value: write `#[step(remote)]`; which steps run remotely, and \
-                 where, is chosen at deploy time (`DeployOptions::remote(step, url)` or \
-                 `remote = \"nats://..\"` in the deploy file)",
-            );
+            cx.error_spanned(meta, usage);
             false
         }
     }

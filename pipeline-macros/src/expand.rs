@@ -24,7 +24,7 @@ use crate::ctxt::Ctxt;
 
 pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     let cx = Ctxt::default();
-    let attr = attr::parse(args, &cx);
+    let mut attr = attr::parse(args, &cx);
     let item: Item = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(e) => {
@@ -37,12 +37,33 @@ pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     // code that uses the step compiles and each mistake is one error.
     let mut out = match ast::parse(item, &cx) {
         Ok(Step::Fn(step)) => {
+            if let Some(span) = attr.concurrent.take() {
+                cx.push(syn::Error::new(
+                    span,
+                    "`concurrent` is for model steps: a function step's calls already run at once",
+                ));
+            }
             let batched = attr
                 .batch
                 .and_then(|b| batched(&step.item.sig, &step.inputs, &step.output, b, &cx));
             expand_fn(&step, &attr, batched.as_ref())
         }
         Ok(Step::Model(step)) => {
+            if let Some(span) = attr.concurrent {
+                if attr.mode == attr::Mode::Actors {
+                    attr.concurrent = None;
+                    cx.push(syn::Error::new(
+                        span,
+                        "`concurrent` applies to `mode = \"tasks\"` (and local) model steps: an actor replica serves its calls one at a time",
+                    ));
+                } else if let Some(receiver) = step.call.mut_receiver {
+                    attr.concurrent = None;
+                    cx.push(syn::Error::new(
+                        receiver,
+                        "a `concurrent` step's calls share one model: `call` must take `&self`, not `&mut self`",
+                    ));
+                }
+            }
             let sig = &step.call_sig;
             let batched = attr
                 .batch
@@ -458,7 +479,11 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
     // is), and a replica's lock is uncontended once replicas own their
     // state. Async bodies hold the lock across `.await`, so they get an
     // async mutex.
-    let (state_ty, wrap) = if call.is_async {
+    // `concurrent`: calls share the model, unlocked (it must be `Sync`).
+    let concurrent = attr.concurrent.is_some();
+    let (state_ty, wrap) = if let Some(span) = attr.concurrent {
+        (quote_spanned!(span=> #self_ty), quote!(__model))
+    } else if call.is_async {
         (
             quote!(#p::AsyncMutex<#self_ty>),
             quote!(#p::AsyncMutex::new(__model)),
@@ -470,6 +495,15 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
         )
     };
     let calls = step_fn_calls(inputs, out_ty, batched, |args| {
+        if concurrent {
+            let args = prepend(quote!(__state), args);
+            return if call.is_async {
+                let value = run_body(quote!(<#self_ty>::call), &args, &call.output, true);
+                quote!(async move { #value })
+            } else {
+                call_body(quote!(<#self_ty>::call), &args, &call.output, false)
+            };
+        }
         let args = prepend(quote!(&mut *__guard), args);
         if call.is_async {
             let value = run_body(quote!(<#self_ty>::call), &args, &call.output, true);

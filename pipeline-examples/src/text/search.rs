@@ -2,7 +2,9 @@
 //! small semantic search over a corpus embedded at start-up. Both steps hold
 //! a handle to one deployed embedding pipeline (as a Ray Serve deployment
 //! holds another's handle), so every route shares the model replicas and
-//! sentences from different requests are batched together.
+//! sentences from different requests are batched together. Both are
+//! `concurrent`: their calls share the step (it only holds handles) instead
+//! of taking turns, as a model step's calls otherwise do.
 
 use std::sync::Arc;
 
@@ -39,7 +41,7 @@ pub struct EmbedEach {
     one: Pipeline<String, Embedding>,
 }
 
-#[step(mode = "tasks")]
+#[step(mode = "tasks", concurrent)]
 impl EmbedEach {
     /// Over the deployed embedding pipeline `one`.
     pub fn new(one: Pipeline<String, Embedding>) -> Self {
@@ -135,7 +137,7 @@ pub struct Search {
     embed: Pipeline<String, Embedding>,
 }
 
-#[step(mode = "tasks")]
+#[step(mode = "tasks", concurrent)]
 impl Search {
     /// Over `corpus`, embedding queries with `embed`.
     pub fn new(corpus: Corpus, embed: Pipeline<String, Embedding>) -> Self {
