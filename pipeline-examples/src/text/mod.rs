@@ -145,8 +145,11 @@ impl Tokenize {
 }
 
 /// The MiniLM encoder: [`Tokens`] -> one 384-vector per token
-/// (`[len, 384]`). An actor step on the replica's device, batched: up to 32
-/// queued sentences, padded to the longest, run as one forward pass.
+/// (`[len, 384]`). An actor step on the replica's device, batched: a
+/// replica takes what is queued (up to 32 sentences) without waiting for
+/// more (`wait_ms = 0`: a lone call is not delayed, and under load the
+/// queue fills during each forward pass), sorts it by length and runs it in
+/// groups of similar length.
 pub struct MiniLm {
     bert: Bert,
 }
@@ -157,7 +160,7 @@ impl std::fmt::Debug for MiniLm {
     }
 }
 
-#[step(mode = "actors", batch(max_size = 32, wait_ms = 2), remote)]
+#[step(mode = "actors", batch(max_size = 32, wait_ms = 0), remote)]
 impl MiniLm {
     /// Loads `dir/model.safetensors` on the replica's device.
     pub fn new(ctx: &ReplicaContext, dir: PathBuf) -> Result<Self, TextError> {
