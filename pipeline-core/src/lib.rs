@@ -120,8 +120,8 @@ pub use step::{
 /// The names most pipelines need: `use pipeline_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        route, step, BoxError, Deploy, DeployError, DeployOptions, Device, Input, Mode,
-        Pipeline, PipelineError, ReplicaContext, Upstream,
+        route, step, BoxError, Deploy, DeployError, DeployOptions, Device, Input, Mode, Pipeline,
+        PipelineError, ReplicaContext, Upstream,
     };
 }
 

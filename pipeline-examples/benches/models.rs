@@ -124,15 +124,23 @@ fn main() {
     println!(
         "libtorch intra-op threads: {}; JPEG SIMD: {}\n",
         tch::get_num_threads(),
-        if simd { "on (if built with nasm)" } else { "off (JSIMD_FORCENONE=1)" }
+        if simd {
+            "on (if built with nasm)"
+        } else {
+            "off (JSIMD_FORCENONE=1)"
+        }
     );
     let pre = preprocessing(&images);
     if only_preprocess {
-        write("models-rust-preprocess.json", &json!({ "preprocess_us": pre, "simd": simd }));
+        write(
+            "models-rust-preprocess.json",
+            &json!({ "preprocess_us": pre, "simd": simd }),
+        );
         return;
     }
     let models = PathBuf::from(
-        std::env::var_os("PIPELINE_MODELS").expect("PIPELINE_MODELS (what scripts/models.sh prints)"),
+        std::env::var_os("PIPELINE_MODELS")
+            .expect("PIPELINE_MODELS (what scripts/models.sh prints)"),
     );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
 
@@ -144,7 +152,7 @@ fn main() {
         for bytes in work {
             let chw = transform.normalized_chw(bytes).expect("preprocess");
             let x = tch::Tensor::from_slice(&chw).view([1, 3, 224, 224]);
-            std::hint::black_box(hand.forward(&x).expect("forward"));
+            let _ = std::hint::black_box(hand.forward(&x).expect("forward"));
         }
     };
     let pipeline = Arc::new(
@@ -155,7 +163,12 @@ fn main() {
         .deploy()
         .expect("deploy"),
     );
-    let work: Vec<Vec<u8>> = images.iter().map(|(_, b)| b.clone()).cycle().take(30).collect();
+    let work: Vec<Vec<u8>> = images
+        .iter()
+        .map(|(_, b)| b.clone())
+        .cycle()
+        .take(30)
+        .collect();
     hand_run(&work[..2]);
     throughput(&rt, &pipeline, &work[..2], 1);
     let rounds = 5;
@@ -181,11 +194,18 @@ fn main() {
     let embed = Arc::new(embedder(&models.join(MINILM_DIR)).deploy().expect("deploy"));
     throughput(&rt, &embed, &sentences[..32], 32);
     let mut rates = serde_json::Map::new();
-    println!("MiniLM sentence embeddings ({} sentences, embeddings/s, median of 3)", sentences.len());
+    println!(
+        "MiniLM sentence embeddings ({} sentences, embeddings/s, median of 3)",
+        sentences.len()
+    );
     println!("| in flight | embeddings/s |");
     println!("| ---: | ---: |");
     for in_flight in [1usize, 32] {
-        let r = median((0..3).map(|_| throughput(&rt, &embed, &sentences, in_flight)).collect());
+        let r = median(
+            (0..3)
+                .map(|_| throughput(&rt, &embed, &sentences, in_flight))
+                .collect(),
+        );
         println!("| {in_flight} | {r:.1} |");
         rates.insert(in_flight.to_string(), json!(r));
     }
@@ -205,6 +225,7 @@ fn main() {
 fn write(name: &str, value: &serde_json::Value) {
     let out = out_dir();
     std::fs::create_dir_all(&out).expect("create target/bench");
-    std::fs::write(out.join(name), serde_json::to_string_pretty(value).unwrap()).expect("write json");
+    std::fs::write(out.join(name), serde_json::to_string_pretty(value).unwrap())
+        .expect("write json");
     println!("wrote target/bench/{name}");
 }

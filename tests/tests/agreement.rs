@@ -119,9 +119,9 @@ fn premultiplied_alpha_resize_matches_pillow() {
     let dir = fixture_dir();
     let expected = expected(&dir);
     let reference = preprocessed(&dir);
-    let files = expected["premultiplied"].as_array().expect(
-        "the fixture lists no images with alpha: rerun `bash scripts/fixture.sh`",
-    );
+    let files = expected["premultiplied"]
+        .as_array()
+        .expect("the fixture lists no images with alpha: rerun `bash scripts/fixture.sh`");
     assert!(files.len() >= 4, "{files:?}");
     let chain = Transform::IMAGENET.with_alpha(Alpha::Premultiplied);
     let mut report = String::new();
@@ -129,19 +129,30 @@ fn premultiplied_alpha_resize_matches_pillow() {
         let file = file.as_str().expect("file");
         let bytes = std::fs::read(dir.join("images").join(file)).expect("read image");
         let ours = chain.normalized_chw(&bytes).expect("preprocess");
-        let theirs = Vec::<f32>::try_from(reference[&format!("premultiplied/{file}")].flatten(0, -1))
-            .expect("tensor");
+        let theirs =
+            Vec::<f32>::try_from(reference[&format!("premultiplied/{file}")].flatten(0, -1))
+                .expect("tensor");
         let differing = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
         let dropped_first = transform::normalized_chw(&bytes).expect("preprocess");
-        let changed = ours.iter().zip(&dropped_first).filter(|(a, b)| a != b).count();
+        let changed = ours
+            .iter()
+            .zip(&dropped_first)
+            .filter(|(a, b)| a != b)
+            .count();
         let line = format!(
             "premultiplied {file:<28} {differing} of {} elements differ from torchvision; {changed} differ from the alpha-first chain\n",
             ours.len()
         );
         print!("{line}");
         report.push_str(&line);
-        assert_eq!(differing, 0, "{file}: premultiplied resize should match bit for bit");
-        assert!(changed > 0, "{file}: the premultiplied chain changed nothing");
+        assert_eq!(
+            differing, 0,
+            "{file}: premultiplied resize should match bit for bit"
+        );
+        assert!(
+            changed > 0,
+            "{file}: the premultiplied chain changed nothing"
+        );
     }
     let _ = std::fs::write(dir.join("agreement-alpha.txt"), report);
 }

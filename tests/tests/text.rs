@@ -32,11 +32,7 @@ fn fixture() -> (PathBuf, Value) {
     );
     let models = std::env::var_os("PIPELINE_MODELS")
         .map(PathBuf::from)
-        .or_else(|| {
-            expected["lite"]["models"]
-                .as_str()
-                .map(PathBuf::from)
-        })
+        .or_else(|| expected["lite"]["models"].as_str().map(PathBuf::from))
         .expect("PIPELINE_MODELS (what scripts/models.sh prints)");
     (models.join(MINILM_DIR), minilm)
 }
@@ -49,23 +45,32 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-fn sentences(minilm: &Value) -> Vec<(String, Vec<u32>, Vec<f32>, Vec<f32>)> {
+/// One sentence as sentence-transformers saw it.
+struct Reference {
+    text: String,
+    /// Its word-piece ids.
+    ids: Vec<u32>,
+    /// Its embedding, encoded alone.
+    alone: Vec<f32>,
+    /// Its embedding, encoded in one padded batch with the others.
+    batched: Vec<f32>,
+}
+
+fn sentences(minilm: &Value) -> Vec<Reference> {
     minilm["sentences"]
         .as_array()
         .expect("sentences")
         .iter()
-        .map(|s| {
-            (
-                s["text"].as_str().expect("text").to_string(),
-                s["ids"]
-                    .as_array()
-                    .expect("ids")
-                    .iter()
-                    .map(|i| i.as_u64().expect("id") as u32)
-                    .collect(),
-                floats(&s["embedding"]),
-                floats(&s["embedding_in_batch"]),
-            )
+        .map(|s| Reference {
+            text: s["text"].as_str().expect("text").to_string(),
+            ids: s["ids"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|i| i.as_u64().expect("id") as u32)
+                .collect(),
+            alone: floats(&s["embedding"]),
+            batched: floats(&s["embedding_in_batch"]),
         })
         .collect()
 }
@@ -76,10 +81,10 @@ fn tokenizer_gives_sentence_transformers_ids() {
     let tokenize = Tokenize::new(dir).expect("load tokenizer.json");
     let all = sentences(&minilm);
     assert!(
-        all.iter().any(|(_, ids, _, _)| ids.len() == 256),
+        all.iter().any(|r| r.ids.len() == 256),
         "the fixture has a sentence past 256 word pieces"
     );
-    for (text, ids, _, _) in &all {
+    for Reference { text, ids, .. } in &all {
         let got = tokenize.call(text.clone()).expect("tokenize");
         assert_eq!(&got.ids, ids, "ids of {text:?}");
     }
@@ -93,7 +98,10 @@ fn embeddings_match_sentence_transformers_alone_and_batched() {
     let mut report = String::new();
     let mut worst = 1f32;
     // One at a time: each forward pass holds one sentence.
-    for (text, _, want, _) in &all {
+    for Reference {
+        text, alone: want, ..
+    } in &all
+    {
         let got = embed.call(text.clone()).expect("embed");
         assert_eq!(got.len(), 384);
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -106,12 +114,23 @@ fn embeddings_match_sentence_transformers_alone_and_batched() {
     // All at once: the batched encoder pads them together.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let batched = rt.block_on(futures::future::try_join_all(
-        all.iter().map(|(text, _, _, _)| embed.call_async(text.clone())),
+        all.iter().map(|r| embed.call_async(r.text.clone())),
     ));
     let batched = batched.expect("embed batched");
-    for ((text, _, _, want), got) in all.iter().zip(&batched) {
+    for (
+        Reference {
+            text,
+            batched: want,
+            ..
+        },
+        got,
+    ) in all.iter().zip(&batched)
+    {
         let c = cosine(got, want);
-        assert!(c >= MIN_COSINE, "{text:?} batched: cosine {c} with Python's");
+        assert!(
+            c >= MIN_COSINE,
+            "{text:?} batched: cosine {c} with Python's"
+        );
         worst = worst.min(c);
         report.push_str(&format!("batched {c:.7}  {:?}\n", short(text)));
     }
@@ -140,7 +159,9 @@ fn embeddings_match_sentence_transformers_alone_and_batched() {
 #[test]
 fn similar_sentences_are_near_and_unrelated_far() {
     let (dir, _) = fixture();
-    let embed = embedder(&dir).deploy_with(DeployOptions::local()).expect("deploy");
+    let embed = embedder(&dir)
+        .deploy_with(DeployOptions::local())
+        .expect("deploy");
     let e = |s: &str| embed.call(s.to_string()).expect("embed");
     let food = e("A man is eating food.");
     let bread = e("A man is eating a piece of bread.");
@@ -260,7 +281,10 @@ fn search_ranks_the_corpus_and_refuses_bad_requests() {
             })
             .expect_err("bad k");
         assert!(
-            matches!(step_error::<RequestError>(&err), Some(RequestError::BadK(_))),
+            matches!(
+                step_error::<RequestError>(&err),
+                Some(RequestError::BadK(_))
+            ),
             "{err}"
         );
     }
@@ -279,7 +303,10 @@ fn search_ranks_the_corpus_and_refuses_bad_requests() {
         .call(vec![String::new(); MAX_TEXTS + 1])
         .expect_err("too many");
     assert!(
-        matches!(step_error::<RequestError>(&err), Some(RequestError::TooMany(_))),
+        matches!(
+            step_error::<RequestError>(&err),
+            Some(RequestError::TooMany(_))
+        ),
         "{err}"
     );
 }
@@ -299,9 +326,12 @@ fn embed_and_search_over_http() {
     let (dir, minilm) = fixture();
     let embed = embedder(&dir).deploy().expect("deploy");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let faq: Vec<String> = ["How do I reset my password?", "How long does delivery take?"]
-        .map(String::from)
-        .to_vec();
+    let faq: Vec<String> = [
+        "How do I reset my password?",
+        "How long does delivery take?",
+    ]
+    .map(String::from)
+    .to_vec();
     let corpus = rt
         .block_on(Corpus::embed(faq, &embed))
         .expect("embed corpus");
@@ -322,7 +352,7 @@ fn embed_and_search_over_http() {
             .client_error::<RequestError>(422),
     );
     let all = sentences(&minilm);
-    let texts: Vec<&str> = all.iter().map(|(t, _, _, _)| t.as_str()).collect();
+    let texts: Vec<&str> = all.iter().map(|r| r.text.as_str()).collect();
     let (status, json, _) = post(
         &server.url("/embed"),
         serde_json::to_string(&texts).expect("json").as_bytes(),
@@ -330,7 +360,13 @@ fn embed_and_search_over_http() {
     assert_eq!(status, 200, "{json}");
     let vectors = json.as_array().expect("a list");
     assert_eq!(vectors.len(), texts.len());
-    for ((text, _, want, _), got) in all.iter().zip(vectors) {
+    for (
+        Reference {
+            text, alone: want, ..
+        },
+        got,
+    ) in all.iter().zip(vectors)
+    {
         let c = cosine(&floats(got), want);
         assert!(c >= MIN_COSINE, "{text:?} over HTTP: cosine {c}");
     }
@@ -343,7 +379,11 @@ fn embed_and_search_over_http() {
     assert_eq!(json[0]["text"], "How long does delivery take?", "{json}");
     assert!(json[0]["score"].as_f64().expect("score") > 0.5, "{json}");
     let (status, json, _) = post(&server.url("/search"), br#"{"query": "x"}"#);
-    assert_eq!((status, json.as_array().map(Vec::len)), (200, Some(2)), "k defaults to 3");
+    assert_eq!(
+        (status, json.as_array().map(Vec::len)),
+        (200, Some(2)),
+        "k defaults to 3"
+    );
 
     for (path, body, want) in [
         ("/search", &br#"{"query": "x", "k": 0}"#[..], 422),
@@ -352,12 +392,20 @@ fn embed_and_search_over_http() {
         ("/embed", b"not json", 400),
     ] {
         let (status, json, _) = post(&server.url(path), body);
-        assert_eq!(status, want, "{path} {}: {json}", String::from_utf8_lossy(body));
+        assert_eq!(
+            status,
+            want,
+            "{path} {}: {json}",
+            String::from_utf8_lossy(body)
+        );
         assert!(json["error"].is_string(), "{json}");
     }
     let too_many = serde_json::to_string(&vec![""; MAX_TEXTS + 1]).expect("json");
     let (status, json, _) = post(&server.url("/embed"), too_many.as_bytes());
     assert_eq!(status, 422, "{json}");
-    assert!(json["error"].as_str().expect("error").contains("at most"), "{json}");
+    assert!(
+        json["error"].as_str().expect("error").contains("at most"),
+        "{json}"
+    );
     server.shutdown().expect("clean shutdown");
 }

@@ -123,10 +123,10 @@ impl Bert {
             device,
         };
         let mut layers = Vec::new();
-        while w
-            .tensors
-            .contains_key(&format!("encoder.layer.{}.attention.self.query.weight", layers.len()))
-        {
+        while w.tensors.contains_key(&format!(
+            "encoder.layer.{}.attention.self.query.weight",
+            layers.len()
+        )) {
             let p = format!("encoder.layer.{}", layers.len());
             layers.push(Layer {
                 query: w.linear(&format!("{p}.attention.self.query"))?,

@@ -89,4 +89,3 @@ pub(crate) fn get(url: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_string().expect("body"))
 }
-
