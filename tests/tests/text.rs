@@ -299,6 +299,12 @@ fn search_ranks_the_corpus_and_refuses_bad_requests() {
         assert!(cosine(v, &alone) > 0.99999, "order kept for {text:?}");
     }
     assert!(each.call(Vec::new()).expect("no texts").is_empty());
+    // The most texts a call takes all go through, though the embedding
+    // pipeline's queues hold fewer (256): the step keeps 64 in flight.
+    let most = each
+        .call(vec!["a short text".to_string(); MAX_TEXTS])
+        .expect("MAX_TEXTS texts");
+    assert_eq!(most.len(), MAX_TEXTS);
     let err = each
         .call(vec![String::new(); MAX_TEXTS + 1])
         .expect_err("too many");

@@ -8,13 +8,31 @@
 
 use std::sync::Arc;
 
-use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use pipeline_core::prelude::*;
 
 use super::Embedding;
 
 /// The most texts one [`EmbedEach`] call takes.
 pub const MAX_TEXTS: usize = 1024;
+
+/// How many of one list's texts are in the embedding pipeline at once:
+/// two full batches keep the encoder busy, and a long list stays well
+/// inside the pipeline's queue bounds (256 by default) instead of being
+/// refused as overload.
+pub const IN_FLIGHT: usize = 64;
+
+/// Embeds `texts` in order, [`IN_FLIGHT`] at a time.
+async fn embed_all(
+    embed: &Pipeline<String, Embedding>,
+    texts: impl IntoIterator<Item = String>,
+) -> Result<Vec<Embedding>, PipelineError> {
+    futures::stream::iter(texts)
+        .map(|t| embed.call_async(t))
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await
+}
 
 /// A request the search steps refuse (the client's fault: serve it as 422
 /// with `Ingress::client_error`). When the embedding pipeline itself fails,
@@ -35,7 +53,7 @@ pub enum RequestError {
 pub const MAX_K: usize = 100;
 
 /// Texts -> their embeddings, in order: each text is one call of the
-/// embedding pipeline, all in flight at once (the encoder batches them).
+/// embedding pipeline, [`IN_FLIGHT`] at a time (the encoder batches them).
 #[derive(Debug)]
 pub struct EmbedEach {
     one: Pipeline<String, Embedding>,
@@ -53,7 +71,7 @@ impl EmbedEach {
         if texts.len() > MAX_TEXTS {
             return Err(RequestError::TooMany(texts.len()).into());
         }
-        Ok(try_join_all(texts.into_iter().map(|t| self.one.call_async(t))).await?)
+        Ok(embed_all(&self.one, texts).await?)
     }
 }
 
@@ -90,12 +108,12 @@ pub struct Corpus {
 }
 
 impl Corpus {
-    /// Embeds `texts` with `embed` (all in flight at once).
+    /// Embeds `texts` with `embed` ([`IN_FLIGHT`] at a time).
     pub async fn embed(
         texts: Vec<String>,
         embed: &Pipeline<String, Embedding>,
     ) -> Result<Self, PipelineError> {
-        let vectors = try_join_all(texts.iter().cloned().map(|t| embed.call_async(t))).await?;
+        let vectors = embed_all(embed, texts.iter().cloned()).await?;
         Ok(Corpus {
             texts: Arc::new(texts),
             vectors: Arc::new(vectors),
