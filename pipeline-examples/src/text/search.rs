@@ -22,16 +22,27 @@ pub const MAX_TEXTS: usize = 1024;
 /// refused as overload.
 pub const IN_FLIGHT: usize = 64;
 
-/// Embeds `texts` in order, [`IN_FLIGHT`] at a time.
+/// Embeds `texts`, [`IN_FLIGHT`] at a time, answering in the given order.
+/// They are sent longest first (as sentence-transformers orders a list), so
+/// the sentences the encoder finds queued together have similar lengths and
+/// its batches carry little padding.
 async fn embed_all(
     embed: &Pipeline<String, Embedding>,
     texts: impl IntoIterator<Item = String>,
 ) -> Result<Vec<Embedding>, PipelineError> {
-    futures::stream::iter(texts)
-        .map(|t| embed.call_async(t))
+    let mut texts: Vec<(usize, String)> = texts.into_iter().enumerate().collect();
+    texts.sort_by_key(|(_, t)| std::cmp::Reverse(t.chars().count()));
+    let order: Vec<usize> = texts.iter().map(|(i, _)| *i).collect();
+    let sorted: Vec<Embedding> = futures::stream::iter(texts)
+        .map(|(_, t)| embed.call_async(t))
         .buffered(IN_FLIGHT)
         .try_collect()
-        .await
+        .await?;
+    let mut out = vec![Vec::new(); sorted.len()];
+    for (i, v) in order.into_iter().zip(sorted) {
+        out[i] = v;
+    }
+    Ok(out)
 }
 
 /// A request the search steps refuse (the client's fault: serve it as 422
