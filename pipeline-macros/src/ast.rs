@@ -306,9 +306,20 @@ fn typed_inputs<'a>(
     for (i, arg) in args.enumerate() {
         let FnArg::Typed(t) = arg else { continue };
         match &*t.ty {
+            Type::Reference(r) if is_context(&t.ty) => cx.error_spanned(
+                t,
+                if what == "constructor argument" {
+                    "`ctx: &ReplicaContext` must be the constructor's first argument: move it before the others"
+                } else {
+                    "the replica's context goes to the constructor, not to `call`: take it as `new(ctx: &ReplicaContext, ..)`'s first argument and keep what `call` needs in the model"
+                },
+            ),
             Type::Reference(r) => cx.error_spanned(
                 r,
-                format!("a {what} is an owned value passed between steps: take `{}` instead of a reference", quote::quote!(#r).to_string().trim_start_matches('&').trim_start_matches(" mut").trim()),
+                format!(
+                    "a {what} is an owned value passed between steps: take `{}` instead of a reference",
+                    owned(&r.elem)
+                ),
             ),
             Type::ImplTrait(it) => cx.error_spanned(it, format!("a {what} needs a concrete type, not `impl Trait`")),
             _ => {}
@@ -369,6 +380,31 @@ fn first_type_arg(ty: &Type, name: &str, arity: Option<usize>) -> Option<Type> {
     match args.args.first()? {
         GenericArgument::Type(t) => Some(t.clone()),
         _ => None,
+    }
+}
+
+/// The owned type to suggest for a borrowed `elem`: `String` for `str`,
+/// `Vec<T>` for `[T]`, `PathBuf` for `Path`, ..., else `elem` itself.
+fn owned(elem: &Type) -> String {
+    let text = |t: &Type| {
+        quote::quote!(#t)
+            .to_string()
+            .replace(" < ", "<")
+            .replace(" >", ">")
+            .replace(" ,", ",")
+    };
+    match elem {
+        Type::Slice(s) => format!("Vec<{}>", text(&s.elem)),
+        Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+            match p.path.segments[0].ident.to_string().as_str() {
+                "str" => "String".into(),
+                "Path" => "PathBuf".into(),
+                "OsStr" => "OsString".into(),
+                "CStr" => "CString".into(),
+                _ => text(elem),
+            }
+        }
+        _ => text(elem),
     }
 }
 

@@ -3,7 +3,10 @@
 //! it. The snapshots are made by stable Rust 1.95 (other versions word
 //! diagnostics differently); regenerate with `TRYBUILD=overwrite cargo test
 //! -p pipeline-tests --test ui` and read the diff before committing.
+//! On any other compiler the test is ignored (`rustversion`), so a newer
+//! rustc's wording never turns CI red without a code change.
 
+#[rustversion::attr(not(stable(1.95)), ignore)]
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
