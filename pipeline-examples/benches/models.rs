@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use pipeline_core::prelude::*;
 use pipeline_core::torch::{tch, ScriptStep, Tensor, TorchScript};
+use pipeline_examples::bench::throughput;
 use pipeline_examples::text::search::EmbedEach;
 use pipeline_examples::text::{embedder, MINILM_DIR};
 use pipeline_examples::vision::lite::{Preprocess, LITE0_FILE};
@@ -89,32 +89,6 @@ fn preprocessing(images: &[(String, Vec<u8>)]) -> serde_json::Value {
 #[step]
 fn batch_of_one(t: Tensor) -> Tensor {
     Tensor::from(t.unsqueeze(0))
-}
-
-fn throughput<I, O>(
-    rt: &tokio::runtime::Runtime,
-    p: &Arc<Pipeline<I, O>>,
-    inputs: &[I],
-    in_flight: usize,
-) -> f64
-where
-    I: Clone + Send + 'static,
-    O: Send + 'static,
-{
-    let start = Instant::now();
-    let done = rt.block_on(async {
-        futures::stream::iter(inputs.iter().cloned())
-            .map(|x| {
-                let p = Arc::clone(p);
-                async move { p.call_async(x).await.is_ok() }
-            })
-            .buffer_unordered(in_flight)
-            .filter(|ok| std::future::ready(*ok))
-            .count()
-            .await
-    });
-    assert_eq!(done, inputs.len(), "every call answered");
-    inputs.len() as f64 / start.elapsed().as_secs_f64()
 }
 
 fn main() {

@@ -18,9 +18,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use pipeline_core::prelude::*;
 use pipeline_core::torch::{tch, Tensor};
+use pipeline_examples::bench::throughput;
 use pipeline_examples::process::{minor_faults, rss_mib};
 use pipeline_examples::vision::{
     chain, ensemble, model_specs, preprocess, sample_images, transform, Arch, BatchedClassifier,
@@ -65,33 +65,6 @@ impl HandLoop {
         }
         answered
     }
-}
-
-/// Calls/s with `in_flight` concurrent calls over `inputs`.
-fn throughput<I, O>(
-    rt: &tokio::runtime::Runtime,
-    p: &Arc<Pipeline<I, O>>,
-    inputs: &[I],
-    in_flight: usize,
-) -> f64
-where
-    I: Clone + Send + 'static,
-    O: Send + 'static,
-{
-    let start = Instant::now();
-    let done = rt.block_on(async {
-        futures::stream::iter(inputs.iter().cloned())
-            .map(|x| {
-                let p = Arc::clone(p);
-                async move { p.call_async(x).await.is_ok() }
-            })
-            .buffer_unordered(in_flight)
-            .filter(|ok| std::future::ready(*ok))
-            .count()
-            .await
-    });
-    assert_eq!(done, inputs.len(), "every call answered");
-    inputs.len() as f64 / start.elapsed().as_secs_f64()
 }
 
 fn median(xs: &[f64]) -> f64 {

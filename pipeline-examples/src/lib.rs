@@ -4,6 +4,7 @@
 
 use pipeline_core::prelude::*;
 
+pub mod bench;
 pub mod process;
 pub mod remote_steps;
 #[cfg(feature = "http")]
