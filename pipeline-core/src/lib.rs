@@ -26,6 +26,7 @@ pub mod torch;
 pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
     route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteStart, Shared,
+    SharedOutput,
     StepNode, Upstream,
 };
 pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
@@ -131,11 +132,14 @@ pub mod __private {
     pub use crate::eval::{CallCx, DynEval, Eval};
     pub use crate::graph::{
         edge, CastEval, EdgeList, EdgesEval, GatherEval, GraphBuilder, InputEval, Lowering, Node,
-        NodeId, RouteEval, SharedEval, StepEval, StepNode,
+        NodeId, Rejected, RouteEval, SharedEval, StepEval, StepNode, Unknown,
     };
     /// The evaluator of a type-erased node producing `T`.
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;
-    pub use crate::step::{wire_type, StepFn, StepInfo, StepKind, StepOutput, Wire};
+    pub use crate::step::{
+        clone_init, ready_output, wire_type, IntoStepError, StepFn, StepInfo, StepKind, StepOutput,
+        Wire,
+    };
     pub use crate::{
         AutoscalePolicy, BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement,
         Produces, ReplicaContext, Upstream,

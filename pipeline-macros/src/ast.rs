@@ -3,6 +3,7 @@
 //! problem is recorded in the `Ctxt`, spanned on the user's tokens.
 
 use proc_macro2::{Ident, Span};
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{
     FnArg, GenericArgument, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, PathArguments,
@@ -24,8 +25,10 @@ pub(crate) enum Step {
 pub(crate) struct Output {
     /// The value type the graph sees.
     pub(crate) ty: Type,
-    /// `-> Result<T, E>`: the error is boxed into the pipeline error.
-    pub(crate) fallible: bool,
+    /// `-> Result<T, E>`: the error is boxed into the pipeline error. The
+    /// span of `E` (of the whole return type for `Result<T>` aliases), where
+    /// an `E` that is not an error type is reported.
+    pub(crate) error: Option<Span>,
 }
 
 /// One input of a step.
@@ -56,7 +59,8 @@ pub(crate) struct Ctor {
     pub(crate) vis: syn::Visibility,
     pub(crate) takes_context: bool,
     pub(crate) args: Vec<StepInput>,
-    pub(crate) fallible: bool,
+    /// As [`Output::error`].
+    pub(crate) error: Option<Span>,
 }
 
 pub(crate) struct Call {
@@ -67,7 +71,8 @@ pub(crate) struct Call {
     pub(crate) output: Output,
 }
 
-pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Box<Item>> {
+/// `attr` is the attribute as written (`#[step(..)]`), quoted in advice.
+pub(crate) fn parse(item: Item, attr: &str, cx: &Ctxt) -> Result<Step, Box<Item>> {
     match item {
         Item::Fn(f) => match fn_step(&f, cx) {
             Some(step) => Ok(Step::Fn(Box::new(step))),
@@ -77,15 +82,25 @@ pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Box<Item>> {
             Some(step) => Ok(Step::Model(Box::new(step))),
             None => Err(Box::new(Item::Impl(i))),
         },
+        Item::Struct(s) => {
+            let name = &s.ident;
+            let span = s
+                .struct_token
+                .span
+                .join(s.ident.span())
+                .unwrap_or(s.ident.span());
+            cx.push(syn::Error::new(
+                span,
+                format!(
+                    "`{attr}` goes on the `impl {name}` block that has `new` and `call`, not on the struct: \
+                     move it there, `{attr} impl {name} {{ fn new(..) -> Self {{ .. }} fn call(&mut self, x: In) -> Out {{ .. }} }}`; \
+                     the step then binds as `{name}::bind(constructor args.., input nodes..)`"
+                ),
+            ));
+            Err(Box::new(Item::Struct(s)))
+        }
         other => {
             let (what, span) = match &other {
-                Item::Struct(s) => (
-                    "a struct",
-                    s.struct_token
-                        .span
-                        .join(s.ident.span())
-                        .unwrap_or(s.ident.span()),
-                ),
                 Item::Enum(e) => (
                     "an enum",
                     e.enum_token
@@ -113,7 +128,7 @@ pub(crate) fn parse(item: Item, cx: &Ctxt) -> Result<Step, Box<Item>> {
                 span,
                 format!(
                     "`#[step]` goes on a `fn` or on the `impl` block of a model type, not on {what}; \
-                     for a model write `#[step] impl Model {{ fn new(..) -> Self {{ .. }} fn call(&mut self, x: In) -> Out {{ .. }} }}`"
+                     for a model write `{attr} impl Model {{ fn new(..) -> Self {{ .. }} fn call(&mut self, x: In) -> Out {{ .. }} }}`"
                 ),
             ));
             Err(Box::new(other))
@@ -133,6 +148,7 @@ fn fn_step(item: &ItemFn, cx: &Ctxt) -> Option<FnStep> {
     }
     let inputs = step_inputs(sig.inputs.iter(), sig, cx);
     let output = output_of(&sig.output);
+    check_output(&sig.output, cx);
     (cx_errors(cx) == before).then(|| FnStep {
         item: item.clone(),
         inputs,
@@ -175,7 +191,7 @@ fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
         })
     };
     let ctor = match method("new") {
-        Some(f) => ctor(f, cx),
+        Some(f) => ctor(f, &name, cx),
         None => {
             cx.error_spanned(
                 &self_ty,
@@ -191,12 +207,22 @@ fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
     let call = match method("call") {
         Some(f) => call(f, cx),
         None => {
-            cx.error_spanned(
-                &self_ty,
-                format!(
-                    "model step `{name}` has no `call` method: add `fn call(&mut self, input: In) -> Out` (or `&self`)"
+            let like = crate::fallback::CALL_LIKE.iter().find_map(|n| method(n));
+            match like {
+                Some(f) => cx.error_spanned(
+                    &f.sig.ident,
+                    format!(
+                        "a model step runs its `call` method: rename `{}` to `call`",
+                        f.sig.ident
+                    ),
                 ),
-            );
+                None => cx.error_spanned(
+                    &self_ty,
+                    format!(
+                        "model step `{name}` has no `call` method: add `fn call(&mut self, input: In) -> Out` (or `&self`)"
+                    ),
+                ),
+            }
             None
         }
     };
@@ -211,7 +237,7 @@ fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
     })
 }
 
-fn ctor(f: &ImplItemFn, cx: &Ctxt) -> Option<Ctor> {
+fn ctor(f: &ImplItemFn, model: &str, cx: &Ctxt) -> Option<Ctor> {
     let sig = &f.sig;
     check_signature(sig, cx);
     if let Some(a) = &sig.asyncness {
@@ -227,12 +253,13 @@ fn ctor(f: &ImplItemFn, cx: &Ctxt) -> Option<Ctor> {
         args.next();
     }
     let inputs = typed_inputs(args, cx, "constructor argument");
+    check_constructor_return(&sig.output, model, cx);
     let ret = output_of(&sig.output);
     Some(Ctor {
         vis: f.vis.clone(),
         takes_context,
         args: inputs,
-        fallible: ret.fallible,
+        error: ret.error,
     })
 }
 
@@ -254,6 +281,7 @@ fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
         }
     };
     let inputs = step_inputs(sig.inputs.iter().skip(1), sig, cx);
+    check_output(&sig.output, cx);
     Some(Call {
         is_async: sig.asyncness.is_some(),
         mut_receiver,
@@ -322,7 +350,7 @@ fn typed_inputs<'a>(
                 ),
             ),
             Type::ImplTrait(it) => cx.error_spanned(it, format!("a {what} needs a concrete type, not `impl Trait`")),
-            _ => {}
+            ty => check_send(ty, what, cx),
         }
         let name = match &*t.pat {
             Pat::Ident(p) if p.subpat.is_none() => Ident::new(&p.ident.to_string(), p.ident.span()),
@@ -336,28 +364,164 @@ fn typed_inputs<'a>(
     out
 }
 
+/// A step's output crosses to the next step: it needs a concrete type that
+/// can be sent between threads.
+fn check_output(ret: &ReturnType, cx: &Ctxt) {
+    let ReturnType::Type(_, ty) = ret else { return };
+    let ty = result_ok_type(ty).unwrap_or_else(|| (**ty).clone());
+    match &ty {
+        Type::ImplTrait(it) => cx.error_spanned(
+            it,
+            "a step's output needs a concrete type, not `impl Trait`: the next step (and the pipeline's \
+             caller) receive it by type; name the type, or return `Box<dyn Trait + Send>`",
+        ),
+        Type::Reference(r) => cx.error_spanned(
+            r,
+            format!(
+                "a step's output is an owned value passed to the next step: return `{}` instead of a reference",
+                owned(&r.elem)
+            ),
+        ),
+        ty => check_send(ty, "step output", cx),
+    }
+}
+
+/// The standard library's types that cannot be sent between threads, and
+/// what to use instead. Caught here so the mistake is one error in the
+/// framework's words; other non-`Send` types are reported by rustc at the
+/// type.
+const NOT_SEND: &[(&str, &str)] = &[
+    ("Rc", "use `std::sync::Arc` instead of `Rc`"),
+    ("NonNull", "wrap it in a type that is `Send`"),
+    ("MutexGuard", "pass the value itself, not a lock guard"),
+    ("RwLockReadGuard", "pass the value itself, not a lock guard"),
+    ("RwLockWriteGuard", "pass the value itself, not a lock guard"),
+];
+
+fn check_send(ty: &Type, what: &str, cx: &Ctxt) {
+    let Some((culprit, fix)) = not_send(ty) else {
+        return;
+    };
+    let text = culprit
+        .to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace("< ", "<");
+    cx.error_spanned(
+        culprit,
+        format!(
+            "`{text}` cannot be sent between threads, and a {what} moves between them (replicas, tasks, \
+             the caller's thread): {fix}"
+        ),
+    );
+}
+
+/// The first standard type in `ty` that is not `Send` (`Rc`, raw pointers,
+/// lock guards), with the fix.
+pub(crate) fn not_send(ty: &Type) -> Option<(Type, &'static str)> {
+    struct Find(Option<(Type, &'static str)>);
+    impl syn::visit::Visit<'_> for Find {
+        fn visit_type(&mut self, ty: &Type) {
+            if self.0.is_some() {
+                return;
+            }
+            match ty {
+                Type::Ptr(_) => {
+                    self.0 = Some((ty.clone(), "pass an owned value instead of a raw pointer"));
+                }
+                Type::Path(p) if p.qself.is_none() => {
+                    let fix = p.path.segments.last().and_then(|seg| {
+                        NOT_SEND
+                            .iter()
+                            .find(|(name, _)| seg.ident == name)
+                            .map(|(_, fix)| *fix)
+                    });
+                    match fix {
+                        Some(fix) => self.0 = Some((ty.clone(), fix)),
+                        None => syn::visit::visit_type(self, ty),
+                    }
+                }
+                _ => syn::visit::visit_type(self, ty),
+            }
+        }
+    }
+    let mut find = Find(None);
+    syn::visit::Visit::visit_type(&mut find, ty);
+    find.0
+}
+
+/// `new` returns `Self` (or the type's name) or `Result<Self, E>`.
+fn check_constructor_return(ret: &ReturnType, model: &str, cx: &Ctxt) {
+    let is_self = |ty: &Type| match ty {
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Self" || s.ident == model),
+        _ => false,
+    };
+    let (span, found) = match ret {
+        ReturnType::Default => (ret.span(), None),
+        ReturnType::Type(_, ty) => {
+            let ok = result_ok_type(ty);
+            if is_self(ty) || ok.as_ref().is_some_and(is_self) {
+                return;
+            }
+            (ty.span(), Some(&**ty))
+        }
+    };
+    let hint = match found {
+        None => " (it returns nothing)".to_string(),
+        Some(ty) if is_option(ty) => {
+            ": turn the `Option` into a `Result`, e.g. `-> Result<Self, String>` with `.ok_or(\"why\")?`".to_string()
+        }
+        Some(ty) if result_ok_type(ty).is_some() => {
+            format!(": the `Ok` value is the model itself, `{model}`")
+        }
+        Some(_) => format!(": it builds one `{model}` per replica"),
+    };
+    cx.push(syn::Error::new(
+        span,
+        format!("the constructor `new` must return `Self` or `Result<Self, E>`{hint}"),
+    ));
+}
+
+fn is_option(ty: &Type) -> bool {
+    first_type_arg(ty, "Option", Some(1)).is_some()
+}
+
 fn output_of(ret: &ReturnType) -> Output {
     match ret {
         ReturnType::Default => Output {
             ty: syn::parse_quote!(()),
-            fallible: false,
+            error: None,
         },
         ReturnType::Type(_, ty) => match result_ok_type(ty) {
             Some(ok) => Output {
                 ty: ok,
-                fallible: true,
+                error: Some(result_err_span(ty)),
             },
             None => Output {
                 ty: (**ty).clone(),
-                fallible: false,
+                error: None,
             },
         },
     }
 }
 
+/// The span of `E` in `Result<T, E>`, else of the whole type.
+fn result_err_span(ty: &Type) -> Span {
+    let Type::Path(p) = ty else { return ty.span() };
+    match p.path.segments.last().map(|s| &s.arguments) {
+        Some(PathArguments::AngleBracketed(args)) if args.args.len() == 2 => args.args[1].span(),
+        _ => ty.span(),
+    }
+}
+
 /// `T` of a return type spelled `Result<T, E>` or `Result<T>` (any path
 /// ending in `Result`): such steps are fallible.
-fn result_ok_type(ty: &Type) -> Option<Type> {
+pub(crate) fn result_ok_type(ty: &Type) -> Option<Type> {
     first_type_arg(ty, "Result", None)
 }
 
@@ -408,7 +572,7 @@ fn owned(elem: &Type) -> String {
     }
 }
 
-fn is_context(ty: &Type) -> bool {
+pub(crate) fn is_context(ty: &Type) -> bool {
     match ty {
         Type::Reference(r) => match &*r.elem {
             Type::Path(p) => p

@@ -210,7 +210,8 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                 batch.span,
                 "`batch(..)` batches the calls queued at an actor replica and needs `mode = \"actors\"`",
             ));
-            attr.batch = None;
+            // Kept: the step still expands with its item types, so edges
+            // into it are not reported again.
         }
     }
     if let Some(key) = autoscale_key {
@@ -270,70 +271,77 @@ fn parse_flag(meta: &Meta, cx: &Ctxt, usage: &str) -> bool {
 }
 
 fn parse_batch(meta: &Meta, cx: &Ctxt) -> Option<Batch> {
-    const USAGE: &str = "expected `batch(max_size = 32, wait_ms = 5)`";
-    let Meta::List(list) = meta else {
-        cx.error_spanned(meta, USAGE);
-        return None;
-    };
-    let inner = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
-        Ok(inner) => inner,
-        Err(e) => {
-            cx.push(syn::Error::new(e.span(), format!("{e}; {USAGE}")));
-            return None;
-        }
-    };
+    const USAGE: &str = "expected `batch(max_size = 32, wait_ms = 5)` (either key optional)";
+    // Whatever is wrong, the step still expands batched (defaults for the
+    // bad keys): it declares `Vec` in and out, and its edges are item edges.
     let mut batch = Batch {
         max_size: 32,
         wait_ms: 5,
         span: meta.span(),
     };
+    let list = match meta {
+        Meta::List(list) => list,
+        Meta::Path(_) => return Some(batch),
+        Meta::NameValue(nv) => {
+            let hint = match ungroup(&nv.value) {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(n), ..
+                }) => format!(": write `batch(max_size = {})`", n.base10_digits()),
+                _ => String::new(),
+            };
+            cx.error_spanned(meta, format!("{USAGE}{hint}"));
+            return Some(batch);
+        }
+    };
+    let inner = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
+        Ok(inner) => inner,
+        Err(e) => {
+            cx.push(syn::Error::new(e.span(), format!("{e}; {USAGE}")));
+            return Some(batch);
+        }
+    };
     let mut seen = Vec::new();
-    let mut ok = true;
     for m in &inner {
-        let key = m
-            .path()
+        let path = m.path();
+        let key = path
             .get_ident()
             .map(ToString::to_string)
-            .unwrap_or_default();
+            .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
         if seen.contains(&key) {
-            cx.error_spanned(
-                m.path(),
-                format!("duplicate `{key}`: each key may appear once"),
-            );
-            ok = false;
+            cx.error_spanned(path, format!("duplicate `{key}`: each key may appear once"));
             continue;
         }
         seen.push(key.clone());
-        let int = match m {
-            Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(ExprLit {
-                    lit: Lit::Int(int), ..
-                }) => Some(int),
-                _ => None,
-            },
-            _ => None,
-        };
-        match (key.as_str(), int.map(|i| (i, i.base10_parse::<u64>()))) {
-            ("max_size", Some((_, Ok(n)))) if n >= 1 => batch.max_size = n as usize,
-            ("max_size", Some((int, _))) => {
-                cx.error_spanned(int, "`max_size` must be a whole number >= 1");
-                ok = false;
+        match key.as_str() {
+            "max_size" => {
+                if let Some(n) = whole_number(m, &key, "8", cx) {
+                    if n == 0 {
+                        cx.error_spanned(
+                            value_of(m),
+                            "`max_size` must be at least 1: it is the most calls one batch holds",
+                        );
+                    } else {
+                        batch.max_size = n as usize;
+                    }
+                }
             }
-            ("wait_ms", Some((_, Ok(n)))) => batch.wait_ms = n,
-            ("max_size" | "wait_ms", _) => {
-                cx.error_spanned(m, format!("`{key}` takes a whole number, e.g. `{key} = 8`"));
-                ok = false;
+            "wait_ms" => {
+                if let Some(n) = whole_number(m, &key, "5", cx) {
+                    batch.wait_ms = n;
+                }
             }
-            (other, _) => {
+            other => {
+                let hint = suggest(other, &["max_size", "wait_ms"])
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                 cx.error_spanned(
-                    m.path(),
-                    format!("unknown batch setting `{other}`; expected `max_size` and `wait_ms`"),
+                    path,
+                    format!("unknown batch setting `{other}`{hint}; expected `max_size` and `wait_ms`"),
                 );
-                ok = false;
             }
         }
     }
-    ok.then_some(batch)
+    Some(batch)
 }
 
 /// `autoscale`, `autoscale()` or `autoscale(min_replicas = 1, ..)`: every key
@@ -383,7 +391,7 @@ fn parse_autoscale(meta: &Meta, cx: &Ctxt) -> Option<Autoscale> {
             ok = false;
             continue;
         }
-        let Some(n) = whole_number(m, &key, cx) else {
+        let Some(n) = whole_number(m, &key, &example_value(&key).to_string(), cx) else {
             ok = false;
             bounds_reported |= key.ends_with("_replicas");
             continue;
@@ -474,8 +482,8 @@ fn unknown_autoscale_key(key: &str) -> String {
 /// `key = N`, N a whole number that fits a `usize` (and so a `u64`).
 /// Anything else is reported on the value (or on the key when there is no
 /// value), with the fix.
-fn whole_number(m: &Meta, key: &str, cx: &Ctxt) -> Option<u64> {
-    let example = format!("`{key} = {}`", example_value(key));
+fn whole_number(m: &Meta, key: &str, example: &str, cx: &Ctxt) -> Option<u64> {
+    let example = format!("`{key} = {example}`");
     let Meta::NameValue(nv) = m else {
         cx.error_spanned(m, format!("`{key}` takes a whole number, e.g. {example}"));
         return None;
@@ -491,7 +499,7 @@ fn whole_number(m: &Meta, key: &str, cx: &Ctxt) -> Option<u64> {
             lit: Lit::Int(int), ..
         }) => match int.base10_parse::<u64>() {
             Ok(n) if usize::try_from(n).is_ok() => return Some(n),
-            _ => format!("`{key}` is too large for a replica count or a delay"),
+            _ => format!("`{key}` is too large"),
         },
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
@@ -572,51 +580,62 @@ fn parse_choice<T: Copy>(
     choices: &[(&'static str, T)],
     expected: &str,
 ) -> Option<T> {
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
     let Some(value) = string_value(meta) else {
-        cx.error_spanned(meta, format!("expected `{key} = \"...\"`; {expected}"));
+        // `mode = actors`: the word is right but needs quotes.
+        let (span, message) = match meta {
+            Meta::NameValue(nv) => {
+                let value = ungroup(&nv.value);
+                let word = match value {
+                    Expr::Path(p) => p.path.get_ident().map(ToString::to_string),
+                    _ => None,
+                };
+                let message = match word {
+                    Some(word) => {
+                        let fix = names
+                            .iter()
+                            .find(|n| n.eq_ignore_ascii_case(&word))
+                            .copied()
+                            .or_else(|| suggest(&word.to_lowercase(), &names))
+                            .unwrap_or(&word);
+                        format!("`{key}` takes a string: quote it, `{key} = \"{fix}\"`; {expected}")
+                    }
+                    None => format!("`{key}` takes a string, e.g. `{key} = \"{}\"`; {expected}", names[names.len() - 1]),
+                };
+                (value.span(), message)
+            }
+            _ => (
+                meta.span(),
+                format!("expected `{key} = \"...\"`; {expected}"),
+            ),
+        };
+        cx.push(syn::Error::new(span, message));
         return None;
     };
     let word = value.value();
     if let Some((_, choice)) = choices.iter().find(|(name, _)| *name == word) {
         return Some(*choice);
     }
-    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-    let hint = suggest(&word, &names)
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
+    let hint = match names.iter().find(|n| n.eq_ignore_ascii_case(word.trim())) {
+        Some(exact) => format!(" (did you mean `{exact}`? values are lower case)"),
+        None => suggest(&word.trim().to_lowercase(), &names)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default(),
+    };
     cx.error_spanned(value, format!("unknown {key} `{word}`{hint}; {expected}"));
     None
 }
 
 fn parse_replicas(meta: &Meta, cx: &Ctxt) -> Option<usize> {
-    let value = match meta {
-        Meta::NameValue(nv) => &nv.value,
-        _ => {
-            cx.error_spanned(meta, "expected `replicas = N` with a whole number N >= 1");
-            return None;
-        }
-    };
-    match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(int), ..
-        }) => match int.base10_parse::<usize>() {
-            Ok(0) => {
-                cx.error_spanned(int, "`replicas` must be at least 1");
-                None
-            }
-            Ok(n) => Some(n),
-            Err(_) => {
-                cx.error_spanned(int, "`replicas` takes a whole number, e.g. `replicas = 2`");
-                None
-            }
-        },
-        other => {
+    match whole_number(meta, "replicas", "2", cx)? {
+        0 => {
             cx.error_spanned(
-                other,
-                "`replicas` takes a whole number, e.g. `replicas = 2`",
+                value_of(meta),
+                "`replicas` must be at least 1: an actor step needs a replica to take its calls",
             );
             None
         }
+        n => Some(n as usize),
     }
 }
 

@@ -20,10 +20,19 @@ use syn::Item;
 
 use crate::ast::{self, FnStep, ModelStep, Output, Step, StepInput};
 use crate::attr::{self, StepAttr};
+use crate::check::{self, Batched};
 use crate::ctxt::Ctxt;
 
 pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     let cx = Ctxt::default();
+    let written = if args.is_empty() {
+        "#[step]".to_string()
+    } else {
+        format!("#[step({args})]")
+            .replace(" = ", "=")
+            .replace('=', " = ")
+            .replace(" ,", ",")
+    };
     let mut attr = attr::parse(args, &cx);
     let item: Item = match syn::parse2(item.clone()) {
         Ok(item) => item,
@@ -34,43 +43,14 @@ pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     // Attribute mistakes still expand (with defaults for the bad keys), so
-    // code that uses the step compiles and each mistake is one error.
-    let mut out = match ast::parse(item, &cx) {
-        Ok(Step::Fn(step)) => {
-            if let Some(span) = attr.concurrent.take() {
-                cx.push(syn::Error::new(
-                    span,
-                    "`concurrent` is for model steps: a function step's calls already run at once",
-                ));
-            }
-            let batched = attr
-                .batch
-                .and_then(|b| batched(&step.item.sig, &step.inputs, &step.output, b, &cx));
-            expand_fn(&step, &attr, batched.as_ref())
-        }
-        Ok(Step::Model(step)) => {
-            if let Some(span) = attr.concurrent {
-                if attr.mode == attr::Mode::Actors {
-                    attr.concurrent = None;
-                    cx.push(syn::Error::new(
-                        span,
-                        "`concurrent` applies to `mode = \"tasks\"` (and local) model steps: an actor replica serves its calls one at a time",
-                    ));
-                } else if let Some(receiver) = step.call.mut_receiver {
-                    attr.concurrent = None;
-                    cx.push(syn::Error::new(
-                        receiver,
-                        "a `concurrent` step's calls share one model: `call` must take `&self`, not `&mut self`",
-                    ));
-                }
-            }
-            let sig = &step.call_sig;
-            let batched = attr
-                .batch
-                .and_then(|b| batched(sig, &step.call.inputs, &step.call.output, b, &cx));
-            expand_model(&step, &attr, batched.as_ref())
-        }
-        Err(item) => item.into_token_stream(),
+    // code that uses the step compiles and each mistake is one error; a
+    // rejected item gets the fallback expansion, for the same reason.
+    let mut out = match ast::parse(item, &written, &cx) {
+        Ok(step) => match check::check(step, &mut attr, &cx) {
+            (Step::Fn(step), batched) => expand_fn(&step, &attr, batched.as_ref()),
+            (Step::Model(step), batched) => expand_model(&step, &attr, batched.as_ref()),
+        },
+        Err(item) => crate::fallback::expand(*item),
     };
     out.extend(cx.into_compile_errors());
     out
@@ -138,24 +118,31 @@ fn wire_fn(attr: &StepAttr, tys: &[&syn::Type], out_ty: &syn::Type) -> TokenStre
     }
 }
 
+/// `(T0, T1, ..)`, spanned on `T0`: an input type that is not `Send` is
+/// reported at the user's signature.
+fn inputs_tuple(tys: &[&syn::Type]) -> TokenStream {
+    let span = tys.first().map_or_else(Span::call_site, |t| t.span());
+    quote_spanned!(span=> (#(#tys,)*))
+}
+
 fn generics(inputs: &[StepInput]) -> Vec<Ident> {
     (0..inputs.len())
         .map(|i| format_ident!("__A{}", i))
         .collect()
 }
 
-/// The constructor's bounds: `__A0: Produces<T0>` (spanned on the parameter's
-/// type, so "required by this bound" points at it) and, for the other
-/// inputs, `Produces<Ti> + Upstream<Input = <__A0 as Upstream>::Input>` (all
-/// inputs of one step read the same pipeline input).
+/// The constructor's bounds: `__Ak: Produces<Tk> + Upstream<Input = __I>`
+/// (spanned on the parameter's type, so "required by this bound" points at
+/// it): each edge produces the parameter's type, and all inputs of one step
+/// read the same pipeline input `__I`. The pipeline input is a parameter of
+/// its own rather than a projection (`<__A0 as Upstream>::Input`), so an
+/// argument that is not a node at all (`add_one(5)`) is one error.
 fn edge_bounds(gens: &[Ident], inputs: &[StepInput]) -> TokenStream {
     let p = quote!(::pipeline_core::__private);
-    let bounds = gens.iter().zip(inputs).enumerate().map(|(i, (g, input))| {
+    let bounds = gens.iter().zip(inputs).map(|(g, input)| {
         let ty = &input.ty;
         let g = Ident::new(&g.to_string(), ty.span());
-        let same_input =
-            (i > 0).then(|| quote!(+ #p::Upstream<Input = <__A0 as #p::Upstream>::Input>));
-        quote_spanned!(ty.span()=> #g: #p::Produces<#ty> #same_input)
+        quote_spanned!(ty.span()=> #g: #p::Produces<#ty> + #p::Upstream<Input = __I>)
     });
     quote!(#(#bounds),*)
 }
@@ -185,10 +172,22 @@ fn run_body(
     } else {
         quote!(#callee(#(#args),*))
     };
-    if output.fallible {
-        quote!(::core::result::Result::map_err(#invoke, ::core::convert::Into::<::pipeline_core::__private::BoxError>::into))
+    if let Some(span) = output.error {
+        step_error(invoke, span)
     } else {
         quote!(::core::result::Result::<_, ::pipeline_core::__private::BoxError>::Ok(#invoke))
+    }
+}
+
+/// `result` (a `Result<T, E>`) with `E` boxed; an `E` that is not an error
+/// type is reported once, at `E` (`error_span`).
+fn step_error(result: TokenStream, error_span: Span) -> TokenStream {
+    let into = quote_spanned!(error_span=> ::pipeline_core::__private::IntoStepError::into_step_error(__e));
+    quote! {
+        match #result {
+            ::core::result::Result::Ok(__v) => ::core::result::Result::Ok(__v),
+            ::core::result::Result::Err(__e) => ::core::result::Result::Err(#into),
+        }
     }
 }
 
@@ -204,49 +203,7 @@ fn call_body(
     if is_async {
         quote!(async move { #value })
     } else {
-        quote!(::pipeline_core::__private::ready(#value))
-    }
-}
-
-/// A batched step: its body takes `Vec<item>` and returns `Vec<out>`; the
-/// graph sees `item -> out`.
-struct Batched {
-    input: StepInput,
-    out: syn::Type,
-    policy: attr::Batch,
-}
-
-/// Checks the signature of a `batch(..)` step; on a mismatch reports it and
-/// expands the step unbatched (so the mistake is one error).
-fn batched(
-    sig: &syn::Signature,
-    inputs: &[StepInput],
-    output: &Output,
-    policy: attr::Batch,
-    cx: &Ctxt,
-) -> Option<Batched> {
-    let item = match inputs {
-        [only] => ast::vec_item(&only.ty).map(|ty| StepInput {
-            name: only.name.clone(),
-            ty,
-        }),
-        _ => None,
-    };
-    let out = ast::vec_item(&output.ty);
-    match (item, out) {
-        (Some(input), Some(out)) => Some(Batched { input, out, policy }),
-        (item, _) => {
-            let culprit = match item {
-                Some(_) => sig.output.to_token_stream(),
-                None => sig.inputs.to_token_stream(),
-            };
-            cx.error_spanned(
-                culprit,
-                "a batched step takes one `Vec<In>` and returns `Vec<Out>` (or `Result<Vec<Out>, E>`), \
-                 one output per input; the graph then sees `In -> Out`",
-            );
-            None
-        }
+        quote!(::pipeline_core::__private::ready_output::<Self>(#value))
     }
 }
 
@@ -329,6 +286,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
     // are `name<PipelineInput>`.
     let marker = quote!(#name<()>);
     let edges = edges_type(&quote!(__I), inputs);
+    let inputs_tuple = inputs_tuple(&tys);
     let edges_value = edges_value(&args, inputs);
     let bounds = edge_bounds(&gens, inputs);
     let info = info(&name_str, attr, "Function", step.is_async);
@@ -353,7 +311,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
 
         #(#attrs)*
         #[allow(clippy::too_many_arguments)]
-        #vis fn #name<#(#gens),*>(#(#args: #gens),*) -> #name<<__A0 as #p::Upstream>::Input>
+        #vis fn #name<__I, #(#gens),*>(#(#args: #gens),*) -> #name<__I>
         where #bounds
         {
             #name {
@@ -387,7 +345,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
 
         #[automatically_derived]
         impl #p::StepFn for #marker {
-            type Inputs = (#(#tys,)*);
+            type Inputs = #inputs_tuple;
             type Output = #out_ty;
             type State = ();
             type Init = ();
@@ -445,6 +403,11 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
     let gens = generics(inputs);
     let tys: Vec<_> = inputs.iter().map(|i| &i.ty).collect();
     let init_tys: Vec<_> = ctor.args.iter().map(|i| &i.ty).collect();
+    let inputs_tuple = inputs_tuple(&tys);
+    // Spanned on the first argument's type, so that an argument that is not
+    // `Clone + Send + Sync` is reported in the user's `new`.
+    let init_span = init_tys.first().map_or_else(Span::call_site, |t| t.span());
+    let init_tuple = quote_spanned!(init_span=> (#(#init_tys,)*));
     let init_names: Vec<_> = ctor.args.iter().map(|i| &i.name).collect();
     // Inputs keep their names unless a constructor argument has the same.
     let in_names: Vec<Ident> = inputs
@@ -462,7 +425,7 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
         .map(|i| format_ident!("__init{}", i))
         .collect();
     let p = quote!(::pipeline_core::__private);
-    let edges = edges_type(&quote!(<__A0 as #p::Upstream>::Input), inputs);
+    let edges = edges_type(&quote!(__I), inputs);
     let edges_value = edges_value(&in_refs, inputs);
     let bounds = edge_bounds(&gens, inputs);
     let info = info(&step.name, attr, "Model", call.is_async);
@@ -471,8 +434,9 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
 
     let ctx_arg = ctor.takes_context.then(|| quote!(__ctx,));
     let mut build = quote!(<#self_ty>::new(#ctx_arg #(#init_vars),*));
-    if ctor.fallible {
-        build = quote!(::core::result::Result::map_err(#build, ::core::convert::Into::<#p::BoxError>::into)?);
+    if let Some(span) = ctor.error {
+        let result = step_error(build, span);
+        build = quote!(#result?);
     }
     // One call at a time per replica, whether `call` takes `&self` or
     // `&mut self`: models are often `Send` but not `Sync` (a `tch::Tensor`
@@ -530,7 +494,7 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
         impl #self_ty {
             #[doc = #bind_doc]
             #[allow(clippy::too_many_arguments)]
-            #ctor_vis fn bind<#(#gens),*>(
+            #ctor_vis fn bind<__I, #(#gens),*>(
                 #(#init_names: #init_tys,)*
                 #(#in_names: #gens),*
             ) -> #p::StepNode<#self_ty, #edges>
@@ -542,10 +506,10 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
 
         #[automatically_derived]
         impl #p::StepFn for #self_ty {
-            type Inputs = (#(#tys,)*);
+            type Inputs = #inputs_tuple;
             type Output = #out_ty;
             type State = #state_ty;
-            type Init = (#(#init_tys,)*);
+            type Init = #init_tuple;
             const INFO: #p::StepInfo = #info;
             #wire
 
@@ -554,7 +518,7 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
                 __init: &Self::Init,
             ) -> ::core::result::Result<Self::State, #p::BoxError> {
                 let _ = __ctx;
-                let (#(#init_vars,)*) = ::core::clone::Clone::clone(__init);
+                let (#(#init_vars,)*) = #p::clone_init::<Self>(__init);
                 let __model = #build;
                 ::core::result::Result::Ok(#wrap)
             }

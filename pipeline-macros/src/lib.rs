@@ -3,13 +3,19 @@
 //!
 //! The work is split as serde and thiserror split theirs:
 //! `attr` parses the attribute's keys, `ast` reads the item into this crate's
-//! model of a step (checking it), `expand` writes the code. Every error is
-//! collected by `ctxt` and reported at once, each on the user's tokens.
+//! model of a step (checking it), `check` checks the two against each other,
+//! `expand` writes the code and cannot fail. Every error is collected by
+//! `ctxt` and reported at once, each on the user's tokens; a mistake in the
+//! attribute still expands the step (defaults for the bad keys), and an item
+//! `ast` rejects expands to `fallback`'s stand-in, so that code using the
+//! step adds no errors of its own: one mistake, one error.
 
 mod ast;
 mod attr;
+mod check;
 mod ctxt;
 mod expand;
+mod fallback;
 
 use proc_macro::TokenStream;
 

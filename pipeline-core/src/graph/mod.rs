@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | `upstream.rs` | the node trait and the edge check |
 //! | `input.rs`, `shared.rs`, `gather.rs`, `node.rs`, `step.rs`, `route.rs` | one node kind each |
+//! | `rejected.rs` | what a `#[step]` the macro rejected expands to |
 //! | `lower.rs` | the deploy traversal: names, description, plans, evaluators |
 //! | `describe.rs` | the printable graph (DOT, Mermaid) |
 //! | `names.rs` | step node names |
@@ -21,6 +22,7 @@ mod input;
 mod lower;
 mod names;
 mod node;
+mod rejected;
 mod route;
 mod shared;
 mod step;
@@ -37,6 +39,8 @@ pub use lower::Lowering;
 #[cfg(feature = "remote")]
 pub(crate) use names::intern;
 pub use node::Node;
+#[doc(hidden)]
+pub use rejected::{Rejected, Unknown};
 pub use route::{route, Route, RouteEval, RouteStart};
 pub use shared::Shared;
 #[doc(hidden)]
@@ -46,4 +50,4 @@ pub use step::StepNode;
 pub use step::{EdgeList, EdgesEval, StepEval};
 #[doc(hidden)]
 pub use upstream::{edge, CastEval};
-pub use upstream::{Produces, Upstream};
+pub use upstream::{Produces, SharedOutput, Upstream};

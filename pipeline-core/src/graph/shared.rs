@@ -29,12 +29,20 @@ use crate::eval::{CallCx, DynEval, Eval};
 /// ```
 pub struct Shared<I, O> {
     node: Arc<Mutex<Option<Node<I, O>>>>,
+    /// `O::clone`, taken where `O: Clone` is known ([`Upstream::shared`]),
+    /// so that no other use of a shared node repeats the bound: a shared
+    /// output that is not `Clone` is one error, at `.shared()`.
+    clone: fn(&O) -> O,
 }
 
 impl<I, O> Shared<I, O> {
-    pub(crate) fn new(node: Node<I, O>) -> Self {
+    pub(crate) fn new(node: Node<I, O>) -> Self
+    where
+        O: Clone,
+    {
         Shared {
             node: Arc::new(Mutex::new(Some(node))),
+            clone: O::clone,
         }
     }
 
@@ -47,6 +55,7 @@ impl<I, O> Clone for Shared<I, O> {
     fn clone(&self) -> Self {
         Shared {
             node: Arc::clone(&self.node),
+            clone: self.clone,
         }
     }
 }
@@ -60,7 +69,7 @@ impl<I, O> Debug for Shared<I, O> {
 impl<I, O> Upstream for Shared<I, O>
 where
     I: Send + 'static,
-    O: Clone + Send + 'static,
+    O: Send + 'static,
 {
     type Input = I;
     type Output = O;
@@ -80,6 +89,7 @@ where
         let eval = SharedEval {
             inner: Arc::from(node.lower(lowering)?),
             slot: lowering.new_slot(),
+            clone: self.clone,
         };
         lowering.shared_first(key, eval.clone())?;
         Ok(eval)
@@ -104,6 +114,7 @@ where
 pub struct SharedEval<O> {
     inner: Arc<dyn DynEval<O>>,
     slot: usize,
+    clone: fn(&O) -> O,
 }
 
 impl<O> Debug for SharedEval<O> {
@@ -117,13 +128,14 @@ impl<O> Clone for SharedEval<O> {
         SharedEval {
             inner: Arc::clone(&self.inner),
             slot: self.slot,
+            clone: self.clone,
         }
     }
 }
 
 impl<O> Eval for SharedEval<O>
 where
-    O: Clone + Send + 'static,
+    O: Send + 'static,
 {
     type Output = O;
     async fn eval(&self, cx: &CallCx<'_>) -> Result<O, PipelineError> {
@@ -142,7 +154,7 @@ where
         match value {
             Ok(v) => v
                 .downcast_ref::<Mutex<O>>()
-                .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).clone())
+                .map(|m| (self.clone)(&m.lock().unwrap_or_else(PoisonError::into_inner)))
                 .ok_or(PipelineError::Internal("shared slot holds another type")),
             Err(e) => Err(e.clone()),
         }

@@ -71,7 +71,7 @@ pub trait Upstream: Sized + Send + 'static {
     /// ```
     fn shared(self) -> Shared<Self::Input, Self::Output>
     where
-        Self::Output: Clone,
+        Self::Output: SharedOutput,
     {
         Shared::new(self.boxed())
     }
@@ -129,6 +129,19 @@ pub trait Upstream: Sized + Send + 'static {
     }
 }
 
+/// What [`Upstream::shared`] needs of a node's output: each consumer gets
+/// a clone of it. Implemented for every `Clone` type; named so that a
+/// missing `Clone` is one error at `.shared()`, in these words.
+#[diagnostic::on_unimplemented(
+    message = "`.shared()` gives each consumer a clone of the node's output, but `{Self}` is not `Clone`",
+    label = "this node's output is not `Clone`",
+    note = "derive or implement `Clone` for `{Self}`, or make the step return an `Arc` of it"
+)]
+pub trait SharedOutput: Clone {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Clone> SharedOutput for T {}
+
 /// The edge check: `N: Produces<T>` holds when node `N`'s output is `T`.
 ///
 /// ```
@@ -170,7 +183,7 @@ impl<I: Send + 'static, O: Send + 'static> Produces<O> for Node<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Clone + Send + 'static> Produces<O> for Shared<I, O> {
+impl<I: Send + 'static, O: Send + 'static> Produces<O> for Shared<I, O> {
     #[inline(always)]
     fn cast(output: O) -> O {
         output

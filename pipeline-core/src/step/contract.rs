@@ -61,3 +61,44 @@ pub trait StepFn: 'static {
 pub trait StepOutput<T>: StepFn {
     fn cast_output(output: Self::Output) -> T;
 }
+
+/// How a step's (or a constructor's) `Err` becomes the pipeline's boxed
+/// error: implemented for every type that converts into [`BoxError`] (error
+/// types, `String`, `&str`, boxed errors, `anyhow::Error`). Named so that an
+/// `E` that is not an error is one error at `E`, in these words.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an error type, so a step cannot return it as its `Err`",
+    label = "not an error type",
+    note = "implement `std::error::Error` for `{Self}` (e.g. `#[derive(Debug, thiserror::Error)]`), or return `Result<T, BoxError>` / `Result<T, String>`"
+)]
+pub trait IntoStepError {
+    /// Boxes the error.
+    fn into_step_error(self) -> BoxError;
+}
+
+#[diagnostic::do_not_recommend]
+impl<E: Into<BoxError>> IntoStepError for E {
+    fn into_step_error(self) -> BoxError {
+        self.into()
+    }
+}
+
+/// A clone of a step's constructor arguments, for one replica. Generic so
+/// that a non-`Clone` argument is reported once, where the step declares
+/// it, and not again in the generated `build`.
+#[doc(hidden)]
+pub fn clone_init<S: StepFn>(init: &S::Init) -> S::Init {
+    init.clone()
+}
+
+/// A sync step's answer as a ready future. Generic so that the future's
+/// `Send` comes from `StepFn::Output: Send` and a non-`Send` output is
+/// reported once, at the step's output type.
+#[doc(hidden)]
+#[inline(always)]
+pub fn ready_output<S: StepFn + ?Sized>(
+    value: Result<S::Output, BoxError>,
+) -> impl Future<Output = Result<S::Output, BoxError>> + Send {
+    std::future::ready(value)
+}

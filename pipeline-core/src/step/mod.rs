@@ -9,7 +9,7 @@ mod device;
 mod info;
 mod wire;
 
-pub use contract::{StepFn, StepOutput};
+pub use contract::{clone_init, ready_output, IntoStepError, StepFn, StepOutput};
 pub use device::{Device, ReplicaContext};
 pub use info::{AutoscalePolicy, BatchPolicy, Mode, Placement, StepInfo, StepKind};
 pub use wire::{wire_type, Wire, WireError, WireFns, WireTuple, WireType, WIRE_FORMAT};
