@@ -375,13 +375,14 @@ fn check_output(ret: &ReturnType, cx: &Ctxt) {
             "a step's output needs a concrete type, not `impl Trait`: the next step (and the pipeline's \
              caller) receive it by type; name the type, or return `Box<dyn Trait + Send>`",
         ),
-        Type::Reference(r) => cx.error_spanned(
-            r,
-            format!(
-                "a step's output is an owned value passed to the next step: return `{}` instead of a reference",
-                owned(&r.elem)
+        Type::Reference(r) if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") => cx
+            .error_spanned(
+                r,
+                format!(
+                    "a step's output is an owned value passed to the next step: return `{}` instead of a reference",
+                    owned(&r.elem)
+                ),
             ),
-        ),
         ty => check_send(ty, "step output", cx),
     }
 }

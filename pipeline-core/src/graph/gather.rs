@@ -1,13 +1,13 @@
-//! Gather: a `Vec` or array of nodes is a node producing a `Vec` of their
-//! outputs, computed concurrently, in order.
+//! Gather: a `Vec`, array or tuple of nodes is a node producing a `Vec` of
+//! their outputs, computed concurrently, in order.
 
 use std::any::type_name;
 
 use super::describe::{GraphBuilder, NodeId, NodeKind};
 use super::lower::Lowering;
-use super::Upstream;
+use super::{Produces, Upstream};
 use crate::error::{DeployError, PipelineError};
-use crate::eval::{CallCx, Eval};
+use crate::eval::{CallCx, DynEval, Eval};
 
 /// Gather: a `Vec` of nodes is a node producing a `Vec` of their outputs,
 /// computed concurrently, in order.
@@ -73,3 +73,56 @@ impl<E: Eval> Eval for GatherEval<E> {
         futures::future::try_join_all(self.0.iter().map(|e| e.eval(cx))).await
     }
 }
+
+/// Gather from a tuple: nodes of different steps (so of different types)
+/// that produce one type, `(a(x.clone()), b(x))`, are a node producing a
+/// `Vec` of their outputs, computed concurrently, in order. (An array or
+/// `Vec` needs its nodes to be of one type: `.boxed()` each, or use a
+/// tuple.)
+macro_rules! gather_tuple {
+    ($first:ident $(, $rest:ident)+) => {
+        #[allow(non_snake_case)]
+        impl<$first: Upstream, $($rest),+> Upstream for ($first, $($rest),+)
+        where
+            $($rest: Upstream<Input = $first::Input, Output = $first::Output>),+
+        {
+            type Input = $first::Input;
+            type Output = Vec<$first::Output>;
+            type Eval = GatherEval<Box<dyn DynEval<$first::Output>>>;
+
+            fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+                let ($first, $($rest),+) = self;
+                vec![$first.boxed(), $($rest.boxed()),+].lower(lowering)
+            }
+
+            fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
+                let ($first, $($rest),+) = self;
+                let inputs = vec![($first.describe(graph), None), $(($rest.describe(graph), None)),+];
+                graph.push(
+                    "gather",
+                    NodeKind::Gather,
+                    type_name::<Vec<$first::Output>>(),
+                    inputs,
+                )
+            }
+        }
+
+        #[allow(non_snake_case)]
+        impl<T: Send + 'static, $first: Produces<T>, $($rest),+> Produces<Vec<T>> for ($first, $($rest),+)
+        where
+            $($rest: Upstream<Input = $first::Input, Output = $first::Output>),+
+        {
+            fn cast(output: Vec<$first::Output>) -> Vec<T> {
+                output.into_iter().map($first::cast).collect()
+            }
+        }
+    };
+}
+
+gather_tuple!(A, B);
+gather_tuple!(A, B, C);
+gather_tuple!(A, B, C, D);
+gather_tuple!(A, B, C, D, E);
+gather_tuple!(A, B, C, D, E, F);
+gather_tuple!(A, B, C, D, E, F, G);
+gather_tuple!(A, B, C, D, E, F, G, H);
