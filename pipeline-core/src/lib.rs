@@ -25,7 +25,7 @@ pub mod torch;
 
 pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
-    route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteStart, Shared,
+    route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteKey, RouteStart, Shared,
     SharedOutput,
     StepNode, Upstream,
 };

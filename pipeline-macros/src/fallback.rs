@@ -38,9 +38,17 @@ fn function(item: ItemFn) -> TokenStream {
     let ret = quote!(#p::Rejected<#input, #out>);
     // The body is still compiled (inside an anonymous const, out of the
     // constructor's way), so mistakes in it are reported as usual.
+    // Not when the signature cannot stand on its own (a `self` outside an
+    // impl, a returned reference with no lifetime): rustc would report it
+    // again.
+    let elided_output = match &item.sig.output {
+        ReturnType::Type(_, ty) => matches!(&**ty, Type::Reference(r) if r.lifetime.is_none()),
+        ReturnType::Default => false,
+    };
     let body = match item.sig.inputs.first() {
         Some(FnArg::Receiver(_)) => TokenStream::new(),
-        _ => quote!(const _: () = { #[allow(dead_code, clippy::all)] #item };),
+        _ if elided_output => TokenStream::new(),
+        _ => quote!(const _: () = { #[allow(dead_code, unused, clippy::all)] #item };),
     };
     quote! {
         #[allow(non_camel_case_types, dead_code)]
@@ -80,7 +88,12 @@ fn model(item: ItemImpl) -> TokenStream {
     // With no input (or no `call`) to read, `bind` takes one node: what a
     // user who wrote `call(&mut self)` passes.
     let inputs = call
-        .map(|f| typed_names(f.sig.inputs.iter()))
+        .map(|f| {
+            typed_names(f.sig.inputs.iter())
+                .into_iter()
+                .filter(|(_, ty)| !ast::is_context(ty))
+                .collect::<Vec<_>>()
+        })
         .filter(|inputs| !inputs.is_empty())
         .unwrap_or_else(|| vec![(format_ident!("input"), syn::parse_quote!(_))]);
     let out = call.map_or_else(

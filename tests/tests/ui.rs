@@ -14,5 +14,6 @@ fn ui() {
     t.compile_fail("ui/edges/*.rs");
     t.compile_fail("ui/attr/*.rs");
     t.compile_fail("ui/item/*.rs");
+    t.compile_fail("ui/sig/*.rs");
     t.compile_fail("ui/remote/*.rs");
 }

@@ -1,7 +1,7 @@
 //! Per-request routing: a key node picks one branch; only that branch runs.
 
 use std::any::type_name;
-use std::fmt::Debug;
+use std::fmt::{self, Debug, Formatter};
 
 use super::describe::{GraphBuilder, NodeId, NodeKind};
 use super::lower::Lowering;
@@ -41,22 +41,77 @@ use crate::eval::{CallCx, DynEval, Eval};
 pub fn route<K>(key: K) -> RouteStart<K>
 where
     K: Upstream,
-    K::Output: PartialEq + Debug + Sync,
+    K::Output: RouteKey,
 {
-    RouteStart { key }
+    RouteStart {
+        key,
+        keys: KeyFns {
+            eq: <K::Output as PartialEq>::eq,
+            fmt: <K::Output as Debug>::fmt,
+        },
+    }
+}
+
+/// What [`route`] needs of its key's type: it compares keys (`PartialEq`)
+/// and names them in errors and graphs (`Debug`). Implemented for every such
+/// type; named so that a key without them is one error, at `route(..)`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a route key: `route` compares keys and names them in errors, so it needs `PartialEq + Debug + Sync`",
+    label = "this node's output is the route key",
+    note = "derive them on the key type: `#[derive(PartialEq, Debug)]`"
+)]
+pub trait RouteKey: PartialEq + Debug + Sync {}
+
+#[diagnostic::do_not_recommend]
+impl<T: PartialEq + Debug + Sync> RouteKey for T {}
+
+/// The key type's `eq` and `fmt`, taken where [`RouteKey`] is known
+/// ([`route`]), so that no later method repeats the bound.
+struct KeyFns<T> {
+    eq: fn(&T, &T) -> bool,
+    fmt: fn(&T, &mut Formatter<'_>) -> fmt::Result,
+}
+
+impl<T> Clone for KeyFns<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for KeyFns<T> {}
+
+/// A key printed with the key type's `Debug`.
+struct Shown<'a, T>(&'a T, KeyFns<T>);
+
+impl<T> Debug for Shown<'_, T> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        (self.1.fmt)(self.0, f)
+    }
+}
+
+impl<T> KeyFns<T> {
+    fn show(self, key: &T) -> String {
+        format!("{:?}", Shown(key, self))
+    }
 }
 
 /// A route with no branch yet; [`branch`](RouteStart::branch) fixes the
 /// output type. See [`route`] for an example.
-#[derive(Debug)]
-pub struct RouteStart<K> {
+pub struct RouteStart<K: Upstream> {
     key: K,
+    keys: KeyFns<K::Output>,
+}
+
+impl<K: Upstream> Debug for RouteStart<K> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "RouteStart<{}>", type_name::<K>())
+    }
 }
 
 impl<K> RouteStart<K>
 where
     K: Upstream,
-    K::Output: PartialEq + Debug + Sync,
+    K::Output: Sync,
 {
     /// Runs `node` when the key equals `key`.
     pub fn branch<B>(self, key: K::Output, node: B) -> Route<K, B::Output>
@@ -65,6 +120,7 @@ where
     {
         Route {
             key: self.key,
+            keys: self.keys,
             branches: vec![(key, node.boxed())],
             otherwise: None,
         }
@@ -77,6 +133,7 @@ type Branch<K, O> = (<K as Upstream>::Output, Node<<K as Upstream>::Input, O>);
 /// A route node: see [`route`] for an example.
 pub struct Route<K: Upstream, O> {
     key: K,
+    keys: KeyFns<K::Output>,
     branches: Vec<Branch<K, O>>,
     otherwise: Option<Node<K::Input, O>>,
 }
@@ -96,7 +153,7 @@ impl<K: Upstream, O> Debug for Route<K, O> {
 impl<K, O> Route<K, O>
 where
     K: Upstream,
-    K::Output: PartialEq + Debug + Sync,
+    K::Output: Sync,
     O: Send + 'static,
 {
     /// Runs `node` when the key equals `key`. It must produce what the first
@@ -127,7 +184,7 @@ where
 impl<K, O> Produces<O> for Route<K, O>
 where
     K: Upstream,
-    K::Output: PartialEq + Debug + Sync,
+    K::Output: Sync,
     O: Send + 'static,
 {
     #[inline(always)]
@@ -139,7 +196,7 @@ where
 impl<K, O> Upstream for Route<K, O>
 where
     K: Upstream,
-    K::Output: PartialEq + Debug + Sync,
+    K::Output: Sync,
     O: Send + 'static,
 {
     type Input = K::Input;
@@ -148,11 +205,12 @@ where
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         let label = self.label();
+        let keys = self.keys;
         for (i, (a, _)) in self.branches.iter().enumerate() {
-            if self.branches[..i].iter().any(|(b, _)| b == a) {
+            if self.branches[..i].iter().any(|(b, _)| (keys.eq)(b, a)) {
                 return Err(DeployError::DuplicateBranch {
                     route: label,
-                    key: format!("{a:?}"),
+                    key: keys.show(a),
                 });
             }
         }
@@ -161,7 +219,7 @@ where
         let mut branches = Vec::with_capacity(self.branches.len());
         for (k, node) in self.branches {
             let eval = node.lower(lowering)?;
-            inputs.push((lowering.last_id()?, Some(format!("{k:?}"))));
+            inputs.push((lowering.last_id()?, Some(keys.show(&k))));
             branches.push((k, eval));
         }
         let otherwise = match self.otherwise {
@@ -176,6 +234,7 @@ where
         Ok(RouteEval {
             label,
             key,
+            keys,
             branches,
             otherwise,
         })
@@ -184,7 +243,7 @@ where
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         let mut inputs = vec![(self.key.describe(graph), Some("key".to_string()))];
         for (k, node) in &self.branches {
-            inputs.push((node.describe(graph), Some(format!("{k:?}"))));
+            inputs.push((node.describe(graph), Some(self.keys.show(k))));
         }
         if let Some(node) = &self.otherwise {
             inputs.push((node.describe(graph), Some("otherwise".to_string())));
@@ -197,6 +256,7 @@ where
 pub struct RouteEval<E: Eval, O> {
     label: String,
     key: E,
+    keys: KeyFns<E::Output>,
     branches: Vec<(E::Output, Box<dyn DynEval<O>>)>,
     otherwise: Option<Box<dyn DynEval<O>>>,
 }
@@ -212,7 +272,7 @@ impl<E: Eval, O> Debug for RouteEval<E, O> {
 impl<E, O> Eval for RouteEval<E, O>
 where
     E: Eval,
-    E::Output: PartialEq + Debug + Sync,
+    E::Output: Sync,
     O: Send + 'static,
 {
     type Output = O;
@@ -221,12 +281,12 @@ where
         let branch = self
             .branches
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| (self.keys.eq)(k, &key))
             .map(|(_, b)| b)
             .or(self.otherwise.as_ref())
             .ok_or_else(|| PipelineError::NoBranch {
                 route: self.label.clone(),
-                key: format!("{key:?}"),
+                key: self.keys.show(&key),
             })?;
         branch.eval_boxed(cx).await
     }

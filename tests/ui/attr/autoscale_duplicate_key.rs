@@ -5,11 +5,6 @@ fn add_one(x: i64) -> i64 {
     x + 1
 }
 
-#[step(mode = "actors", autoscale, autoscale(max_replicas = 4))]
-fn add_two(x: i64) -> i64 {
-    x + 2
-}
-
 fn main() {
-    let _ = add_two(add_one(Input::<i64>::new())).deploy();
+    let _ = add_one(Input::<i64>::new()).deploy();
 }

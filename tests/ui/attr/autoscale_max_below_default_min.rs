@@ -1,0 +1,11 @@
+use pipeline_core::prelude::*;
+
+// The default `min_replicas` is 1.
+#[step(mode = "actors", autoscale(max_replicas = 0))]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+fn main() {
+    let _ = add_one(Input::<i64>::new()).deploy();
+}

@@ -1,0 +1,16 @@
+//! The step still expands batched (its edges are item edges), so the graph using it adds no error.
+use pipeline_core::prelude::*;
+
+#[step(mode = "actors", batch(max_size = 8, wait_ms = 2.5))]
+fn embed(xs: Vec<i64>) -> Vec<i64> {
+    xs
+}
+
+#[step]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+fn main() {
+    let _ = add_one(embed(Input::<i64>::new())).deploy();
+}

@@ -1,0 +1,20 @@
+use pipeline_core::prelude::*;
+
+struct Model {
+    k: i64,
+}
+
+#[step(mode = "actors")]
+impl Model {
+    fn new(k: i64) -> Self {
+        Model { k }
+    }
+    fn call(&mut self, x: i64) -> *const i64 {
+        let _ = x;
+        &self.k
+    }
+}
+
+fn main() {
+    let _ = Model::bind(1, Input::<i64>::new()).deploy();
+}
