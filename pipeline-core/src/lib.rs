@@ -132,7 +132,7 @@ pub mod __private {
     pub use crate::eval::{CallCx, DynEval, Eval};
     pub use crate::graph::{
         edge, CastEval, EdgeList, EdgesEval, GatherEval, GraphBuilder, InputEval, Lowering, Node,
-        NodeId, Rejected, RouteEval, SharedEval, StepEval, StepNode, Unknown,
+        NodeId, Rejected, RouteEval, SharedEval, StepEval, StepNode, StepNodeEval, Unknown,
     };
     /// The evaluator of a type-erased node producing `T`.
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;

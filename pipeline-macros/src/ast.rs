@@ -253,7 +253,7 @@ fn ctor(f: &ImplItemFn, model: &str, cx: &Ctxt) -> Option<Ctor> {
         args.next();
     }
     let inputs = typed_inputs(args, cx, "constructor argument");
-    check_constructor_return(&sig.output, model, cx);
+    check_constructor_return(&sig.output, sig.ident.span(), model, cx);
     let ret = output_of(&sig.output);
     Some(Ctor {
         vis: f.vis.clone(),
@@ -408,7 +408,9 @@ fn check_send(ty: &Type, what: &str, cx: &Ctxt) {
         .to_string()
         .replace(" < ", "<")
         .replace(" >", ">")
-        .replace("< ", "<");
+        .replace("< ", "<")
+        .replace("* const ", "*const ")
+        .replace("* mut ", "*mut ");
     cx.error_spanned(
         culprit,
         format!(
@@ -453,7 +455,7 @@ pub(crate) fn not_send(ty: &Type) -> Option<(Type, &'static str)> {
 }
 
 /// `new` returns `Self` (or the type's name) or `Result<Self, E>`.
-fn check_constructor_return(ret: &ReturnType, model: &str, cx: &Ctxt) {
+fn check_constructor_return(ret: &ReturnType, name_span: Span, model: &str, cx: &Ctxt) {
     let is_self = |ty: &Type| match ty {
         Type::Path(p) if p.qself.is_none() => p
             .path
@@ -463,7 +465,7 @@ fn check_constructor_return(ret: &ReturnType, model: &str, cx: &Ctxt) {
         _ => false,
     };
     let (span, found) = match ret {
-        ReturnType::Default => (ret.span(), None),
+        ReturnType::Default => (name_span, None),
         ReturnType::Type(_, ty) => {
             let ok = result_ok_type(ty);
             if is_self(ty) || ok.as_ref().is_some_and(is_self) {

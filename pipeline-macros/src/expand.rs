@@ -349,6 +349,20 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
             }
         }
 
+        /// Shares the node, as `.shared()` does: the step runs once per call
+        /// and each clone's consumer gets a clone of its output.
+        #[automatically_derived]
+        impl<__I> ::core::clone::Clone for #name<__I>
+        where
+            #p::StepNode<#marker, #edges>: ::core::clone::Clone,
+        {
+            fn clone(&self) -> Self {
+                #name {
+                    __node: ::core::clone::Clone::clone(&self.__node),
+                }
+            }
+        }
+
         #[automatically_derived]
         impl<__I> ::core::fmt::Debug for #name<__I> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
@@ -379,7 +393,7 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
         impl<__I: ::core::marker::Send + 'static> #p::Upstream for #name<__I> {
             type Input = __I;
             type Output = #out_ty;
-            type Eval = #p::StepEval<#marker, (#(#p::BoxedEval<#tys>,)*)>;
+            type Eval = #p::StepNodeEval<#marker, (#(#p::BoxedEval<#tys>,)*)>;
 
             fn lower(
                 self,

@@ -48,6 +48,64 @@ fn shared_node_runs_once_per_call() {
     assert_eq!(PREPROCESS_RUNS.load(Ordering::SeqCst) - before, 2);
 }
 
+static CLONED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[step]
+fn counted(x: i64) -> i64 {
+    CLONED_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 10
+}
+
+#[test]
+fn a_cloned_node_is_shared_and_runs_once_per_call() {
+    #[step]
+    fn add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+    // A step node, a model node and the input, each cloned rather than
+    // `.shared()`: one run of `counted` per call, one input, and the model
+    // node is one step of the graph.
+    let x = Input::<i64>::new();
+    let c = counted(x.clone());
+    let m = Model::bind(5, x);
+    let p = add(add(c.clone(), c), add(m.clone(), m)).deploy().unwrap();
+    let before = CLONED_RUNS.load(Ordering::SeqCst);
+    assert_eq!(p.call(1).unwrap(), 10 + 10 + 6 + 6);
+    assert_eq!(p.call(2).unwrap(), 20 + 20 + 7 + 7);
+    assert_eq!(CLONED_RUNS.load(Ordering::SeqCst) - before, 2);
+    let steps: Vec<_> = p.report().iter().map(|r| r.step).collect();
+    assert_eq!(steps, ["counted", "add", "Model", "add_1", "add_2"]);
+    // Described once each, marked shared, before and after deploy alike.
+    let x = Input::<i64>::new();
+    let c = counted(x.clone());
+    let g = add(c.clone(), add(c, x)).graph();
+    assert_eq!(g.nodes().iter().filter(|n| n.label.starts_with("counted")).count(), 1);
+    assert_eq!(g.nodes().iter().filter(|n| n.kind == NodeKind::Input).count(), 1);
+}
+
+#[test]
+fn an_unused_clone_and_a_failing_cloned_node_behave_as_shared_nodes() {
+    #[step]
+    fn fail_on_odd(x: i64) -> Result<i64, String> {
+        if x % 2 == 1 {
+            Err(format!("{x} is odd"))
+        } else {
+            Ok(x)
+        }
+    }
+    #[step]
+    fn add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+    let f = fail_on_odd(Input::<i64>::new());
+    let spare = f.clone();
+    let p = add(f.clone(), f).deploy().unwrap();
+    drop(spare);
+    assert_eq!(p.call(4).unwrap(), 8);
+    let err = p.call(3).unwrap_err();
+    assert_eq!(err.step(), Some("fail_on_odd"));
+}
+
 struct Model {
     bias: i64,
 }

@@ -2,18 +2,32 @@
 
 use std::any::type_name;
 use std::fmt::Debug;
-use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
 
 use super::describe::{GraphBuilder, NodeId, NodeKind};
 use super::lower::Lowering;
+use super::shared::SharedEval;
 use super::Upstream;
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
 
 /// The pipeline's input: the value passed to [`Pipeline::call`].
 ///
-/// A graph reads one `Input`. To feed it to several steps, make it
-/// [`shared`](Upstream::shared) and clone the handle.
+/// A graph reads one `Input`. To feed it to several steps, clone it (for a
+/// `Clone` input type): the clones are the same input, each consumer gets a
+/// clone of the value. (A second `Input::new()` is a second input, which a
+/// pipeline cannot have: `deploy()` refuses it.)
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn add(a: i64, b: i64) -> i64 { a + b }
+///
+/// let x = Input::<i64>::new();
+/// assert_eq!(add(x.clone(), x).deploy()?.call(21)?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// ```
 /// use pipeline_core::prelude::*;
@@ -22,12 +36,27 @@ use crate::eval::{CallCx, Eval};
 /// assert_eq!(echo.call(42)?, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Input<T>(PhantomData<fn() -> T>);
+pub struct Input<T> {
+    /// Shared by clones; set by the first `clone` (the input is then read
+    /// as a shared node).
+    clone: Arc<OnceLock<fn(&T) -> T>>,
+}
 
 impl<T> Input<T> {
     /// The input node of a pipeline that takes a `T`.
     pub fn new() -> Self {
-        Input(PhantomData)
+        Input {
+            clone: Arc::new(OnceLock::new()),
+        }
+    }
+}
+
+impl<T: Clone> Clone for Input<T> {
+    fn clone(&self) -> Self {
+        let _ = self.clone.set(T::clone);
+        Input {
+            clone: Arc::clone(&self.clone),
+        }
     }
 }
 
@@ -49,22 +78,46 @@ impl<T: Send + 'static> Upstream for Input<T> {
     type Eval = InputEval<T>;
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+        let key = Arc::as_ptr(&self.clone) as *const () as usize;
+        if let Some(eval) = lowering.shared_again::<SharedEval<T>>(key) {
+            return Ok(InputEval(Some(eval)));
+        }
         lowering.input(type_name::<T>());
-        Ok(InputEval(PhantomData))
+        match self.clone.get() {
+            None => Ok(InputEval(None)),
+            Some(&clone) => {
+                let read: Arc<dyn crate::eval::DynEval<T>> = Arc::new(InputEval::<T>(None));
+                let shared = SharedEval::new(read, lowering.new_slot(), clone);
+                lowering.shared_first(key, shared.clone())?;
+                Ok(InputEval(Some(shared)))
+            }
+        }
     }
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
-        graph.push("input", NodeKind::Input, type_name::<T>(), Vec::new())
+        let key = Arc::as_ptr(&self.clone) as *const () as usize;
+        let describe =
+            |graph: &mut GraphBuilder| graph.push("input", NodeKind::Input, type_name::<T>(), Vec::new());
+        if self.clone.get().is_some() {
+            graph.shared(key, describe)
+        } else {
+            describe(graph)
+        }
     }
 }
 
+/// Reads the call's input: takes it, or (for a cloned `Input`) clones it
+/// out of the shared node that took it.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct InputEval<T>(PhantomData<fn() -> T>);
+pub struct InputEval<T>(Option<SharedEval<T>>);
 
 impl<T: Send + 'static> Eval for InputEval<T> {
     type Output = T;
     async fn eval(&self, cx: &CallCx<'_>) -> Result<T, PipelineError> {
-        cx.take_input::<T>()
+        match &self.0 {
+            None => cx.take_input::<T>(),
+            Some(shared) => shared.eval(cx).await,
+        }
     }
 }

@@ -117,6 +117,13 @@ pub struct SharedEval<O> {
     clone: fn(&O) -> O,
 }
 
+impl<O> SharedEval<O> {
+    /// A shared evaluator of `inner`, its value kept in `slot` per call.
+    pub(super) fn new(inner: Arc<dyn DynEval<O>>, slot: usize, clone: fn(&O) -> O) -> Self {
+        SharedEval { inner, slot, clone }
+    }
+}
+
 impl<O> Debug for SharedEval<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SharedEval<{}>(slot {})", type_name::<O>(), self.slot)

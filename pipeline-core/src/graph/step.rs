@@ -5,10 +5,11 @@
 use std::any::type_name;
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::describe::{GraphBuilder, NodeId};
 use super::lower::Lowering;
+use super::shared::SharedEval;
 use super::{Produces, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
@@ -33,7 +34,39 @@ use crate::step::{StepFn, StepOutput};
 /// assert_eq!(node.deploy()?.call(2)?, 6);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Cloning a node shares it, as [`Upstream::shared`] does: the step runs
+/// once per call and each clone's consumer gets a clone of its output (so
+/// the output must be `Clone`). A node that is never cloned costs nothing
+/// for it.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn double(x: i64) -> i64 { x * 2 }
+/// #[step]
+/// fn add(a: i64, b: i64) -> i64 { a + b }
+///
+/// let d = double(Input::<i64>::new());
+/// let p = add(d.clone(), d).deploy()?; // `double` runs once per call
+/// assert_eq!(p.call(5)?, 20);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct StepNode<S: StepFn, E> {
+    cell: Arc<NodeCell<S, E>>,
+}
+
+/// What the handles of one node share.
+struct NodeCell<S: StepFn, E> {
+    /// Taken by the first handle lowered.
+    parts: Mutex<Option<Parts<S, E>>>,
+    /// Set by the first `clone`: the node is then lowered once, as a shared
+    /// node (where the output's `Clone` is known).
+    clone_output: OnceLock<fn(&S::Output) -> S::Output>,
+}
+
+struct Parts<S: StepFn, E> {
     edges: E,
     init: S::Init,
     name: Option<&'static str>,
@@ -43,10 +76,23 @@ impl<S: StepFn, E> StepNode<S, E> {
     #[doc(hidden)]
     pub fn new(init: S::Init, edges: E) -> Self {
         StepNode {
-            edges,
-            init,
-            name: None,
+            cell: Arc::new(NodeCell {
+                parts: Mutex::new(Some(Parts {
+                    edges,
+                    init,
+                    name: None,
+                })),
+                clone_output: OnceLock::new(),
+            }),
         }
+    }
+
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.cell) as *const () as usize
+    }
+
+    fn parts(&self) -> std::sync::MutexGuard<'_, Option<Parts<S, E>>> {
+        self.cell.parts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Names this node, as Ray Serve's `.options(name=..)`: graphs,
@@ -79,13 +125,28 @@ impl<S: StepFn, E> StepNode<S, E> {
     /// assert_eq!(steps, [("double", 3), ("Scale", 1), ("sum", 1)]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = Some(super::names::intern(name));
+    pub fn named(self, name: &str) -> Self {
+        if let Some(parts) = self.parts().as_mut() {
+            parts.name = Some(super::names::intern(name));
+        }
         self
     }
 }
 
+impl<S: StepFn, E> Clone for StepNode<S, E>
+where
+    S::Output: Clone,
+{
+    fn clone(&self) -> Self {
+        let _ = self.cell.clone_output.set(<S::Output as Clone>::clone);
+        StepNode {
+            cell: Arc::clone(&self.cell),
+        }
+    }
+}
+
 impl<S: StepFn, E> Debug for StepNode<S, E> {
+    // (Named by its step; the parts may be lowered already.)
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StepNode<{}>", S::INFO.name)
     }
@@ -98,24 +159,55 @@ where
 {
     type Input = E::Input;
     type Output = S::Output;
-    type Eval = StepEval<S, E::Eval>;
+    type Eval = StepNodeEval<S, E::Eval>;
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
-        let (edges, inputs) = self.edges.lower(lowering)?;
-        let step = lowering.step::<S>(self.name, type_name::<S::Output>(), inputs, self.init)?;
-        Ok(StepEval {
+        let key = self.key();
+        if let Some(eval) = lowering.shared_again::<SharedEval<S::Output>>(key) {
+            return Ok(StepNodeEval::Shared(eval));
+        }
+        let parts = self
+            .parts()
+            .take()
+            .ok_or(DeployError::Internal("step node lowered twice"))?;
+        let (edges, inputs) = parts.edges.lower(lowering)?;
+        let step = lowering.step::<S>(parts.name, type_name::<S::Output>(), inputs, parts.init)?;
+        let eval = StepEval {
             edges,
             runner: step.runner,
             counters: step.counters,
             name: step.name,
-        })
+        };
+        match self.cell.clone_output.get() {
+            None => Ok(StepNodeEval::Once(eval)),
+            Some(&clone) => {
+                let shared = SharedEval::new(Arc::new(eval), lowering.new_slot(), clone);
+                lowering.shared_first(key, shared.clone())?;
+                Ok(StepNodeEval::Shared(shared))
+            }
+        }
     }
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
-        let inputs = self.edges.describe(graph);
-        graph
-            .step(&S::INFO, self.name, type_name::<S::Output>(), inputs)
-            .0
+        let describe = |graph: &mut GraphBuilder| match self.parts().as_ref() {
+            Some(parts) => {
+                let inputs = parts.edges.describe(graph);
+                graph
+                    .step(&S::INFO, parts.name, type_name::<S::Output>(), inputs)
+                    .0
+            }
+            None => graph.push(
+                "(deployed)",
+                super::NodeKind::Gather,
+                type_name::<S::Output>(),
+                Vec::new(),
+            ),
+        };
+        if self.cell.clone_output.get().is_some() {
+            graph.shared(self.key(), describe)
+        } else {
+            describe(graph)
+        }
     }
 }
 
@@ -134,6 +226,29 @@ where
 /// Where a step node's runner will be: filled when the deploy starts the
 /// step, after every node is planned and every option checked.
 pub(crate) type RunnerSlot<S> = Arc<OnceLock<Box<dyn StepRunner<S>>>>;
+
+/// A step node's evaluator: the step itself, or (for a node that was
+/// cloned) the shared node that runs it once per call.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum StepNodeEval<S: StepFn, E> {
+    Once(StepEval<S, E>),
+    Shared(SharedEval<S::Output>),
+}
+
+impl<S, E> Eval for StepNodeEval<S, E>
+where
+    S: StepFn,
+    E: EdgesEval<Inputs = S::Inputs>,
+{
+    type Output = S::Output;
+    async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
+        match self {
+            StepNodeEval::Once(step) => step.eval(cx).await,
+            StepNodeEval::Shared(shared) => shared.eval(cx).await,
+        }
+    }
+}
 
 #[doc(hidden)]
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! A node used twice without `.shared()`: rustc's one "use of moved value" at the second use.
+//! A node used twice: rustc's one "use of moved value", whose help (`d.clone()`) is the fix: a cloned node is shared, as `.shared()` makes it.
 use pipeline_core::prelude::*;
 
 #[step]
