@@ -25,9 +25,8 @@ pub mod torch;
 
 pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
-    route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteKey, RouteStart, Shared,
-    SharedOutput,
-    StepNode, Upstream,
+    route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteKey, RouteStart,
+    Shared, SharedOutput, StepNode, Upstream,
 };
 pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// Turns a function or a model type's `impl` block into a typed pipeline

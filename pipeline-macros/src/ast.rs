@@ -396,7 +396,10 @@ const NOT_SEND: &[(&str, &str)] = &[
     ("NonNull", "wrap it in a type that is `Send`"),
     ("MutexGuard", "pass the value itself, not a lock guard"),
     ("RwLockReadGuard", "pass the value itself, not a lock guard"),
-    ("RwLockWriteGuard", "pass the value itself, not a lock guard"),
+    (
+        "RwLockWriteGuard",
+        "pass the value itself, not a lock guard",
+    ),
 ];
 
 fn check_send(ty: &Type, what: &str, cx: &Ctxt) {

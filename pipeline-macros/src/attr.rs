@@ -336,7 +336,9 @@ fn parse_batch(meta: &Meta, cx: &Ctxt) -> Option<Batch> {
                     .unwrap_or_default();
                 cx.error_spanned(
                     path,
-                    format!("unknown batch setting `{other}`{hint}; expected `max_size` and `wait_ms`"),
+                    format!(
+                        "unknown batch setting `{other}`{hint}; expected `max_size` and `wait_ms`"
+                    ),
                 );
             }
         }
@@ -600,7 +602,10 @@ fn parse_choice<T: Copy>(
                             .unwrap_or(&word);
                         format!("`{key}` takes a string: quote it, `{key} = \"{fix}\"`; {expected}")
                     }
-                    None => format!("`{key}` takes a string, e.g. `{key} = \"{}\"`; {expected}", names[names.len() - 1]),
+                    None => format!(
+                        "`{key}` takes a string, e.g. `{key} = \"{}\"`; {expected}",
+                        names[names.len() - 1]
+                    ),
                 };
                 (value.span(), message)
             }

@@ -542,18 +542,21 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
             }
         }
     } else {
-        bind_with_init(step, &BindParts {
-            doc: &bind_doc,
-            vis: ctor_vis,
-            init_names: &init_names,
-            init_tys: &init_tys,
-            in_names: &in_refs,
-            inputs,
-            gens: &gens,
-            bounds: &bounds,
-            edges: &edges,
-            edges_value: &edges_value,
-        })
+        bind_with_init(
+            step,
+            &BindParts {
+                doc: &bind_doc,
+                vis: ctor_vis,
+                init_names: &init_names,
+                init_tys: &init_tys,
+                in_names: &in_refs,
+                inputs,
+                gens: &gens,
+                bounds: &bounds,
+                edges: &edges,
+                edges_value: &edges_value,
+            },
+        )
     };
 
     quote! {

@@ -119,7 +119,9 @@ fn model(item: ItemImpl) -> TokenStream {
 
 /// The constructor's generics, parameters and the pipeline input type of
 /// the node it returns.
-fn constructor_params(inputs: &[(Ident, Type)]) -> (Vec<TokenStream>, Vec<TokenStream>, TokenStream) {
+fn constructor_params(
+    inputs: &[(Ident, Type)],
+) -> (Vec<TokenStream>, Vec<TokenStream>, TokenStream) {
     let p = quote!(::pipeline_core::__private);
     if inputs.is_empty() {
         // `step()`: a node of no pipeline input (nothing can name one).
@@ -169,10 +171,7 @@ fn output(ret: &ReturnType, generics: &syn::Generics) -> TokenStream {
         ReturnType::Default => return quote!(()),
         ReturnType::Type(_, ty) => ast::result_ok_type(ty).unwrap_or_else(|| (**ty).clone()),
     };
-    let params = generics
-        .type_params()
-        .map(|t| t.ident.clone())
-        .collect();
+    let params = generics.type_params().map(|t| t.ident.clone()).collect();
     let mut check = Portable(true, params);
     check.visit_type(&ty);
     if check.0 && ast::not_send(&ty).is_none() {

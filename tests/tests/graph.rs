@@ -79,8 +79,20 @@ fn a_cloned_node_is_shared_and_runs_once_per_call() {
     let x = Input::<i64>::new();
     let c = counted(x.clone());
     let g = add(c.clone(), add(c, x)).graph();
-    assert_eq!(g.nodes().iter().filter(|n| n.label.starts_with("counted")).count(), 1);
-    assert_eq!(g.nodes().iter().filter(|n| n.kind == NodeKind::Input).count(), 1);
+    assert_eq!(
+        g.nodes()
+            .iter()
+            .filter(|n| n.label.starts_with("counted"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        g.nodes()
+            .iter()
+            .filter(|n| n.kind == NodeKind::Input)
+            .count(),
+        1
+    );
 }
 
 #[test]

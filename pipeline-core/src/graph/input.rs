@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::describe::{GraphBuilder, NodeId, NodeKind};
 use super::lower::Lowering;
-use super::shared::SharedEval;
+use super::shared::{CloneFn, SharedEval};
 use super::Upstream;
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
@@ -39,7 +39,7 @@ use crate::eval::{CallCx, Eval};
 pub struct Input<T> {
     /// Shared by clones; set by the first `clone` (the input is then read
     /// as a shared node).
-    clone: Arc<OnceLock<fn(&T) -> T>>,
+    clone: Arc<OnceLock<CloneFn<T>>>,
 }
 
 impl<T> Input<T> {
@@ -96,8 +96,9 @@ impl<T: Send + 'static> Upstream for Input<T> {
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         let key = Arc::as_ptr(&self.clone) as *const () as usize;
-        let describe =
-            |graph: &mut GraphBuilder| graph.push("input", NodeKind::Input, type_name::<T>(), Vec::new());
+        let describe = |graph: &mut GraphBuilder| {
+            graph.push("input", NodeKind::Input, type_name::<T>(), Vec::new())
+        };
         if self.clone.get().is_some() {
             graph.shared(key, describe)
         } else {

@@ -11,6 +11,10 @@ use super::{Node, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, DynEval, Eval};
 
+/// How a shared node's consumers each get its output: the output type's
+/// `Clone::clone`, taken where `Clone` is known.
+pub(crate) type CloneFn<T> = fn(&T) -> T;
+
 /// A fan-out point made by [`Upstream::shared`]: cloning it gives more
 /// handles to the same node, which runs once per call.
 ///
@@ -32,7 +36,7 @@ pub struct Shared<I, O> {
     /// `O::clone`, taken where `O: Clone` is known ([`Upstream::shared`]),
     /// so that no other use of a shared node repeats the bound: a shared
     /// output that is not `Clone` is one error, at `.shared()`.
-    clone: fn(&O) -> O,
+    clone: CloneFn<O>,
 }
 
 impl<I, O> Shared<I, O> {
@@ -114,12 +118,12 @@ where
 pub struct SharedEval<O> {
     inner: Arc<dyn DynEval<O>>,
     slot: usize,
-    clone: fn(&O) -> O,
+    clone: CloneFn<O>,
 }
 
 impl<O> SharedEval<O> {
     /// A shared evaluator of `inner`, its value kept in `slot` per call.
-    pub(super) fn new(inner: Arc<dyn DynEval<O>>, slot: usize, clone: fn(&O) -> O) -> Self {
+    pub(super) fn new(inner: Arc<dyn DynEval<O>>, slot: usize, clone: CloneFn<O>) -> Self {
         SharedEval { inner, slot, clone }
     }
 }

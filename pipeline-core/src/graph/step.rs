@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::describe::{GraphBuilder, NodeId};
 use super::lower::Lowering;
-use super::shared::SharedEval;
+use super::shared::{CloneFn, SharedEval};
 use super::{Produces, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
@@ -63,7 +63,7 @@ struct NodeCell<S: StepFn, E> {
     parts: Mutex<Option<Parts<S, E>>>,
     /// Set by the first `clone`: the node is then lowered once, as a shared
     /// node (where the output's `Clone` is known).
-    clone_output: OnceLock<fn(&S::Output) -> S::Output>,
+    clone_output: OnceLock<CloneFn<S::Output>>,
 }
 
 struct Parts<S: StepFn, E> {
@@ -92,7 +92,10 @@ impl<S: StepFn, E> StepNode<S, E> {
     }
 
     fn parts(&self) -> std::sync::MutexGuard<'_, Option<Parts<S, E>>> {
-        self.cell.parts.lock().unwrap_or_else(PoisonError::into_inner)
+        self.cell
+            .parts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Names this node, as Ray Serve's `.options(name=..)`: graphs,
