@@ -51,7 +51,7 @@ pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// #[step]
 /// async fn add(a: i64, b: i64) -> i64 { a + b }
 ///
-/// let x = parse(Input::<String>::new()).shared();
+/// let x = parse(Input::<String>::new()); // a cloned node is shared: `parse` runs once
 /// let p = add(x.clone(), x).deploy()?;
 /// assert_eq!(p.call("21".into())?, 42);
 /// assert_eq!(parse::call("7".into()), Ok(7));
@@ -96,11 +96,29 @@ pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// | `remote` | the step may be served by worker processes over NATS (feature `remote`; chosen at deploy with [`DeployOptions::remote`]); its inputs and output must be serde types, checked here | off |
 /// | `concurrent` | model steps in tasks or local mode: calls share the one model unlocked (`call` takes `&self`, the model is `Sync`) instead of taking turns; for a model that only holds handles or read-only data and whose async `call` waits | off: a model's calls take turns, one at a time per replica |
 ///
-/// Unknown keys, duplicate keys, bad values, `replicas` or `autoscale`
-/// without actors, `replicas` together with `autoscale`,
-/// unsupported items (structs, trait impls, generic or input-less
-/// functions, reference inputs) and model types without `new` or `call`
-/// are compile errors on the offending tokens.
+/// # Mistakes
+///
+/// Each mistake is one compile error, on the offending tokens, in words
+/// that say what to write instead: unknown or duplicate keys (with "did you
+/// mean"), bad values (`mode = actors` is told to quote it, `"ACTORS"` to
+/// use lower case, `replicas = "2"` to drop the quotes), keys that need
+/// `mode = "actors"`, a batched signature that is not `Vec` in and out,
+/// unsupported items (a struct: put the attribute on its `impl` block;
+/// trait impls, generic or input-less steps, reference inputs: take the
+/// owned type, `impl Trait` or non-`Send` types such as `Rc`), a `new`
+/// that does not return `Self` or `Result<Self, E>`, an `Err` that is not
+/// an error type, and model types without `new` or `call` (a `predict` is
+/// told to be renamed). A step with a mistake still expands (with the
+/// types it declares, or as a stand-in node), so the code that uses it adds
+/// no errors of its own. Values may come through `macro_rules!` fragments
+/// (`mode = $mode`).
+///
+/// On the graph side, a wrong edge is one error at the argument ("`x<In>`
+/// is not a node producing `T`"), `Model::bind` with its arguments out of
+/// place is one error that lists what it takes, and `.shared()` or
+/// `route(..)` on an output without `Clone` / `PartialEq + Debug` is one
+/// error at that call. The catalogue of checked mistakes is
+/// `tests/ui/**`, one mistake per file with its error beside it.
 pub use pipeline_macros::step;
 
 /// How a `#[step(remote)]` step's values cross to a worker process

@@ -146,7 +146,7 @@ fn fn_step(item: &ItemFn, cx: &Ctxt) -> Option<FnStep> {
             "a function step takes no `self`; put `#[step]` on the `impl` block for a model step",
         );
     }
-    let inputs = step_inputs(sig.inputs.iter(), sig, cx);
+    let inputs = step_inputs(sig.inputs.iter(), sig, Place::Fn, cx);
     let output = output_of(&sig.output);
     check_output(&sig.output, cx);
     (cx_errors(cx) == before).then(|| FnStep {
@@ -192,6 +192,23 @@ fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
     };
     let ctor = match method("new") {
         Some(f) => ctor(f, &name, cx),
+        None if crate::fallback::NEW_LIKE
+            .iter()
+            .any(|n| method(n).is_some()) =>
+        {
+            let f = crate::fallback::NEW_LIKE
+                .iter()
+                .find_map(|n| method(n))
+                .expect("checked");
+            cx.error_spanned(
+                &f.sig.ident,
+                format!(
+                    "a model step builds each replica with its `new`: rename `{}` to `new`",
+                    f.sig.ident
+                ),
+            );
+            None
+        }
         None => {
             cx.error_spanned(
                 &self_ty,
@@ -252,7 +269,7 @@ fn ctor(f: &ImplItemFn, model: &str, cx: &Ctxt) -> Option<Ctor> {
     if takes_context {
         args.next();
     }
-    let inputs = typed_inputs(args, cx, "constructor argument");
+    let inputs = typed_inputs(args, cx, Place::Ctor);
     check_constructor_return(&sig.output, sig.ident.span(), model, cx);
     let ret = output_of(&sig.output);
     Some(Ctor {
@@ -280,7 +297,7 @@ fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
             return None;
         }
     };
-    let inputs = step_inputs(sig.inputs.iter().skip(1), sig, cx);
+    let inputs = step_inputs(sig.inputs.iter().skip(1), sig, Place::Call, cx);
     check_output(&sig.output, cx);
     Some(Call {
         is_async: sig.asyncness.is_some(),
@@ -291,10 +308,18 @@ fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
 }
 
 fn check_signature(sig: &Signature, cx: &Ctxt) {
-    if !sig.generics.params.is_empty() {
+    // Lifetime parameters alone are reported where they are used (a
+    // borrowed input or output), once.
+    if sig.generics.type_params().next().is_some() || sig.generics.const_params().next().is_some() {
         cx.error_spanned(
             &sig.generics,
             "generic steps are not supported; give the step concrete types",
+        );
+    }
+    if let Some(u) = &sig.unsafety {
+        cx.error_spanned(
+            u,
+            "a step cannot be an `unsafe fn`: the graph calls it for you; make it safe, with an `unsafe` block inside",
         );
     }
     if let Some(v) = &sig.variadic {
@@ -305,9 +330,10 @@ fn check_signature(sig: &Signature, cx: &Ctxt) {
 fn step_inputs<'a>(
     args: impl Iterator<Item = &'a FnArg>,
     sig: &Signature,
+    place: Place,
     cx: &Ctxt,
 ) -> Vec<StepInput> {
-    let inputs = typed_inputs(args, cx, "step input");
+    let inputs = typed_inputs(args, cx, place);
     if inputs.is_empty() {
         cx.error_spanned(
             &sig.ident,
@@ -325,32 +351,63 @@ fn step_inputs<'a>(
     inputs
 }
 
+/// Where a parameter list is: the messages differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A function step's parameters.
+    Fn,
+    /// A model's `call`, after `self`.
+    Call,
+    /// A model's `new`, after its `ctx`.
+    Ctor,
+}
+
 fn typed_inputs<'a>(
     args: impl Iterator<Item = &'a FnArg>,
     cx: &Ctxt,
-    what: &str,
+    place: Place,
 ) -> Vec<StepInput> {
+    let what = match place {
+        Place::Ctor => "constructor argument",
+        Place::Fn | Place::Call => "step input",
+    };
     let mut out = Vec::new();
     for (i, arg) in args.enumerate() {
         let FnArg::Typed(t) = arg else { continue };
         match &*t.ty {
-            Type::Reference(r) if is_context(&t.ty) => cx.error_spanned(
+            _ if mentions_context(&t.ty) && !is_context(&t.ty) => cx.error_spanned(
+                &t.ty,
+                "take the replica's context by shared reference, `ctx: &ReplicaContext`, as `new`'s first argument",
+            ),
+            Type::Reference(_) if is_context(&t.ty) => cx.error_spanned(
                 t,
-                if what == "constructor argument" {
-                    "`ctx: &ReplicaContext` must be the constructor's first argument: move it before the others"
-                } else {
-                    "the replica's context goes to the constructor, not to `call`: take it as `new(ctx: &ReplicaContext, ..)`'s first argument and keep what `call` needs in the model"
+                match place {
+                    Place::Ctor => "`ctx: &ReplicaContext` must be the constructor's first argument: move it before the others",
+                    Place::Call => "the replica's context goes to the constructor, not to `call`: take it as `new(ctx: &ReplicaContext, ..)`'s first argument and keep what `call` needs in the model",
+                    Place::Fn => "a function step has no replica context: make it a model step, `#[step] impl Model { fn new(ctx: &ReplicaContext, ..) -> Self; fn call(&self, x: In) -> Out }`, and read the context in `new`",
                 },
             ),
+            // A `&'static` value is owned enough: `Clone + Send + 'static`.
+            Type::Reference(r) if r.lifetime.as_ref().is_some_and(|l| l.ident == "static") => {}
             Type::Reference(r) => cx.error_spanned(
                 r,
-                format!(
-                    "a {what} is an owned value passed between steps: take `{}` instead of a reference",
-                    owned(&r.elem)
-                ),
+                match place {
+                    Place::Ctor => format!(
+                        "a constructor argument is cloned into each replica: take `{}` instead of a reference",
+                        owned(&r.elem)
+                    ),
+                    _ => format!(
+                        "a step input is an owned value passed between steps: take `{}` instead of a reference",
+                        owned(&r.elem)
+                    ),
+                },
             ),
             Type::ImplTrait(it) => cx.error_spanned(it, format!("a {what} needs a concrete type, not `impl Trait`")),
-            ty => check_send(ty, what, cx),
+            ty => {
+                if !check_owned(ty, what, cx) {
+                    check_send(ty, what, cx);
+                }
+            }
         }
         let name = match &*t.pat {
             Pat::Ident(p) if p.subpat.is_none() => Ident::new(&p.ident.to_string(), p.ident.span()),
@@ -370,6 +427,11 @@ fn check_output(ret: &ReturnType, cx: &Ctxt) {
     let ReturnType::Type(_, ty) = ret else { return };
     let ty = result_ok_type(ty).unwrap_or_else(|| (**ty).clone());
     match &ty {
+        Type::ImplTrait(it) if crate::fallback::future_output(it).is_some() => cx.error_spanned(
+            it,
+            "a step that waits is an `async fn`: write `async fn` and return the future's `Output` type \
+             instead of `impl Future`",
+        ),
         Type::ImplTrait(it) => cx.error_spanned(
             it,
             "a step's output needs a concrete type, not `impl Trait`: the next step (and the pipeline's \
@@ -383,8 +445,59 @@ fn check_output(ret: &ReturnType, cx: &Ctxt) {
                     owned(&r.elem)
                 ),
             ),
-        ty => check_send(ty, "step output", cx),
+        ty => {
+            if !check_owned(ty, "step output", cx) {
+                check_send(ty, "step output", cx);
+            }
+        }
     }
+}
+
+/// A type that borrows (a lifetime other than `'static`) cannot move
+/// between threads; reported once, at the lifetime. `true` if reported.
+fn check_owned(ty: &Type, what: &str, cx: &Ctxt) -> bool {
+    struct Find(Option<syn::Lifetime>);
+    impl syn::visit::Visit<'_> for Find {
+        fn visit_lifetime(&mut self, l: &syn::Lifetime) {
+            if self.0.is_none() && l.ident != "static" {
+                self.0 = Some(l.clone());
+            }
+        }
+        fn visit_type_reference(&mut self, r: &syn::TypeReference) {
+            match &r.lifetime {
+                None if self.0.is_none() => {
+                    self.0 = Some(syn::Lifetime::new("'_", r.and_token.span));
+                }
+                _ => syn::visit::visit_type_reference(self, r),
+            }
+        }
+        // `dyn Fn(&str) -> T` and `for<'a>` bounds borrow only inside.
+        fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let mut find = Find(None);
+    syn::visit::Visit::visit_type(&mut find, ty);
+    let Some(lifetime) = find.0 else { return false };
+    let text = ty
+        .to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace("< ", "<")
+        .replace("& ", "&")
+        .replace("' ", "'");
+    cx.error_spanned(
+        ty,
+        format!(
+            "a {what} must own its data (be `'static`), because it moves between threads: `{text}` borrows \
+             for `{lifetime}`; use an owned type (`String`, `Vec<T>`, `Arc<T>`)"
+        ),
+    );
+    true
 }
 
 /// The standard library's types that cannot be sent between threads, and
@@ -409,11 +522,13 @@ fn check_send(ty: &Type, what: &str, cx: &Ctxt) {
     let text = culprit
         .to_token_stream()
         .to_string()
+        .replace(" :: ", "::")
         .replace(" < ", "<")
         .replace(" >", ">")
         .replace("< ", "<")
         .replace("* const ", "*const ")
-        .replace("* mut ", "*mut ");
+        .replace("* mut ", "*mut ")
+        .replace(" (", "(");
     cx.error_spanned(
         culprit,
         format!(
@@ -422,6 +537,12 @@ fn check_send(ty: &Type, what: &str, cx: &Ctxt) {
         ),
     );
 }
+
+/// Standard traits whose objects are not `Send` unless they add `+ Send`.
+const STD_NOT_SEND_TRAITS: &[&str] = &[
+    "Fn", "FnMut", "FnOnce", "Any", "Error", "Display", "Debug", "Iterator", "Read", "Write",
+    "Future",
+];
 
 /// The first standard type in `ty` that is not `Send` (`Rc`, raw pointers,
 /// lock guards), with the fix.
@@ -435,6 +556,18 @@ pub(crate) fn not_send(ty: &Type) -> Option<(Type, &'static str)> {
             match ty {
                 Type::Ptr(_) => {
                     self.0 = Some((ty.clone(), "pass an owned value instead of a raw pointer"));
+                }
+                // The standard library's traits, which are not `Send` unless
+                // the object says so (a user's trait may have `Send` as a
+                // supertrait, so only these are judged here).
+                Type::TraitObject(t)
+                    if t.bounds.iter().any(|b| {
+                        matches!(b, syn::TypeParamBound::Trait(t) if t.path.segments.last().is_some_and(|s| STD_NOT_SEND_TRAITS.iter().any(|n| s.ident == n)))
+                    }) && !t.bounds.iter().any(|b| {
+                        matches!(b, syn::TypeParamBound::Trait(t) if t.path.segments.last().is_some_and(|s| s.ident == "Send"))
+                    }) =>
+                {
+                    self.0 = Some((ty.clone(), "say so with `+ Send` (and `+ Sync` for a value shared between calls), e.g. `Box<dyn Fn(i64) -> i64 + Send + Sync>`"));
                 }
                 Type::Path(p) if p.qself.is_none() => {
                     let fix = p.path.segments.last().and_then(|seg| {
@@ -555,7 +688,7 @@ fn first_type_arg(ty: &Type, name: &str, arity: Option<usize>) -> Option<Type> {
 
 /// The owned type to suggest for a borrowed `elem`: `String` for `str`,
 /// `Vec<T>` for `[T]`, `PathBuf` for `Path`, ..., else `elem` itself.
-fn owned(elem: &Type) -> String {
+pub(crate) fn owned(elem: &Type) -> String {
     let text = |t: &Type| {
         quote::quote!(#t)
             .to_string()
@@ -578,9 +711,19 @@ fn owned(elem: &Type) -> String {
     }
 }
 
+/// `ReplicaContext` taken some other way than `&ReplicaContext` (by value,
+/// `&mut`): also a context parameter, for the fallback.
+pub(crate) fn mentions_context(ty: &Type) -> bool {
+    let path = match ty {
+        Type::Reference(r) => &*r.elem,
+        other => other,
+    };
+    matches!(path, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "ReplicaContext"))
+}
+
 pub(crate) fn is_context(ty: &Type) -> bool {
     match ty {
-        Type::Reference(r) => match &*r.elem {
+        Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
             Type::Path(p) => p
                 .path
                 .segments

@@ -124,6 +124,8 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
     let mut autoscale_key: Option<&syn::Path> = None;
     let mut autoscale: Option<Autoscale> = None;
     let mut mode_failed = false;
+    // A batch the user meant under another key (reported as unknown).
+    let mut batch_meant: Option<Batch> = None;
     for meta in &metas {
         let path = meta.path();
         let key = path
@@ -167,9 +169,35 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                 }
             }
             other => {
-                let hint = suggest(other, KEYS)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let batchy = other.contains("batch") || other == "max_size" || other == "wait_ms";
+                if batchy {
+                    batch_meant = Some(Batch {
+                        max_size: 32,
+                        wait_ms: 5,
+                        span: meta.span(),
+                    });
+                }
+                let value = match meta {
+                    Meta::NameValue(nv) => match ungroup(&nv.value) {
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Int(n), ..
+                        }) => n.base10_digits().to_string(),
+                        _ => "..".to_string(),
+                    },
+                    _ => "..".to_string(),
+                };
+                let hint = match other {
+                    "max_batch_size" | "batch_size" | "max_size" => {
+                        format!(" (batching settings go in `batch(..)`: write `batch(max_size = {value})`)")
+                    }
+                    "batch_wait_timeout_s" | "batch_wait_ms" | "batch_timeout_ms" | "wait_ms" => {
+                        " (batching settings go in `batch(..)`: write `batch(wait_ms = ..)`, in milliseconds)"
+                            .to_string()
+                    }
+                    _ => suggest(other, KEYS)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default(),
+                };
                 cx.error_spanned(
                     path,
                     format!("unknown step attribute `{other}`{hint}; expected one of: `mode`, `replicas`, `placement`, `batch`, `autoscale`, `remote`, `concurrent`"),
@@ -177,6 +205,14 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
             }
         }
     }
+
+    // A key that meant batching (`batching(..)`, Ray's `max_batch_size`)
+    // was reported as unknown; the step still expands batched, so its edges
+    // are item edges and add no errors.
+    if batch_meant.is_some() && attr.batch.is_none() {
+        attr.batch = batch_meant;
+    }
+    let batch_written = attr.batch.is_some() && batch_meant.is_none();
 
     // A mode that did not parse is reported once; keys only actors take
     // say what was meant, so they are not reported again on top of it.
@@ -187,61 +223,78 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
     if mode_failed && actor_keys {
         attr.mode = Mode::Actors;
     }
-    if let Some((n, span)) = replicas {
-        if attr.mode == Mode::Actors {
-            attr.replicas = n;
-        } else {
-            let mode = match attr.mode {
-                Mode::Local => "local",
-                Mode::Tasks => "tasks",
-                Mode::Actors => unreachable!(),
-            };
-            cx.push(syn::Error::new(
-                span,
+    if attr.mode != Mode::Actors {
+        // Every key that needs actors, as written; several are one error.
+        let mut needs: Vec<(&str, Span)> = Vec::new();
+        if let Some((_, span)) = replicas {
+            needs.push(("replicas", span));
+        }
+        if let (true, Some(batch)) = (batch_written, attr.batch) {
+            needs.push(("batch(..)", batch.span));
+        }
+        if let Some(key) = autoscale_key {
+            needs.push(("autoscale", key.span()));
+        }
+        if let Some((_, span)) = placement {
+            needs.push(("placement", span));
+        }
+        let mode = match attr.mode {
+            Mode::Local => "local",
+            _ => "tasks",
+        };
+        match needs.as_slice() {
+            [] => {}
+            [("replicas", span)] => cx.push(syn::Error::new(
+                *span,
                 format!(
                     "`replicas` needs `mode = \"actors\"`: a {mode} step has no replicas; add `mode = \"actors\"` or remove `replicas`"
                 ),
-            ));
-        }
-    }
-    if let Some(batch) = attr.batch {
-        if attr.mode != Mode::Actors {
-            cx.push(syn::Error::new(
-                batch.span,
+            )),
+            [("batch(..)", span)] => cx.push(syn::Error::new(
+                *span,
                 "`batch(..)` batches the calls queued at an actor replica and needs `mode = \"actors\"`",
-            ));
-            // Kept: the step still expands with its item types, so edges
-            // into it are not reported again.
-        }
-    }
-    if let Some(key) = autoscale_key {
-        if attr.mode != Mode::Actors {
-            cx.error_spanned(
-                key,
+            )),
+            [("autoscale", span)] => cx.push(syn::Error::new(
+                *span,
                 "`autoscale` scales an actor step's replicas and needs `mode = \"actors\"`; add `mode = \"actors\"` or remove `autoscale`",
-            );
-        } else if let Some(replicas) = replicas_key {
-            // Reported on `replicas` alone (a `replicas` on a local or tasks
-            // step already has its error above).
+            )),
+            [(_, span)] => cx.push(syn::Error::new(
+                *span,
+                "`placement` says where actor replicas run and needs `mode = \"actors\"`",
+            )),
+            [(_, span), ..] => {
+                let keys = needs
+                    .iter()
+                    .map(|(k, _)| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                cx.push(syn::Error::new(
+                    *span,
+                    format!(
+                        "{keys} need `mode = \"actors\"` (a {mode} step runs no replicas): add `mode = \"actors\"`"
+                    ),
+                ));
+            }
+        }
+        // Kept: a batched step still expands with its item types, so edges
+        // into it are not reported again.
+    } else {
+        if let Some((n, _)) = replicas {
+            attr.replicas = n;
+        }
+        if let Some(replicas) = replicas_key.filter(|_| autoscale_key.is_some()) {
             cx.error_spanned(
                 replicas,
                 "`replicas` and `autoscale` both set the replica count: use `replicas = N` for a fixed count, \
                  or `autoscale(min_replicas = .., max_replicas = ..)`",
             );
         }
-        if let (Mode::Actors, Some(policy)) = (attr.mode, autoscale) {
+        if let Some(policy) = autoscale {
             attr.autoscale = Some(policy);
             attr.replicas = policy.min_replicas;
         }
-    }
-    if let Some((p, span)) = placement {
-        if attr.mode == Mode::Actors {
+        if let Some((p, _)) = placement {
             attr.placement = p;
-        } else {
-            cx.push(syn::Error::new(
-                span,
-                "`placement` says where actor replicas run and needs `mode = \"actors\"`",
-            ));
         }
     }
     attr

@@ -5,6 +5,7 @@
 //! using the step adds no errors.
 
 use quote::ToTokens;
+use syn::Item;
 
 use crate::ast::{self, Output, Step, StepInput};
 use crate::attr::{self, StepAttr};
@@ -19,8 +20,14 @@ pub(crate) struct Batched {
 }
 
 /// Checks `step` against `attr`, dropping the keys that do not apply (each
-/// reported), and resolves `batch(..)` to the item types.
-pub(crate) fn check(step: Step, attr: &mut StepAttr, cx: &Ctxt) -> (Step, Option<Batched>) {
+/// reported), and resolves `batch(..)` to the item types. A batched step
+/// whose signature is not `Vec` in and out is reported and handed back as
+/// an item for the fallback expansion (its graph then sees item types).
+pub(crate) fn check(
+    step: Step,
+    attr: &mut StepAttr,
+    cx: &Ctxt,
+) -> Result<(Step, Option<Batched>), Box<Item>> {
     let batched = match &step {
         Step::Fn(f) => {
             if let Some(span) = attr.concurrent.take() {
@@ -30,7 +37,7 @@ pub(crate) fn check(step: Step, attr: &mut StepAttr, cx: &Ctxt) -> (Step, Option
                 ));
             }
             attr.batch
-                .and_then(|b| batched(&f.item.sig, &f.inputs, &f.output, b, cx))
+                .map(|b| batched(&f.item.sig, &f.inputs, &f.output, b, cx))
         }
         Step::Model(m) => {
             if let Some(span) = attr.concurrent {
@@ -49,14 +56,21 @@ pub(crate) fn check(step: Step, attr: &mut StepAttr, cx: &Ctxt) -> (Step, Option
                 }
             }
             attr.batch
-                .and_then(|b| batched(&m.call_sig, &m.call.inputs, &m.call.output, b, cx))
+                .map(|b| batched(&m.call_sig, &m.call.inputs, &m.call.output, b, cx))
         }
     };
-    (step, batched)
+    match batched {
+        None => Ok((step, None)),
+        Some(Some(b)) => Ok((step, Some(b))),
+        Some(None) => Err(Box::new(match step {
+            Step::Fn(f) => Item::Fn(f.item),
+            Step::Model(m) => Item::Impl(m.item),
+        })),
+    }
 }
 
-/// Checks the signature of a `batch(..)` step; on a mismatch reports it and
-/// expands the step unbatched (so the mistake is one error).
+/// Checks the signature of a `batch(..)` step; on a mismatch reports it
+/// (`None`).
 fn batched(
     sig: &syn::Signature,
     inputs: &[StepInput],

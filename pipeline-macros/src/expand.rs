@@ -34,7 +34,7 @@ pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
             .replace(" ,", ",")
     };
     let mut attr = attr::parse(args, &cx);
-    let item: Item = match syn::parse2(item.clone()) {
+    let mut item: Item = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(e) => {
             let mut out = e.to_compile_error();
@@ -42,18 +42,50 @@ pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
             return out;
         }
     };
+    second_attributes(&mut item, &written, &cx);
     // Attribute mistakes still expand (with defaults for the bad keys), so
     // code that uses the step compiles and each mistake is one error; a
     // rejected item gets the fallback expansion, for the same reason.
     let mut out = match ast::parse(item, &written, &cx) {
         Ok(step) => match check::check(step, &mut attr, &cx) {
-            (Step::Fn(step), batched) => expand_fn(&step, &attr, batched.as_ref()),
-            (Step::Model(step), batched) => expand_model(&step, &attr, batched.as_ref()),
+            Ok((Step::Fn(step), batched)) => expand_fn(&step, &attr, batched.as_ref()),
+            Ok((Step::Model(step), batched)) => expand_model(&step, &attr, batched.as_ref()),
+            Err(item) => crate::fallback::expand(*item, true),
         },
-        Err(item) => crate::fallback::expand(*item),
+        Err(item) => crate::fallback::expand(*item, attr.batch.is_some()),
     };
     out.extend(cx.into_compile_errors());
     out
+}
+
+/// A second `#[step(..)]` on the same item (`#[step(mode = "actors")]
+/// #[step(replicas = 2)]`) is one error, and is dropped so that the item
+/// expands once.
+fn second_attributes(item: &mut Item, written: &str, cx: &Ctxt) {
+    let attrs = match item {
+        Item::Fn(f) => &mut f.attrs,
+        Item::Impl(i) => &mut i.attrs,
+        _ => return,
+    };
+    attrs.retain(|a| {
+        let is_step = a.path().segments.last().is_some_and(|s| s.ident == "step");
+        if is_step {
+            let args = match &a.meta {
+                syn::Meta::List(l) => l.tokens.to_string(),
+                _ => String::new(),
+            };
+            let merged = match (written.strip_suffix(")]"), args.is_empty()) {
+                (Some(first), false) => format!("{first}, {args})]"),
+                (None, false) => format!("#[step({args})]"),
+                _ => written.to_string(),
+            };
+            cx.error_spanned(
+                a,
+                format!("one `#[step]` per item: put every key in one attribute, `{merged}`"),
+            );
+        }
+        !is_step
+    });
 }
 
 fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream {
@@ -309,6 +341,23 @@ fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched>) -> Token
     });
     let mut call_sig = sig.clone();
     call_sig.ident = Ident::new("call", sig.ident.span());
+    // Inside the body the step's name is the body itself, so a recursive
+    // step (`fact(x - 1)`) calls itself rather than making a node (unless a
+    // parameter has the name).
+    let shadows = sig.inputs.iter().any(|a| match a {
+        syn::FnArg::Typed(t) => matches!(&*t.pat, syn::Pat::Ident(p) if p.ident == *name),
+        syn::FnArg::Receiver(_) => false,
+    });
+    let block = if shadows {
+        quote!(#block)
+    } else {
+        let stmts = &block.stmts;
+        quote!({
+            #[allow(unused_variables, clippy::redundant_locals)]
+            let #name = <#marker>::call;
+            #(#stmts)*
+        })
+    };
     let struct_doc = format!(
         "The node type of the `{name_str}` step on a pipeline whose input is `__I`. \
          `{name_str}(..)` on upstream nodes makes one; `{name_str}::call(..)` runs the step's body directly."
@@ -476,12 +525,14 @@ fn expand_model(step: &ModelStep, attr: &StepAttr, batched: Option<&Batched>) ->
         (quote_spanned!(span=> #self_ty), quote!(__model))
     } else if call.is_async {
         (
-            quote!(#p::AsyncMutex<#self_ty>),
+            quote_spanned!(self_ty.span()=> ::pipeline_core::__private::AsyncMutex<#self_ty>),
             quote!(#p::AsyncMutex::new(__model)),
         )
     } else {
+        // Spanned on the model type: a model that is not `Send` (an `Rc`
+        // field) is reported at `impl Model`.
         (
-            quote!(#p::StdMutex<#self_ty>),
+            quote_spanned!(self_ty.span()=> ::pipeline_core::__private::StdMutex<#self_ty>),
             quote!(#p::StdMutex::new(__model)),
         )
     };

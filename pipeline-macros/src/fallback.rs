@@ -10,7 +10,7 @@
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
 use syn::visit::Visit;
-use syn::{FnArg, ImplItem, ImplItemFn, Item, ItemFn, ItemImpl, Pat, ReturnType, Type};
+use syn::{FnArg, ImplItem, Item, ItemFn, ItemImpl, Pat, ReturnType, Type};
 
 use crate::ast;
 
@@ -20,20 +20,35 @@ pub(crate) const CALL_LIKE: &[&str] = &[
     "predict", "forward", "infer", "run", "process", "__call__", "handle", "apply",
 ];
 
-pub(crate) fn expand(item: Item) -> TokenStream {
+/// The names a newcomer gives the constructor, taken for it when there is
+/// no `new`.
+pub(crate) const NEW_LIKE: &[&str] =
+    &["__init__", "init", "create", "build", "load", "from_config"];
+
+/// `batched`: the attribute asked for `batch(..)`, so the graph sees the
+/// item types of the `Vec`s the body declares.
+pub(crate) fn expand(item: Item, batched: bool) -> TokenStream {
     match item {
-        Item::Fn(f) => function(f),
-        Item::Impl(i) => model(i),
+        Item::Fn(f) => function(f, batched),
+        Item::Impl(i) => model(i, batched),
         other => other.into_token_stream(),
     }
 }
 
-fn function(item: ItemFn) -> TokenStream {
+fn function(item: ItemFn, batched: bool) -> TokenStream {
     let p = quote!(::pipeline_core::__private);
+    // A method (`#[step]` on one fn of an impl block): only the item, since
+    // no node type can live inside an impl.
+    if let Some(FnArg::Receiver(_)) = item.sig.inputs.first() {
+        return item.into_token_stream();
+    }
     let vis = &item.vis;
     let name = &item.sig.ident;
-    let inputs = typed_names(item.sig.inputs.iter());
-    let out = output(&item.sig.output, &item.sig.generics);
+    let inputs = typed_names(item.sig.inputs.iter().filter(|a| match a {
+        FnArg::Typed(t) => !ast::mentions_context(&t.ty),
+        FnArg::Receiver(_) => false,
+    }));
+    let out = output(&item.sig.output, &item.sig.generics, batched);
     let (gens, params, input) = constructor_params(&inputs);
     let ret = quote!(#p::Rejected<#input, #out>);
     // The body is still compiled (inside an anonymous const, out of the
@@ -45,10 +60,10 @@ fn function(item: ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => matches!(&**ty, Type::Reference(r) if r.lifetime.is_none()),
         ReturnType::Default => false,
     };
-    let body = match item.sig.inputs.first() {
-        Some(FnArg::Receiver(_)) => TokenStream::new(),
-        _ if elided_output => TokenStream::new(),
-        _ => quote!(const _: () = { #[allow(dead_code, unused, clippy::all)] #item };),
+    let body = if elided_output {
+        TokenStream::new()
+    } else {
+        quote!(const _: () = { #[allow(dead_code, unused, clippy::all)] #item };)
     };
     quote! {
         #[allow(non_camel_case_types, dead_code)]
@@ -63,7 +78,7 @@ fn function(item: ItemFn) -> TokenStream {
     }
 }
 
-fn model(item: ItemImpl) -> TokenStream {
+fn model(item: ItemImpl, batched: bool) -> TokenStream {
     let p = quote!(::pipeline_core::__private);
     let method = |name: &str| {
         item.items.iter().find_map(|i| match i {
@@ -72,16 +87,16 @@ fn model(item: ItemImpl) -> TokenStream {
         })
     };
     let has_bind = method("bind").is_some();
-    if item.trait_.is_some() || has_bind || !matches!(&*item.self_ty, Type::Path(_)) {
+    if has_bind || !matches!(&*item.self_ty, Type::Path(_)) {
         return item.into_token_stream();
     }
-    let ctor = method("new");
+    let ctor = method("new").or_else(|| NEW_LIKE.iter().find_map(|n| method(n)));
     let call = method("call").or_else(|| CALL_LIKE.iter().find_map(|n| method(n)));
     let init: Vec<(Ident, Type)> = ctor
         .map(|f| {
             typed_names(f.sig.inputs.iter())
                 .into_iter()
-                .filter(|(_, ty)| !ast::is_context(ty))
+                .filter(|(_, ty)| !ast::mentions_context(ty))
                 .collect()
         })
         .unwrap_or_default();
@@ -91,20 +106,28 @@ fn model(item: ItemImpl) -> TokenStream {
         .map(|f| {
             typed_names(f.sig.inputs.iter())
                 .into_iter()
-                .filter(|(_, ty)| !ast::is_context(ty))
+                .filter(|(_, ty)| !ast::mentions_context(ty))
                 .collect::<Vec<_>>()
         })
         .filter(|inputs| !inputs.is_empty())
         .unwrap_or_else(|| vec![(format_ident!("input"), syn::parse_quote!(_))]);
     let out = call.map_or_else(
         || quote!(#p::Unknown),
-        |f| output(&f.sig.output, &f.sig.generics),
+        |f| output(&f.sig.output, &f.sig.generics, batched),
     );
-    let vis = ctor.map_or_else(|| quote!(pub), |f: &ImplItemFn| f.vis.to_token_stream());
+    // A trait impl's methods take no `pub`; the model's `bind` is public
+    // then, as a user who wrote it would expect.
+    let vis = match ctor {
+        Some(f) if item.trait_.is_none() => f.vis.to_token_stream(),
+        _ => quote!(pub),
+    };
     let (gens, params, input) = constructor_params(&inputs);
     let init_params = init.iter().map(|(n, ty)| quote!(#n: #ty));
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let self_ty = &item.self_ty;
+    if item.trait_.is_some() && method("call").is_none() && ctor.is_none() {
+        return item.into_token_stream();
+    }
     quote! {
         #item
 
@@ -124,8 +147,13 @@ fn constructor_params(
 ) -> (Vec<TokenStream>, Vec<TokenStream>, TokenStream) {
     let p = quote!(::pipeline_core::__private);
     if inputs.is_empty() {
-        // `step()`: a node of no pipeline input (nothing can name one).
-        return (Vec::new(), Vec::new(), quote!(#p::Unknown));
+        // `step()`: its pipeline input is whatever the graph around it
+        // reads.
+        return (
+            vec![quote!(__I: ::core::marker::Send + 'static)],
+            Vec::new(),
+            quote!(__I),
+        );
     }
     let gens = std::iter::once(quote!(__I: ::core::marker::Send + 'static))
         .chain((0..inputs.len()).map(|i| {
@@ -163,13 +191,23 @@ fn typed_names<'a>(args: impl Iterator<Item = &'a FnArg>) -> Vec<(Ident, Type)> 
     .collect()
 }
 
-/// The declared output (the `T` of `Result<T, E>`), when it can stand in a
-/// type outside the item (and is `Send`, as far as the macro can tell); else
-/// `Unknown`.
-fn output(ret: &ReturnType, generics: &syn::Generics) -> TokenStream {
+/// The declared output (the `T` of `Result<T, E>`; for a batched step the
+/// item of its `Vec`), repaired where the mistake has an obvious intent (a
+/// borrowed `&str` is the `String` the step should return, an
+/// `impl Future<Output = T>` is `T`), when it can stand outside the item;
+/// else `Unknown`.
+fn output(ret: &ReturnType, generics: &syn::Generics, batched: bool) -> TokenStream {
     let ty = match ret {
         ReturnType::Default => return quote!(()),
         ReturnType::Type(_, ty) => ast::result_ok_type(ty).unwrap_or_else(|| (**ty).clone()),
+    };
+    let ty = repaired(ty);
+    let ty = match batched {
+        true => match ast::vec_item(&ty) {
+            Some(item) => item,
+            None => return quote!(::pipeline_core::__private::Unknown),
+        },
+        false => ty,
     };
     let params = generics.type_params().map(|t| t.ident.clone()).collect();
     let mut check = Portable(true, params);
@@ -179,6 +217,59 @@ fn output(ret: &ReturnType, generics: &syn::Generics) -> TokenStream {
     } else {
         quote!(::pipeline_core::__private::Unknown)
     }
+}
+
+/// What a rejected output type was meant to be.
+fn repaired(ty: Type) -> Type {
+    match ty {
+        Type::Reference(r) if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") => {
+            syn::parse_str(&ast::owned(&r.elem)).unwrap_or(Type::Reference(r))
+        }
+        Type::ImplTrait(it) => future_output(&it).unwrap_or(Type::ImplTrait(it)),
+        Type::Path(p)
+            if p.path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident.to_string().ends_with("Guard")) =>
+        {
+            match p.path.segments.last().map(|s| &s.arguments) {
+                Some(syn::PathArguments::AngleBracketed(args)) => args
+                    .args
+                    .iter()
+                    .find_map(|a| match a {
+                        syn::GenericArgument::Type(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or(Type::Path(p)),
+                _ => Type::Path(p),
+            }
+        }
+        ty => ty,
+    }
+}
+
+/// `T` of `impl Future<Output = T>`.
+pub(crate) fn future_output(it: &syn::TypeImplTrait) -> Option<Type> {
+    it.bounds.iter().find_map(|b| match b {
+        syn::TypeParamBound::Trait(t) => {
+            let last = t.path.segments.last()?;
+            if last.ident != "Future" {
+                return None;
+            }
+            match &last.arguments {
+                syn::PathArguments::AngleBracketed(args) => {
+                    args.args.iter().find_map(|a| match a {
+                        syn::GenericArgument::AssocType(at) if at.ident == "Output" => {
+                            Some(at.ty.clone())
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 /// Whether a type means the same outside its item: no `impl Trait`, no

@@ -19,9 +19,33 @@ use crate::eval::DynEval;
 pub struct Rejected<I, O>(PhantomData<fn() -> (I, O)>);
 
 /// The output of a rejected step whose declared output could not be used
-/// (`impl Trait`, a generic parameter).
+/// (`impl Trait`, a generic parameter). It prints, compares, orders and
+/// converts into errors as anything, so that code using the pipeline's
+/// answers adds no errors of its own. No value of it is ever made (its
+/// field is private); it is not an empty enum, so that code after it is
+/// not reported unreachable either.
 #[derive(Clone, Copy, Debug)]
-pub enum Unknown {}
+pub struct Unknown(());
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        unreachable!("no `Unknown` is ever made")
+    }
+}
+
+impl std::error::Error for Unknown {}
+
+impl<T: ?Sized> PartialEq<T> for Unknown {
+    fn eq(&self, _: &T) -> bool {
+        unreachable!("no `Unknown` is ever made")
+    }
+}
+
+impl<T: ?Sized> PartialOrd<T> for Unknown {
+    fn partial_cmp(&self, _: &T) -> Option<std::cmp::Ordering> {
+        unreachable!("no `Unknown` is ever made")
+    }
+}
 
 impl<I, O> Rejected<I, O> {
     /// The node.

@@ -121,6 +121,17 @@ pub trait Upstream: Sized + Send + 'static {
         Node::new(self)
     }
 
+    /// Not a method to use: a node describes a step and runs nothing. It
+    /// is here so that `node.call(x)` is one error that says to deploy the
+    /// graph first (`node.deploy()?.call(x)`).
+    #[doc(hidden)]
+    fn call<X>(&self, _input: X) -> Result<super::Unknown, super::Unknown>
+    where
+        Self: DeployFirst,
+    {
+        unreachable!("`DeployFirst` has no implementations")
+    }
+
     /// The graph this node ends, for printing before it is deployed.
     fn graph(&self) -> Graph {
         let mut builder = GraphBuilder::default();
@@ -128,6 +139,15 @@ pub trait Upstream: Sized + Send + 'static {
         builder.finish()
     }
 }
+
+/// Never implemented: see [`Upstream::call`].
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a node runs nothing by itself: deploy its graph first, then call the pipeline",
+    label = "`{Self}` is a node of the graph",
+    note = "write `let p = node.deploy()?; p.call(input)` (or `deploy_with(DeployOptions::local())` in tests); `step::call(..)` runs a step's body directly"
+)]
+pub trait DeployFirst {}
 
 /// What [`Upstream::shared`] needs of a node's output: each consumer gets
 /// a clone of it. Implemented for every `Clone` type; named so that a

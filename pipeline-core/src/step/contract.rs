@@ -68,9 +68,9 @@ pub trait StepOutput<T>: StepFn {
 /// `E` that is not an error is one error at `E`, in these words.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an error type, so a step cannot return it as its `Err`",
-    label = "not an error type",
-    note = "implement `std::error::Error` for `{Self}` (e.g. `#[derive(Debug, thiserror::Error)]`), or return `Result<T, BoxError>` / `Result<T, String>`"
+    message = "`{Self}` cannot be a step's `Err`: it must be an error type that can cross threads (`std::error::Error + Send + Sync + 'static`)",
+    label = "not an error type that is `Send + Sync`",
+    note = "for your own type, implement `std::error::Error` (e.g. `#[derive(Debug, thiserror::Error)]`); for a boxed error write `BoxError` (`Box<dyn Error + Send + Sync>`), or return `Result<T, String>`"
 )]
 pub trait IntoStepError {
     /// Boxes the error.
