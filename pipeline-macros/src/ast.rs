@@ -567,7 +567,7 @@ pub(crate) fn not_send(ty: &Type) -> Option<(Type, &'static str)> {
                         matches!(b, syn::TypeParamBound::Trait(t) if t.path.segments.last().is_some_and(|s| s.ident == "Send"))
                     }) =>
                 {
-                    self.0 = Some((ty.clone(), "say so with `+ Send` (and `+ Sync` for a value shared between calls), e.g. `Box<dyn Fn(i64) -> i64 + Send + Sync>`"));
+                    self.0 = Some((ty.clone(), "say so with `+ Send` (and `+ Sync` for a value shared between calls): `dyn Trait + Send + Sync`"));
                 }
                 Type::Path(p) if p.qself.is_none() => {
                     let fix = p.path.segments.last().and_then(|seg| {

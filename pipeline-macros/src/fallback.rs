@@ -69,7 +69,7 @@ fn function(item: ItemFn, batched: bool) -> TokenStream {
         #[allow(non_camel_case_types, dead_code)]
         #vis type #name<__I> = #p::Rejected<__I, #out>;
 
-        #[allow(dead_code, clippy::too_many_arguments)]
+        #[allow(dead_code, unused_variables, clippy::too_many_arguments)]
         #vis fn #name<#(#gens),*>(#(#params),*) -> #ret {
             #p::Rejected::new()
         }

@@ -11,5 +11,6 @@ fn add_one(x: i64) -> i64 {
 }
 
 fn main() {
-    let _ = add_one(one()).deploy();
+    let p = add_one(one()).deploy().unwrap();
+    let _ = p.call(());
 }

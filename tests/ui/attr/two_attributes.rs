@@ -1,0 +1,12 @@
+//! Two `#[step]`s on one item: one error, with the merged attribute.
+use pipeline_core::prelude::*;
+
+#[step(mode = "actors")]
+#[step(replicas = 2)]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+fn main() {
+    let _ = add_one(Input::<i64>::new()).deploy();
+}
