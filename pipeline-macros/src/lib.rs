@@ -9,6 +9,15 @@
 //! attribute still expands the step (defaults for the bad keys), and an item
 //! `ast` rejects expands to `fallback`'s stand-in, so that code using the
 //! step adds no errors of its own: one mistake, one error.
+//!
+//! | module | does |
+//! | --- | --- |
+//! | `attr/` | the attribute's keys (`batch`, `autoscale`, values) |
+//! | `ast/` | the item: a function step, or a model's `new` and `call` (`model.rs`), their types (`types.rs`) |
+//! | `check` | attribute against item (batching, `concurrent`) |
+//! | `expand/` | code: shared pieces, `function.rs`, `model.rs` |
+//! | `fallback` | a rejected item's stand-in |
+//! | `ctxt` | the collected errors |
 
 mod ast;
 mod attr;

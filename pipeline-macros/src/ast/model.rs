@@ -1,0 +1,161 @@
+//! A model step read from its `impl` block: `new` (the constructor, with
+//! its optional context), `call` (the step), each checked.
+
+use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, Type};
+
+use super::types::{check_constructor_return, check_output};
+use super::{
+    check_signature, cx_errors, is_context, output_of, step_inputs, typed_inputs, Call, Ctor,
+    ModelStep, Place,
+};
+use crate::ctxt::Ctxt;
+
+pub(super) fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
+    let before = cx_errors(cx);
+    if let Some((_, path, _)) = &item.trait_ {
+        cx.error_spanned(
+            path,
+            "`#[step]` goes on the model's own `impl` block (`impl Model { .. }`), not on a trait impl",
+        );
+        return None;
+    }
+    if !item.generics.params.is_empty() {
+        cx.error_spanned(
+            &item.generics,
+            "generic model steps are not supported; make the model type concrete",
+        );
+    }
+    let self_ty = (*item.self_ty).clone();
+    let name = match &self_ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    };
+    let Some(name) = name else {
+        cx.error_spanned(
+            &self_ty,
+            "a model step must be a named type (`impl Model { .. }`)",
+        );
+        return None;
+    };
+    let method = |wanted: &str| {
+        item.items.iter().find_map(|i| match i {
+            ImplItem::Fn(f) if f.sig.ident == wanted => Some(f),
+            _ => None,
+        })
+    };
+    let ctor = match method("new") {
+        Some(f) => ctor(f, &name, cx),
+        None if crate::fallback::NEW_LIKE
+            .iter()
+            .any(|n| method(n).is_some()) =>
+        {
+            let f = crate::fallback::NEW_LIKE
+                .iter()
+                .find_map(|n| method(n))
+                .expect("checked");
+            cx.error_spanned(
+                &f.sig.ident,
+                format!(
+                    "a model step builds each replica with its `new`: rename `{}` to `new`",
+                    f.sig.ident
+                ),
+            );
+            None
+        }
+        None => {
+            cx.error_spanned(
+                &self_ty,
+                format!(
+                    "model step `{name}` has no constructor: add `fn new(args..) -> Self` \
+                     (optionally taking `ctx: &ReplicaContext` first; it may return `Result<Self, E>`)"
+                ),
+            );
+            None
+        }
+    };
+    let call_sig = method("call").map(|f| f.sig.clone());
+    let call = match method("call") {
+        Some(f) => call(f, cx),
+        None => {
+            let like = crate::fallback::CALL_LIKE.iter().find_map(|n| method(n));
+            match like {
+                Some(f) => cx.error_spanned(
+                    &f.sig.ident,
+                    format!(
+                        "a model step runs its `call` method: rename `{}` to `call`",
+                        f.sig.ident
+                    ),
+                ),
+                None => cx.error_spanned(
+                    &self_ty,
+                    format!(
+                        "model step `{name}` has no `call` method: add `fn call(&mut self, input: In) -> Out` (or `&self`)"
+                    ),
+                ),
+            }
+            None
+        }
+    };
+    let (ctor, call, call_sig) = (ctor?, call?, call_sig?);
+    (cx_errors(cx) == before).then(|| ModelStep {
+        item: item.clone(),
+        call_sig,
+        self_ty,
+        name,
+        ctor,
+        call,
+    })
+}
+
+pub(super) fn ctor(f: &ImplItemFn, model: &str, cx: &Ctxt) -> Option<Ctor> {
+    let sig = &f.sig;
+    check_signature(sig, cx);
+    if let Some(a) = &sig.asyncness {
+        cx.error_spanned(a, "the constructor `new` must not be `async`: it runs once per replica, on the replica's own thread");
+    }
+    let mut args = sig.inputs.iter().peekable();
+    if let Some(FnArg::Receiver(r)) = args.peek() {
+        cx.error_spanned(r, "the constructor `new` takes no `self`");
+        return None;
+    }
+    let takes_context = matches!(args.peek(), Some(FnArg::Typed(t)) if is_context(&t.ty));
+    if takes_context {
+        args.next();
+    }
+    let inputs = typed_inputs(args, cx, Place::Ctor);
+    check_constructor_return(&sig.output, sig.ident.span(), model, cx);
+    let ret = output_of(&sig.output);
+    Some(Ctor {
+        vis: f.vis.clone(),
+        takes_context,
+        args: inputs,
+        error: ret.error,
+    })
+}
+
+pub(super) fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
+    let sig = &f.sig;
+    check_signature(sig, cx);
+    let mut_receiver = match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() => r.mutability.map(|m| m.span),
+        Some(FnArg::Receiver(r)) => {
+            cx.error_spanned(r, "`call` must take `&self` or `&mut self`: the replica keeps the model between calls");
+            return None;
+        }
+        _ => {
+            cx.error_spanned(
+                &sig.ident,
+                "`call` must take `&self` or `&mut self` as its first parameter",
+            );
+            return None;
+        }
+    };
+    let inputs = step_inputs(sig.inputs.iter().skip(1), sig, Place::Call, cx);
+    check_output(&sig.output, cx);
+    Some(Call {
+        is_async: sig.asyncness.is_some(),
+        mut_receiver,
+        inputs,
+        output: output_of(&sig.output),
+    })
+}
