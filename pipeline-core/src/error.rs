@@ -261,6 +261,14 @@ pub enum DeployError {
         /// How many `Input` nodes there are.
         count: usize,
     },
+    /// A node was deployed already: a node and its clones belong to one
+    /// graph, taken by the first `deploy()` that reaches them (whether it
+    /// succeeded or failed).
+    #[error("{node} was taken by an earlier `deploy()` (a node and its clones belong to one graph, whether that deploy succeeded or failed); build the graph again for another pipeline")]
+    NodeDeployed {
+        /// The node: "step `name`" or "a shared node".
+        node: String,
+    },
     /// A route has two branches for one key.
     #[error("route `{route}` has two branches for key {key}")]
     DuplicateBranch {

@@ -148,8 +148,9 @@ pub mod prelude {
 pub mod __private {
     pub use crate::eval::{CallCx, DynEval, Eval};
     pub use crate::graph::{
-        edge, CastEval, EdgeList, EdgesEval, GatherEval, GraphBuilder, InputEval, Lowering, Node,
-        NodeId, Rejected, RouteEval, SharedEval, StepEval, StepNode, StepNodeEval, Unknown,
+        edge, CastEval, EdgeList, EdgesEval, GatherEval, GraphBuilder, InputEval, IsClone,
+        Lowering, Node, NodeId, Output, Rejected, RouteEval, SharedEval, StepEval, StepNode,
+        StepNodeEval, Unknown,
     };
     /// The evaluator of a type-erased node producing `T`.
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;

@@ -118,6 +118,35 @@ fn an_unused_clone_and_a_failing_cloned_node_behave_as_shared_nodes() {
     assert_eq!(err.step(), Some("fail_on_odd"));
 }
 
+#[test]
+fn a_node_kept_after_deploy_is_refused_by_a_second_deploy_in_words() {
+    #[step]
+    fn add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+    let c = counted(Input::<i64>::new());
+    let kept = c.clone();
+    let p = add(c.clone(), c).deploy().unwrap();
+    assert_eq!(p.call(1).unwrap(), 20);
+    let err = add(kept.clone(), kept).deploy().unwrap_err();
+    assert!(matches!(err, DeployError::NodeDeployed { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("step `counted` was taken by an earlier `deploy()`"),
+        "{err}"
+    );
+    // The same for a `.shared()` node, and after a deploy that failed.
+    let s = counted(Input::<i64>::new()).shared();
+    let kept = s.clone();
+    let bad = add(s.clone(), s).deploy_with(DeployOptions::new().replicas("typo", 2));
+    assert!(matches!(bad, Err(DeployError::UnknownStep { .. })));
+    let err = add(kept.clone(), kept).deploy().unwrap_err();
+    assert!(
+        err.to_string().starts_with("a shared node was taken"),
+        "{err}"
+    );
+}
+
 struct Model {
     bias: i64,
 }

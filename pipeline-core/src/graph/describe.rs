@@ -177,7 +177,10 @@ impl Graph {
     pub fn to_mermaid_annotated(&self, note: impl Fn(&GraphNode) -> Option<String>) -> String {
         let mut out = String::from("flowchart LR\n");
         for n in &self.nodes {
-            let mut caption = self.caption(n).replace('"', "#quot;");
+            let mut caption = self
+                .caption(n)
+                .replace('"', "#quot;")
+                .replace('\n', "<br/>");
             if let Some(note) = note(n) {
                 caption = format!("{caption}<br/>{}", note.replace('"', "#quot;"));
             }
@@ -196,7 +199,7 @@ impl Graph {
                         let _ = writeln!(
                             out,
                             "  n{from} -->|\"{}\"| n{}",
-                            l.replace('"', "#quot;"),
+                            l.replace('"', "#quot;").replace('\n', " "),
                             n.id
                         );
                     }
@@ -236,7 +239,9 @@ impl std::fmt::Display for Graph {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Collects [`GraphNode`]s while nodes describe themselves.

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use super::describe::{GraphBuilder, NodeId, NodeKind};
 use super::lower::Lowering;
 use super::shared::{CloneFn, SharedEval};
-use super::Upstream;
+use super::{SharedOutput, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
 
@@ -51,7 +51,7 @@ impl<T> Input<T> {
     }
 }
 
-impl<T: Clone> Clone for Input<T> {
+impl<T: SharedOutput> Clone for Input<T> {
     fn clone(&self) -> Self {
         let _ = self.clone.set(T::clone);
         Input {

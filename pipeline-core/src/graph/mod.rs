@@ -47,7 +47,7 @@ pub use shared::Shared;
 pub use shared::SharedEval;
 pub use step::StepNode;
 #[doc(hidden)]
-pub use step::{EdgeList, EdgesEval, StepEval, StepNodeEval};
+pub use step::{EdgeList, EdgesEval, IsClone, Output, StepEval, StepNodeEval};
 #[doc(hidden)]
 pub use upstream::{edge, CastEval};
 pub use upstream::{Produces, SharedOutput, Upstream};

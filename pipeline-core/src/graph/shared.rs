@@ -89,7 +89,9 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
-            .ok_or(DeployError::Internal("shared node lowered twice"))?;
+            .ok_or_else(|| DeployError::NodeDeployed {
+                node: "a shared node".to_string(),
+            })?;
         let eval = SharedEval {
             inner: Arc::from(node.lower(lowering)?),
             slot: lowering.new_slot(),
@@ -104,7 +106,12 @@ where
         graph.shared(self.key(), move |graph| {
             match node.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
                 Some(node) => node.describe(graph),
-                None => graph.push("(deployed)", NodeKind::Gather, type_name::<O>(), Vec::new()),
+                None => graph.push(
+                    "(deployed elsewhere)",
+                    NodeKind::Gather,
+                    type_name::<O>(),
+                    Vec::new(),
+                ),
             }
         })
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use super::describe::{GraphBuilder, NodeId};
 use super::lower::Lowering;
 use super::shared::{CloneFn, SharedEval};
-use super::{Produces, Upstream};
+use super::{Produces, SharedOutput, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
 use crate::runtime::{StepCounters, StepRunner};
@@ -136,15 +136,45 @@ impl<S: StepFn, E> StepNode<S, E> {
     }
 }
 
-impl<S: StepFn, E> Clone for StepNode<S, E>
-where
-    S::Output: Clone,
-{
-    fn clone(&self) -> Self {
-        let _ = self.cell.clone_output.set(<S::Output as Clone>::clone);
+/// A step's output type `T`, on a pipeline reading `I`: [`IsClone`] when
+/// `T` is `Clone`. A generated node's `Clone` puts its bound on this, so
+/// that cloning a node whose output is not `Clone` names the output type
+/// ("the trait bound `Output<Big, i64>: IsClone` was not satisfied").
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Output<T, I>(std::marker::PhantomData<fn() -> (T, I)>);
+
+/// See [`Output`].
+#[doc(hidden)]
+pub trait IsClone<T> {
+    /// `T::clone`.
+    fn clone_fn() -> CloneFn<T>;
+}
+
+impl<T: Clone, I> IsClone<T> for Output<T, I> {
+    fn clone_fn() -> CloneFn<T> {
+        T::clone
+    }
+}
+
+impl<S: StepFn, E> StepNode<S, E> {
+    /// Another handle to this node, which is now shared: `clone` is the
+    /// output's `Clone::clone` (what generated nodes' `Clone` calls).
+    #[doc(hidden)]
+    pub fn share(&self, clone: CloneFn<S::Output>) -> Self {
+        let _ = self.cell.clone_output.set(clone);
         StepNode {
             cell: Arc::clone(&self.cell),
         }
+    }
+}
+
+impl<S: StepFn, E> Clone for StepNode<S, E>
+where
+    S::Output: SharedOutput,
+{
+    fn clone(&self) -> Self {
+        self.share(<S::Output as Clone>::clone)
     }
 }
 
@@ -172,7 +202,9 @@ where
         let parts = self
             .parts()
             .take()
-            .ok_or(DeployError::Internal("step node lowered twice"))?;
+            .ok_or_else(|| DeployError::NodeDeployed {
+                node: format!("step `{}`", S::INFO.name),
+            })?;
         let (edges, inputs) = parts.edges.lower(lowering)?;
         let step = lowering.step::<S>(parts.name, type_name::<S::Output>(), inputs, parts.init)?;
         let eval = StepEval {
@@ -200,7 +232,7 @@ where
                     .0
             }
             None => graph.push(
-                "(deployed)",
+                "(deployed elsewhere)",
                 super::NodeKind::Gather,
                 type_name::<S::Output>(),
                 Vec::new(),

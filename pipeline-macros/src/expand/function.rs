@@ -113,11 +113,13 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         #[automatically_derived]
         impl<__I> ::core::clone::Clone for #name<__I>
         where
-            #p::StepNode<#marker, #edges>: ::core::clone::Clone,
+            #p::Output<#out_ty, __I>: #p::IsClone<#out_ty>,
         {
             fn clone(&self) -> Self {
                 #name {
-                    __node: ::core::clone::Clone::clone(&self.__node),
+                    __node: self.__node.share(
+                        <#p::Output<#out_ty, __I> as #p::IsClone<#out_ty>>::clone_fn(),
+                    ),
                 }
             }
         }
