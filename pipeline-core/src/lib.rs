@@ -114,8 +114,8 @@ pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// (`mode = $mode`).
 ///
 /// On the graph side, a wrong edge is one error at the argument ("`x<In>`
-/// is not a node producing `T`"), `Model::bind` with its arguments out of
-/// place is one error that lists what it takes, and `.shared()` or
+/// is not a node producing `T`", with a note that `Model::bind` takes its
+/// constructor arguments first), and `.shared()` or
 /// `route(..)` on an output without `Clone` / `PartialEq + Debug` is one
 /// error at that call. The catalogue of checked mistakes is
 /// `tests/ui/**`, one mistake per file with its error beside it.

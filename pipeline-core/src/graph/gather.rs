@@ -108,6 +108,7 @@ macro_rules! gather_tuple {
         }
 
         #[allow(non_snake_case)]
+        #[diagnostic::do_not_recommend]
         impl<T: Send + 'static, $first: Produces<T>, $($rest),+> Produces<Vec<T>> for ($first, $($rest),+)
         where
             $($rest: Upstream<Input = $first::Input, Output = $first::Output>),+

@@ -85,6 +85,7 @@ impl<I: Send + 'static, O: Send + 'static> Upstream for Rejected<I, O> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<I: Send + 'static, O: Send + 'static, T> Produces<T> for Rejected<I, O> {
     fn cast(_: O) -> T {
         unreachable!("a rejected `#[step]` never compiles")

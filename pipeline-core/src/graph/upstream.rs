@@ -182,7 +182,8 @@ impl<T: Clone> SharedOutput for T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a node producing `{T}`",
     label = "this input must produce `{T}`",
-    note = "a step node's type is `step_name<PipelineInput>`; an input must be a node whose output type is exactly the parameter's type (add a small `#[step]` in between to convert)"
+    note = "a step node's type is `step_name<PipelineInput>`; an input must be a node whose output type is exactly the parameter's type (add a small `#[step]` in between to convert)",
+    note = "for a model step, `Model::bind` takes the constructor arguments first, then the input nodes"
 )]
 pub trait Produces<T>: Upstream {
     #[doc(hidden)]

@@ -10,7 +10,7 @@ use super::{
     call_body, edge_bounds, edges_type, edges_value, generics, info, inputs_tuple, run_body,
     step_error, step_fn_calls, wire_fn,
 };
-use crate::ast::{ModelStep, StepInput};
+use crate::ast::ModelStep;
 use crate::attr::StepAttr;
 use crate::check::Batched;
 
@@ -130,36 +130,21 @@ pub(super) fn expand_model(
         step.name
     );
 
-    let bind = if init_tys.is_empty() {
-        quote! {
-            impl #self_ty {
-                #[doc = #bind_doc]
-                #[allow(clippy::too_many_arguments)]
-                #ctor_vis fn bind<__I, #(#gens),*>(
-                    #(#in_names: #gens),*
-                ) -> #p::StepNode<#self_ty, #edges>
-                where #bounds
-                {
-                    #p::StepNode::new((), #edges_value)
-                }
+    // Constructor arguments keep their declared types, so literals and
+    // `.into()` infer from them (`Model::bind("m.pt".into(), x)`).
+    let bind = quote! {
+        impl #self_ty {
+            #[doc = #bind_doc]
+            #[allow(clippy::too_many_arguments)]
+            #ctor_vis fn bind<__I, #(#gens),*>(
+                #(#init_names: #init_tys,)*
+                #(#in_refs: #gens),*
+            ) -> #p::StepNode<#self_ty, #edges>
+            where #bounds
+            {
+                #p::StepNode::new((#(#init_names,)*), #edges_value)
             }
         }
-    } else {
-        bind_with_init(
-            step,
-            &BindParts {
-                doc: &bind_doc,
-                vis: ctor_vis,
-                init_names: &init_names,
-                init_tys: &init_tys,
-                in_names: &in_refs,
-                inputs,
-                gens: &gens,
-                bounds: &bounds,
-                edges: &edges,
-                edges_value: &edges_value,
-            },
-        )
     };
 
     quote! {
@@ -197,136 +182,6 @@ pub(super) fn expand_model(
             }
         }
     }
-}
-
-pub(super) struct BindParts<'a> {
-    doc: &'a str,
-    vis: &'a syn::Visibility,
-    init_names: &'a [&'a Ident],
-    init_tys: &'a [&'a syn::Type],
-    in_names: &'a [&'a Ident],
-    inputs: &'a [StepInput],
-    gens: &'a [Ident],
-    bounds: &'a TokenStream,
-    edges: &'a TokenStream,
-    edges_value: &'a TokenStream,
-}
-
-/// `Model::bind(init.., nodes..)` for a model with constructor arguments.
-/// Its parameters are all generic and checked together, as one tuple,
-/// through a trait of this model's: arguments in the wrong places (nodes
-/// first, an init argument where a node goes) are then one error that says
-/// what `bind` takes, and right ones infer as if the parameters were typed
-/// (`Model::bind(3, x)` makes `3` an `i64` when `new` takes one). The
-/// trait's second impl (for arguments that are never valid) keeps rustc from
-/// reading the one real impl into the argument types, which would report a
-/// swap as two mismatches.
-pub(super) fn bind_with_init(step: &ModelStep, b: &BindParts<'_>) -> TokenStream {
-    let p = quote!(::pipeline_core::__private);
-    let self_ty = &step.self_ty;
-    let name = &step.name;
-    let bind_trait = format_ident!("__{}_bind", name);
-    let never_trait = format_ident!("{}_bind_takes_init_args_first", name);
-    let BindParts {
-        doc,
-        vis,
-        init_names,
-        init_tys,
-        in_names,
-        inputs,
-        gens,
-        bounds,
-        edges,
-        edges_value,
-    } = b;
-    let init_gens: Vec<Ident> = (0..init_tys.len())
-        .map(|i| format_ident!("__B{}", i))
-        .collect();
-    let init_list = init_names
-        .iter()
-        .zip(init_tys.iter())
-        .map(|(n, t)| format!("`{n}: {}`", type_text(t)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let node_list = inputs
-        .iter()
-        .map(|i| format!("`{}`", type_text(&i.ty)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let nodes = if inputs.len() == 1 {
-        format!("a node producing {node_list}")
-    } else {
-        format!("nodes producing {node_list}")
-    };
-    let message = format!(
-        "`{name}::bind` takes the constructor arguments first, then the input nodes: {init_list}, then {nodes}"
-    );
-    let label = "arguments out of place";
-    let never_ty = format_ident!("__{}_bind_unused", name);
-    let any: Vec<Ident> = (0..init_tys.len() + inputs.len())
-        .map(|i| format_ident!("__X{}", i))
-        .collect();
-    let any_first = &any[0];
-    let any_rest = &any[1..];
-    quote! {
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #[diagnostic::on_unimplemented(message = #message, label = #label)]
-        #vis trait #bind_trait<__I> {
-            fn __bind(self) -> #p::StepNode<#self_ty, #edges>;
-        }
-
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #[diagnostic::on_unimplemented(message = #message, label = #label)]
-        #vis trait #never_trait {}
-
-        // So that rustc does not call the trait unimplemented ("consider
-        // adding one") when it reports arguments out of place.
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #vis enum #never_ty {}
-        impl #never_trait for #never_ty {}
-
-        #[allow(clippy::too_many_arguments)]
-        impl<__I, #(#gens),*> #bind_trait<__I> for (#(#init_tys,)* #(#gens,)*)
-        where #bounds
-        {
-            fn __bind(self) -> #p::StepNode<#self_ty, #edges> {
-                let (#(#init_names,)* #(#in_names,)*) = self;
-                #p::StepNode::new((#(#init_names,)*), #edges_value)
-            }
-        }
-
-        impl<__I, #any_first: #never_trait, #(#any_rest),*> #bind_trait<__I> for (#(#any,)*) {
-            fn __bind(self) -> #p::StepNode<#self_ty, #edges> {
-                ::core::unreachable!()
-            }
-        }
-
-        impl #self_ty {
-            #[doc = #doc]
-            #[allow(clippy::too_many_arguments)]
-            #vis fn bind<__I, #(#init_gens,)* #(#gens),*>(
-                #(#init_names: #init_gens,)*
-                #(#in_names: #gens),*
-            ) -> #p::StepNode<#self_ty, #edges>
-            where (#(#init_gens,)* #(#gens,)*): #bind_trait<__I>
-            {
-                #bind_trait::__bind((#(#init_names,)* #(#in_names,)*))
-            }
-        }
-    }
-}
-
-pub(super) fn type_text(ty: &syn::Type) -> String {
-    quote!(#ty)
-        .to_string()
-        .replace(" < ", "<")
-        .replace("< ", "<")
-        .replace(" >", ">")
-        .replace(" ,", ",")
-        .replace("& ", "&")
 }
 
 pub(super) fn prepend(first: TokenStream, args: &[TokenStream]) -> Vec<TokenStream> {
