@@ -124,6 +124,12 @@ fn a_node_kept_after_deploy_is_refused_by_a_second_deploy_in_words() {
     fn add(a: i64, b: i64) -> i64 {
         a + b
     }
+    // Its own step, not `counted`: that one's run counter belongs to the
+    // test above, which runs at the same time.
+    #[step]
+    fn counted(x: i64) -> i64 {
+        x * 10
+    }
     let c = counted(Input::<i64>::new());
     let kept = c.clone();
     let p = add(c.clone(), c).deploy().unwrap();
