@@ -337,13 +337,7 @@ fn first_type_arg(ty: &Type, name: &str, arity: Option<usize>) -> Option<Type> {
 /// The owned type to suggest for a borrowed `elem`: `String` for `str`,
 /// `Vec<T>` for `[T]`, `PathBuf` for `Path`, ..., else `elem` itself.
 pub(crate) fn owned(elem: &Type) -> String {
-    let text = |t: &Type| {
-        quote::quote!(#t)
-            .to_string()
-            .replace(" < ", "<")
-            .replace(" >", ">")
-            .replace(" ,", ",")
-    };
+    let text = |t: &Type| type_text(t);
     match elem {
         Type::Slice(s) => format!("Vec<{}>", text(&s.elem)),
         Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
@@ -385,4 +379,20 @@ pub(crate) fn is_context(ty: &Type) -> bool {
 
 fn cx_errors(cx: &Ctxt) -> usize {
     cx.len()
+}
+
+/// A type as a user would write it in a message (`Vec<Rc<i64>>`, not
+/// `Vec < Rc < i64 > >` as tokens print).
+pub(crate) fn type_text(ty: &dyn quote::ToTokens) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" :: ", "::")
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+        .replace("* const ", "*const ")
+        .replace("* mut ", "*mut ")
+        .replace(" (", "(")
 }

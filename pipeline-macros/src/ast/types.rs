@@ -4,11 +4,10 @@
 //! what `new` returns.
 
 use proc_macro2::Span;
-use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{ReturnType, Type};
 
-use super::{first_type_arg, owned, result_ok_type};
+use super::{first_type_arg, owned, result_ok_type, type_text};
 use crate::ctxt::Ctxt;
 
 /// A step's output crosses to the next step: it needs a concrete type that
@@ -72,14 +71,7 @@ pub(super) fn check_owned(ty: &Type, what: &str, cx: &Ctxt) -> bool {
     let mut find = Find(None);
     syn::visit::Visit::visit_type(&mut find, ty);
     let Some(lifetime) = find.0 else { return false };
-    let text = ty
-        .to_token_stream()
-        .to_string()
-        .replace(" < ", "<")
-        .replace(" >", ">")
-        .replace("< ", "<")
-        .replace("& ", "&")
-        .replace("' ", "'");
+    let text = type_text(ty);
     cx.error_spanned(
         ty,
         format!(
@@ -109,16 +101,7 @@ pub(super) fn check_send(ty: &Type, what: &str, cx: &Ctxt) {
     let Some((culprit, fix)) = not_send(ty) else {
         return;
     };
-    let text = culprit
-        .to_token_stream()
-        .to_string()
-        .replace(" :: ", "::")
-        .replace(" < ", "<")
-        .replace(" >", ">")
-        .replace("< ", "<")
-        .replace("* const ", "*const ")
-        .replace("* mut ", "*mut ")
-        .replace(" (", "(");
+    let text = type_text(&culprit);
     cx.error_spanned(
         culprit,
         format!(

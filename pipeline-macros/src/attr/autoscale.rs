@@ -3,7 +3,7 @@
 use syn::punctuated::Punctuated;
 use syn::{Meta, Token};
 
-use super::value::{suggest, value_of, whole_number};
+use super::value::{first_time, suggest, value_of, whole_number};
 use super::Autoscale;
 use crate::ctxt::Ctxt;
 
@@ -60,16 +60,10 @@ pub(super) fn parse_autoscale(meta: &Meta, cx: &Ctxt) -> Option<Autoscale> {
     let mut bounds_reported = false;
     for m in &inner {
         let path = m.path();
-        let key = path
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
-        if seen.contains(&key) {
-            cx.error_spanned(path, format!("duplicate `{key}`: each key may appear once"));
+        let Some(key) = first_time(m, &mut seen, cx) else {
             ok = false;
             continue;
-        }
-        seen.push(key.clone());
+        };
         if !AUTOSCALE_KEYS.contains(&key.as_str()) {
             cx.error_spanned(path, unknown_autoscale_key(&key));
             ok = false;

@@ -4,7 +4,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Meta, Token};
 
-use super::value::{suggest, ungroup, value_of, whole_number};
+use super::value::{first_time, suggest, ungroup, value_of, whole_number};
 use super::Batch;
 use crate::ctxt::Ctxt;
 
@@ -41,15 +41,9 @@ pub(super) fn parse_batch(meta: &Meta, cx: &Ctxt) -> Option<Batch> {
     let mut seen = Vec::new();
     for m in &inner {
         let path = m.path();
-        let key = path
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
-        if seen.contains(&key) {
-            cx.error_spanned(path, format!("duplicate `{key}`: each key may appear once"));
+        let Some(key) = first_time(m, &mut seen, cx) else {
             continue;
-        }
-        seen.push(key.clone());
+        };
         match key.as_str() {
             "max_size" => {
                 if let Some(n) = whole_number(m, &key, "8", cx) {

@@ -27,7 +27,7 @@ mod value;
 
 use autoscale::parse_autoscale;
 use batch::parse_batch;
-use value::{parse_choice, parse_flag, suggest, ungroup, value_of, whole_number};
+use value::{first_time, parse_choice, parse_flag, suggest, ungroup, value_of, whole_number};
 
 const KEYS: &[&str] = &[
     "mode",
@@ -124,15 +124,9 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
     let mut batch_meant: Option<Batch> = None;
     for meta in &metas {
         let path = meta.path();
-        let key = path
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
-        if seen.contains(&key) {
-            cx.error_spanned(path, format!("duplicate `{key}`: each key may appear once"));
+        let Some(key) = first_time(meta, &mut seen, cx) else {
             continue;
-        }
-        seen.push(key.clone());
+        };
         match key.as_str() {
             "mode" => match parse_mode(meta, cx) {
                 Some(mode) => attr.mode = mode,

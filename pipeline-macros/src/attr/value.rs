@@ -150,3 +150,19 @@ pub(super) fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| k)
 }
+
+/// The key of `meta` as written, the first time it appears in `seen`;
+/// a repeat is reported (once, on the key) and gives `None`.
+pub(super) fn first_time(meta: &Meta, seen: &mut Vec<String>, cx: &Ctxt) -> Option<String> {
+    let path = meta.path();
+    let key = path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
+    if seen.contains(&key) {
+        cx.error_spanned(path, format!("duplicate `{key}`: each key may appear once"));
+        return None;
+    }
+    seen.push(key.clone());
+    Some(key)
+}
