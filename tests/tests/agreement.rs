@@ -271,6 +271,9 @@ fn torchscript_steps_match_pytorch() {
     let batched = BatchedScriptStep::bind(path, Input::<Tensor>::new())
         .deploy()
         .expect("deploy BatchedScriptStep");
+    // Loading turned the profiling executor off (it recompiles for every
+    // new batch size: see `TorchScript::load`).
+    assert!(!pipeline_core::torch::tch::jit::get_profiling_mode());
     let inputs: Vec<(&Value, Tensor)> = images(&expected)
         .map(|image| {
             let file = image["file"].as_str().expect("file");

@@ -97,7 +97,19 @@ impl fmt::Debug for TorchScript {
 
 impl TorchScript {
     /// Loads the module at `path` onto `device`.
+    ///
+    /// The first load turns libtorch's profiling graph executor off, for
+    /// the whole process (`tch::jit::set_profiling_mode(false)`; call it
+    /// with `true` afterwards to have it back). That executor profiles a
+    /// module again for every new input shape and then compiles fused
+    /// kernels for it; a server's batches come in every size from 1 to
+    /// `max_size`, so on a GPU it kept recompiling: the pretrained
+    /// ensemble's first 256 images ran at 36 images/s on an H100 with it
+    /// and at 309 without, and its steady state did not change (365 and
+    /// 371 images/s; `examples/cuda_check.rs`).
     pub fn load(path: impl AsRef<Path>, device: tch::Device) -> Result<Self, ScriptError> {
+        static SIMPLE_EXECUTOR: std::sync::Once = std::sync::Once::new();
+        SIMPLE_EXECUTOR.call_once(|| tch::jit::set_profiling_mode(false));
         let path = path.as_ref();
         if !path.is_file() {
             return Err(ScriptError::Missing {

@@ -87,10 +87,17 @@ pub fn top5(probabilities: &tch::Tensor) -> Vec<Ranked> {
 }
 
 /// Softmax of both models' logits; each model's top-5 and their mean's.
+/// The logits are brought to the CPU first: each model's replica answers
+/// on its own device, and the two may differ (one model pinned to the CPU,
+/// or replicas spread over two GPUs), where adding them would fail.
 #[step]
 pub fn rank(lite0: Tensor, lite1: Tensor) -> LiteAnswer {
-    let p0 = lite0.softmax(-1, tch::Kind::Float);
-    let p1 = lite1.softmax(-1, tch::Kind::Float);
+    let p0 = lite0
+        .to_device(tch::Device::Cpu)
+        .softmax(-1, tch::Kind::Float);
+    let p1 = lite1
+        .to_device(tch::Device::Cpu)
+        .softmax(-1, tch::Kind::Float);
     let mean = (&p0 + &p1) / 2.0;
     LiteAnswer {
         lite0: top5(&p0),
