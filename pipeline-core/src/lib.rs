@@ -25,8 +25,9 @@ pub mod torch;
 
 pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
-    route, Graph, GraphNode, Input, Node, NodeId, NodeKind, Produces, Route, RouteKey, RouteStart,
-    Shared, SharedOutput, StepNode, Upstream,
+    route, Collect, Graph, GraphNode, Input, Item, MapEach, Node, NodeId, NodeKind, Produces,
+    Route, RouteKey, RouteStart, Shared, SharedOutput, StepNode, StreamNode, Upstream,
+    DEFAULT_IN_FLIGHT,
 };
 pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// Turns a function or a model type's `impl` block into a typed pipeline
@@ -131,15 +132,15 @@ pub use runtime::{
     BATCH_BUCKETS, DEFAULT_QUEUE_BOUND, LATENCY_BUCKETS,
 };
 pub use step::{
-    AutoscalePolicy, BatchPolicy, Device, Mode, Placement, ReplicaContext, StepFn, StepInfo,
-    StepKind,
+    AutoscalePolicy, BatchPolicy, Device, ItemStream, Mode, Placement, ReplicaContext, StepFn,
+    StepInfo, StepKind,
 };
 
 /// The names most pipelines need: `use pipeline_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        route, step, BoxError, Deploy, DeployError, DeployOptions, Device, Input, Mode, Pipeline,
-        PipelineError, ReplicaContext, Upstream,
+        route, step, BoxError, Deploy, DeployError, DeployOptions, Device, Input, ItemStream, Mode,
+        Pipeline, PipelineError, ReplicaContext, Upstream,
     };
 }
 
@@ -155,8 +156,8 @@ pub mod __private {
     /// The evaluator of a type-erased node producing `T`.
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;
     pub use crate::step::{
-        clone_init, ready_output, wire_type, IntoStepError, StepFn, StepInfo, StepKind, StepOutput,
-        Wire,
+        clone_init, ready_output, wire_type, IntoStepError, Probe, Pump, PumpOfStream, PumpOfValue,
+        StepFn, StepInfo, StepKind, StepOutput, Wire,
     };
     pub use crate::{
         AutoscalePolicy, BatchPolicy, BoxError, DeployError, Device, Input, Mode, Placement,

@@ -48,6 +48,10 @@ pub enum NodeKind {
     Gather,
     /// A route: runs the one branch whose key matches.
     Route,
+    /// Each item of a stream, fed to the graph `.map_each(..)` applies.
+    Each,
+    /// A stream's items gathered into one `Vec` (`.collect()`).
+    Collect,
 }
 
 /// One node of a [`Graph`].
@@ -138,6 +142,8 @@ impl Graph {
                 NodeKind::Input => "ellipse",
                 NodeKind::Gather => "invtriangle",
                 NodeKind::Route => "diamond",
+                NodeKind::Each => "parallelogram",
+                NodeKind::Collect => "invtriangle",
                 NodeKind::Step { .. } => "box",
             };
             let mut label = escape(&self.caption(n));
@@ -188,6 +194,8 @@ impl Graph {
                 NodeKind::Input => ("([", "])"),
                 NodeKind::Gather => ("[/", "\\]"),
                 NodeKind::Route => ("{", "}"),
+                NodeKind::Each => ("[/", "/]"),
+                NodeKind::Collect => ("[/", "\\]"),
                 NodeKind::Step { .. } => ("[", "]"),
             };
             let _ = writeln!(out, "  n{}{open}\"{caption}\"{close}", n.id);
@@ -250,6 +258,9 @@ pub struct GraphBuilder {
     graph: Graph,
     shared: HashMap<usize, NodeId>,
     names: InstanceNames,
+    /// The stream nodes whose items the graphs being described take
+    /// (`.map_each`), innermost last.
+    each: Vec<NodeId>,
 }
 
 impl GraphBuilder {
@@ -300,6 +311,21 @@ impl GraphBuilder {
             inputs.into_iter().map(|i| (i, None)).collect(),
         );
         (id, label)
+    }
+
+    /// Starts describing the graph applied to each item of node `source`.
+    pub(crate) fn enter_each(&mut self, source: NodeId) {
+        self.each.push(source);
+    }
+
+    /// Ends [`enter_each`](Self::enter_each).
+    pub(crate) fn leave_each(&mut self) {
+        self.each.pop();
+    }
+
+    /// The stream node whose items the graph being described takes.
+    pub(crate) fn each_source(&self) -> Option<NodeId> {
+        self.each.last().copied()
     }
 
     /// Marks node `id` as consumed by several nodes.

@@ -133,6 +133,29 @@ impl<'o> Lowering<'o> {
     }
 
     /// A slot for one shared node's value per call.
+    /// How many shared-node slots the graph has so far.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Starts lowering the graph applied to each item of node `source`.
+    pub(crate) fn enter_each(&mut self, source: NodeId) {
+        self.graph.enter_each(source);
+    }
+
+    /// Ends [`enter_each`](Self::enter_each).
+    pub(crate) fn leave_each(&mut self) {
+        self.graph.leave_each();
+    }
+
+    /// The stream node whose items the graph being lowered takes; an
+    /// error outside `.map_each`.
+    pub(crate) fn each_source(&self) -> Result<NodeId, DeployError> {
+        self.graph.each_source().ok_or(DeployError::Internal(
+            "an item node lowered outside `.map_each`",
+        ))
+    }
+
     pub(crate) fn new_slot(&mut self) -> usize {
         self.slots += 1;
         self.slots - 1

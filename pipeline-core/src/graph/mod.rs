@@ -17,6 +17,7 @@
 //! | `names.rs` | step node names |
 
 mod describe;
+mod each;
 mod gather;
 mod input;
 mod lower;
@@ -29,6 +30,7 @@ mod step;
 mod upstream;
 
 pub use describe::{Graph, GraphBuilder, GraphNode, NodeId, NodeKind};
+pub use each::{Collect, Item, MapEach, StreamNode, DEFAULT_IN_FLIGHT};
 #[doc(hidden)]
 pub use gather::GatherEval;
 pub use input::Input;

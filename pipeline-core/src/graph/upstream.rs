@@ -132,6 +132,58 @@ pub trait Upstream: Sized + Send + 'static {
         unreachable!("`DeployFirst` has no implementations")
     }
 
+    /// Applies `step` to each item of this stream node: `step` gets a node
+    /// standing for one item and returns the graph's last node (a step's
+    /// name, or a closure binding a model: `|item| Model::bind(args,
+    /// item)`). The answers come out in order, as a stream; at most
+    /// [`DEFAULT_IN_FLIGHT`](crate::DEFAULT_IN_FLIGHT) items are in
+    /// flight at once (see [`MapEach::in_flight`](super::MapEach::in_flight)).
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step]
+    /// fn count_to(n: u32) -> ItemStream<u32> { ItemStream::iter(1..=n) }
+    /// #[step(mode = "actors", replicas = 2)]
+    /// fn square(x: u32) -> u32 { x * x }
+    ///
+    /// let p = count_to(Input::<u32>::new()).map_each(square).deploy()?;
+    /// let squares: Vec<u32> = p.call_iter(4).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn map_each<N, F>(self, step: F) -> super::MapEach<Self, N>
+    where
+        Self: super::StreamNode,
+        F: FnOnce(super::Item<<Self as super::StreamNode>::Item>) -> N,
+        N: Upstream<Input = <Self as super::StreamNode>::Item>,
+    {
+        super::MapEach::new(self, step(super::Item::new()))
+    }
+
+    /// Gathers this stream node's items into one `Vec` (a plain node; the
+    /// first error fails the call).
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step]
+    /// fn words(s: String) -> ItemStream<String> {
+    ///     let words: Vec<String> = s.split_whitespace().map(String::from).collect();
+    ///     ItemStream::iter(words)
+    /// }
+    ///
+    /// let p = words(Input::<String>::new()).collect().deploy()?;
+    /// assert_eq!(p.call("a b".into())?, ["a", "b"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn collect(self) -> super::Collect<Self>
+    where
+        Self: super::StreamNode,
+    {
+        super::Collect::new(self)
+    }
+
     /// The graph this node ends, for printing before it is deployed.
     fn graph(&self) -> Graph {
         let mut builder = GraphBuilder::default();

@@ -123,6 +123,8 @@ pub(super) async fn graph(
                                     NodeKind::Step { .. } => "step",
                                     NodeKind::Gather => "gather",
                                     NodeKind::Route => "route",
+                                    NodeKind::Each => "each",
+                                    NodeKind::Collect => "collect",
                                 },
                                 "step": match n.kind {
                                     NodeKind::Step { step, .. } => Some(step),

@@ -135,7 +135,7 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         self.block_on(self.call_async_timeout(input, deadline))
     }
 
-    fn block_on<T>(
+    pub(crate) fn block_on<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, PipelineError>>,
     ) -> Result<T, PipelineError> {
@@ -191,6 +191,13 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
 
     /// [`call_async_timeout`](Self::call_async_timeout) for the request
     /// `request_id`, which remote steps pass to their workers.
+    /// A timer on the pipeline's runtime (the caller's may have no time
+    /// driver); only its creation needs that context.
+    pub(crate) fn timer(&self, after: Duration) -> Result<tokio::time::Sleep, PipelineError> {
+        let _context = self.inner.runtime()?.enter();
+        Ok(tokio::time::sleep(after))
+    }
+
     pub(crate) async fn call_with_deadline(
         &self,
         input: In,

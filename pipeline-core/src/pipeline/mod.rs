@@ -6,6 +6,7 @@
 mod calls;
 mod deploy;
 mod report;
+mod stream;
 
 pub use calls::Pipeline;
 pub use deploy::Deploy;

@@ -32,6 +32,19 @@ impl<S: StepFn> LocalRunner<S> {
 
 impl<S: StepFn> StepRunner<S> for LocalRunner<S> {
     fn run(&self, inputs: S::Inputs, _meta: &CallMeta) -> Run<'_, S::Output> {
+        if let Some(pump) = S::pump() {
+            // A stream step's items are pulled by its consumer, inline.
+            let name = self.name;
+            let named = move |r: Result<S::Output, _>| r.map(|lazy| (pump.named)(lazy, name));
+            return if S::INFO.is_async {
+                Run::Boxed(Box::pin(futures::FutureExt::map(
+                    call_once::<S>(name, &self.state, inputs),
+                    named,
+                )))
+            } else {
+                Run::Done(Some(named(call_sync::<S>(name, &self.state, inputs))))
+            };
+        }
         if S::INFO.is_async {
             Run::Boxed(Box::pin(call_once::<S>(self.name, &self.state, inputs)))
         } else {

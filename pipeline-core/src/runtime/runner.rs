@@ -93,6 +93,21 @@ pub(crate) fn start<S: StepFn>(
     counters: Arc<StepCounters>,
     runtimes: &mut Runtimes,
 ) -> Result<Box<dyn StepRunner<S>>, DeployError> {
+    if S::pump().is_some() {
+        let refused = if plan.remote.is_some() {
+            Some("a stream step cannot run on remote workers yet; serve it in this process")
+        } else if S::BATCH.is_some() && plan.mode == Mode::Actors {
+            Some("a stream step cannot be batched; batch the step applied to its items (`.map_each(step)`) instead")
+        } else {
+            None
+        };
+        if let Some(message) = refused {
+            return Err(DeployError::InvalidOption {
+                step: plan.node.to_string(),
+                message: message.to_string(),
+            });
+        }
+    }
     if let Some(url) = plan.remote {
         return remote::start::<S>(plan, url, counters, runtimes);
     }

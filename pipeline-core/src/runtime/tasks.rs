@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
+use tokio::sync::oneshot;
+
 use super::admission::Permits;
 use super::executor::Runtimes;
 use super::plan::StepPlan;
 use super::runner::{call_once, Run, StepRunner};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::CallMeta;
-use crate::step::{ReplicaContext, StepFn};
+use crate::step::{Pump, ReplicaContext, StepFn};
 
 /// Spawns one task per call.
 pub(crate) struct TasksRunner<S: StepFn> {
@@ -57,6 +59,9 @@ impl<S: StepFn> TasksRunner<S> {
         let name = self.name;
         let permit = self.permits.admit(name)?;
         let state = Arc::clone(&self.state);
+        if let Some(pump) = S::pump() {
+            return self.spawn_stream(pump, permit, state, inputs).await;
+        }
         let task = if S::INFO.is_async {
             self.handle.spawn(async move {
                 let _permit = permit;
@@ -69,8 +74,8 @@ impl<S: StepFn> TasksRunner<S> {
             })
         };
         // Dropping the call aborts a task that has not started.
-        let mut task = AbortOnDrop(task);
-        match (&mut task.0).await {
+        let mut task = AbortOnDrop::new(task);
+        match task.join().await {
             Ok(result) => result,
             Err(e) if e.is_panic() => Err(PipelineError::panicked(name, e.into_panic())),
             Err(_) => Err(PipelineError::ReplicaLost { step: name }),
@@ -78,10 +83,104 @@ impl<S: StepFn> TasksRunner<S> {
     }
 }
 
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+impl<S: StepFn> TasksRunner<S> {
+    /// A stream step's call: its task answers the stream at once, then
+    /// pulls the step's items into it (holding its permit) until they end
+    /// or the consumer drops the stream.
+    async fn spawn_stream(
+        &self,
+        pump: Pump<S::Output>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        state: Arc<S::State>,
+        inputs: S::Inputs,
+    ) -> Result<S::Output, PipelineError> {
+        let name = self.name;
+        let (answer, front) = oneshot::channel();
+        let task = if S::INFO.is_async {
+            self.handle.spawn(async move {
+                let _permit = permit;
+                answer_then_drive(
+                    pump,
+                    name,
+                    call_once::<S>(name, &state, inputs).await,
+                    answer,
+                )
+                .await;
+            })
+        } else {
+            self.handle.spawn_blocking(move || {
+                let _permit = permit;
+                futures::executor::block_on(async {
+                    let lazy = call_once::<S>(name, &state, inputs).await;
+                    answer_then_drive(pump, name, lazy, answer).await;
+                });
+            })
+        };
+        // Dropping the call before the stream is answered aborts the task;
+        // once answered, the task lives as long as its consumer.
+        let mut task = AbortOnDrop::new(task);
+        let answered = front.await;
+        match answered {
+            Ok(result) => {
+                task.detach();
+                result
+            }
+            Err(_) => match task.join().await {
+                Err(e) if e.is_panic() => Err(PipelineError::panicked(name, e.into_panic())),
+                _ => Err(PipelineError::ReplicaLost { step: name }),
+            },
+        }
+    }
+}
+
+/// Sends a stream step's answer (its stream, or its error), then drives
+/// the stream's items.
+async fn answer_then_drive<O>(
+    pump: Pump<O>,
+    name: &'static str,
+    lazy: Result<O, PipelineError>,
+    answer: oneshot::Sender<Result<O, PipelineError>>,
+) {
+    match lazy {
+        Ok(lazy) => {
+            let (front, driver) = pump.split(lazy, name);
+            if answer.send(Ok(front)).is_ok() {
+                driver.await;
+            }
+        }
+        Err(e) => {
+            let _ = answer.send(Err(e));
+        }
+    }
+}
+
+/// A spawned call's task, aborted if the call is dropped before it
+/// answers (a task that has not started then never runs).
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    fn new(task: tokio::task::JoinHandle<T>) -> Self {
+        AbortOnDrop(Some(task))
+    }
+
+    /// Waits for the task.
+    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
+        match self.0.as_mut() {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Lets the task run on by itself (dropping a `JoinHandle` detaches).
+    fn detach(mut self) {
+        self.0.take();
+    }
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }

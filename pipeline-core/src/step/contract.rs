@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use super::stream::Pump;
 use super::{BatchPolicy, ReplicaContext, StepInfo, Wire};
 use crate::error::BoxError;
 
@@ -31,6 +32,12 @@ pub trait StepFn: 'static {
     /// How calls cross to a worker process: `Some` for `#[step(remote)]`
     /// steps, whose inputs and output the macro checked are serde types.
     fn wire() -> Option<Wire<Self::Inputs, Self::Output>> {
+        None
+    }
+    /// For a stream step (output `ItemStream<T>`), how a runner drives
+    /// its items where it runs; `None` for every other step. The macro
+    /// writes it for each step.
+    fn pump() -> Option<Pump<Self::Output>> {
         None
     }
     /// Runs the step once.

@@ -134,18 +134,34 @@ fn info(name: &str, attr: &StepAttr, kind: &str, is_async: bool) -> TokenStream 
     }
 }
 
+/// `StepFn::pump`: `Some` when the step's output is an `ItemStream<T>` (a
+/// stream step), found by autoref on the concrete output type.
+fn pump_fn() -> TokenStream {
+    let p = quote!(::pipeline_core::__private);
+    quote! {
+        fn pump() -> ::core::option::Option<#p::Pump<Self::Output>> {
+            #[allow(unused_imports)]
+            use #p::{PumpOfStream as _, PumpOfValue as _};
+            (&&#p::Probe::<<Self as #p::StepFn>::Output>::new()).pump()
+        }
+    }
+}
+
 /// `StepFn::wire` for a `remote` step: how its inputs and output cross to a
 /// worker. Each type is checked by its own `wire_type::<T>()`, spanned on
 /// the user's type, so a type that is not serde is one error at its tokens.
+/// Written with [`pump_fn`]'s `StepFn::pump`, which every step has.
 fn wire_fn(attr: &StepAttr, tys: &[&syn::Type], out_ty: &syn::Type) -> TokenStream {
+    let pump = pump_fn();
     if !attr.remote {
-        return TokenStream::new();
+        return pump;
     }
     let p = quote!(::pipeline_core::__private);
     let check = |ty: &syn::Type| quote_spanned!(ty.span()=> #p::wire_type::<#ty>());
     let inputs = tys.iter().map(|ty| check(ty));
     let output = check(out_ty);
     quote! {
+        #pump
         fn wire() -> ::core::option::Option<#p::Wire<Self::Inputs, Self::Output>> {
             ::core::option::Option::Some(
                 #p::Wire::new((#(#inputs,)*), #output).defined_in(::core::concat!(

@@ -15,7 +15,7 @@ use crate::error::{BoxError, PipelineError};
 use crate::runtime::executor::blocking;
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::runner::{call_once, call_sync};
-use crate::step::{BatchPolicy, ReplicaContext, StepFn};
+use crate::step::{BatchPolicy, Drained, ReplicaContext, StepFn};
 
 /// Everything one replica needs, before and after it is built.
 pub(crate) struct ReplicaWorker<S: StepFn> {
@@ -137,6 +137,20 @@ impl<S: StepFn> ReplicaWorker<S> {
         }
     }
 
+    /// Replaces a replica's state after a panic. It stays counted as busy
+    /// while it rebuilds, so the router prefers the other replicas
+    /// meanwhile.
+    async fn rebuild_after_panic(&self, state: &mut Option<S::State>) {
+        tracing::warn!(
+            step = self.ctx.step(),
+            replica = self.ctx.index(),
+            "step panicked; rebuilding the replica"
+        );
+        drop(state.take()); // the old model goes before a new one is built
+        *state = self.rebuild().await;
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
+
     async fn serve_one_by_one(mut self, state: S::State) {
         let mut state = Some(state);
         while let Some(Job { inputs, reply }) = self.inbox.recv().await {
@@ -151,19 +165,32 @@ impl<S: StepFn> ReplicaWorker<S> {
                 }
                 _ => None,
             };
+            let result = match (result, S::pump()) {
+                // A stream step: the caller gets its stream now, and this
+                // replica pulls the items into it, busy until they end or
+                // the consumer drops the stream.
+                (Some(Ok(lazy)), Some(pump)) => {
+                    let (front, driver) = pump.split(lazy, self.ctx.step());
+                    let drained = match reply.send(Ok(front)) {
+                        Ok(()) => driver.await,
+                        Err(_) => Drained::Cancelled,
+                    };
+                    if drained == Drained::Panicked {
+                        self.rebuild_after_panic(&mut state).await;
+                    } else {
+                        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    if state.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                (result, _) => result,
+            };
             match result {
                 Some(result @ Err(PipelineError::Panicked { .. })) => {
-                    // Stays counted as busy while it rebuilds, so the
-                    // router prefers the other replicas meanwhile.
                     let _ = reply.send(result);
-                    tracing::warn!(
-                        step = self.ctx.step(),
-                        replica = self.ctx.index(),
-                        "step panicked; rebuilding the replica"
-                    );
-                    drop(state.take()); // the old model goes before a new one is built
-                    state = self.rebuild().await;
-                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    self.rebuild_after_panic(&mut state).await;
                 }
                 Some(result) => {
                     // Free before answering, so a caller that follows up at

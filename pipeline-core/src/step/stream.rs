@@ -1,0 +1,304 @@
+//! Stream steps: [`ItemStream`], the output of a step that yields many
+//! items, and how a runner drives one where the step runs ([`Pump`]).
+//!
+//! A stream step is a `#[step]` whose output is `ItemStream<T>`; its node
+//! produces a stream of `T`, not a `T`, so passing it where a `T` is
+//! expected (or a plain node where a stream is expected) is a compile
+//! error. The body builds the stream lazily (from an iterator, or any
+//! `Stream`); the runner then pulls it where the step runs (the step's
+//! replica thread or task, its task, or inline for local mode) into a
+//! bounded channel, whose other end is what the caller gets. A slow
+//! consumer therefore slows the producer, and a consumer that drops the
+//! stream stops it.
+
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::contract::IntoStepError;
+use crate::error::{BoxError, PipelineError};
+use crate::eval::BoxFuture;
+
+/// The items of a stream step, and what a stream node produces: a stream
+/// of `Result<T, PipelineError>`.
+///
+/// A step returns one built from an iterator ([`ItemStream::iter`],
+/// [`ItemStream::try_iter`]) or from any `Stream` ([`ItemStream::new`],
+/// [`ItemStream::try_new`]). The stream ends at the first error (an item's
+/// `Err`, a panic while producing an item, a downstream step's failure),
+/// after the items produced before it; the error names the step.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// /// Splits a document into sentences, one item each.
+/// #[step]
+/// fn sentences(doc: String) -> ItemStream<String> {
+///     let parts: Vec<String> = doc.split('.').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+///     ItemStream::iter(parts)
+/// }
+///
+/// #[step]
+/// fn shout(s: String) -> String { s.to_uppercase() }
+///
+/// let p = sentences(Input::<String>::new()).map_each(shout).collect().deploy()?;
+/// assert_eq!(p.call("a b. c.".into())?, vec!["A B".to_string(), "C".to_string()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ItemStream<T> {
+    inner: Pin<Box<dyn Stream<Item = Result<T, Fault>> + Send>>,
+    /// The step whose items these are (set by the runner).
+    step: &'static str,
+    done: bool,
+}
+
+/// An error inside the stream: the producing step's own (named when it
+/// comes out), or one from the pipeline.
+pub(crate) enum Fault {
+    Step(BoxError),
+    Pipeline(PipelineError),
+}
+
+impl<T> std::fmt::Debug for ItemStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ItemStream<{}> of step `{}`",
+            std::any::type_name::<T>(),
+            self.step
+        )
+    }
+}
+
+impl<T: Send + 'static> ItemStream<T> {
+    /// The items of `items`, pulled one at a time where the step runs.
+    pub fn iter<I>(items: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::from_faults(futures::stream::iter(items.into_iter().map(Ok)))
+    }
+
+    /// The items of `items`; the first `Err` ends the stream with that
+    /// error (the step's failure).
+    pub fn try_iter<I, E>(items: I) -> Self
+    where
+        I: IntoIterator<Item = Result<T, E>>,
+        I::IntoIter: Send + 'static,
+        E: IntoStepError,
+    {
+        Self::from_faults(futures::stream::iter(
+            items
+                .into_iter()
+                .map(|item| item.map_err(|e| Fault::Step(e.into_step_error()))),
+        ))
+    }
+
+    /// The items of an async stream.
+    pub fn new<S>(stream: S) -> Self
+    where
+        S: Stream<Item = T> + Send + 'static,
+    {
+        Self::from_faults(stream.map(Ok))
+    }
+
+    /// The items of an async stream of results; the first `Err` ends the
+    /// stream with that error.
+    pub fn try_new<S, E>(stream: S) -> Self
+    where
+        S: Stream<Item = Result<T, E>> + Send + 'static,
+        E: IntoStepError,
+    {
+        Self::from_faults(stream.map(|item| item.map_err(|e| Fault::Step(e.into_step_error()))))
+    }
+
+    /// A stream of the pipeline's results (what combinators build).
+    pub(crate) fn from_results(
+        stream: impl Stream<Item = Result<T, PipelineError>> + Send + 'static,
+    ) -> Self {
+        Self::from_faults(stream.map(|item| item.map_err(Fault::Pipeline)))
+    }
+
+    fn from_faults(stream: impl Stream<Item = Result<T, Fault>> + Send + 'static) -> Self {
+        ItemStream {
+            inner: Box::pin(stream),
+            step: "stream",
+            done: false,
+        }
+    }
+
+    /// Names the step whose items these are, for its errors.
+    pub(crate) fn named(mut self, step: &'static str) -> Self {
+        self.step = step;
+        self
+    }
+}
+
+impl<T> Stream for ItemStream<T> {
+    type Item = Result<T, PipelineError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let step = self.step;
+        // The producer's code runs here (an iterator's `next`, say): a
+        // panic in it ends the stream with `Panicked`, as a step's panic
+        // fails its call.
+        let polled =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.as_mut().poll_next(cx)));
+        let item = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(None)) => None,
+            Ok(Poll::Ready(Some(Ok(item)))) => Some(Ok(item)),
+            Ok(Poll::Ready(Some(Err(Fault::Step(e))))) => {
+                Some(Err(PipelineError::step_failed(step, e)))
+            }
+            Ok(Poll::Ready(Some(Err(Fault::Pipeline(e))))) => Some(Err(e)),
+            Err(payload) => Some(Err(PipelineError::panicked(step, payload))),
+        };
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        Poll::Ready(item)
+    }
+}
+
+/// How a stream ended where it was driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drained {
+    /// Every item was sent (or the stream ended with an error).
+    Finished,
+    /// The consumer dropped the stream: the producer was stopped.
+    Cancelled,
+    /// The producer panicked (its replica should be rebuilt).
+    Panicked,
+}
+
+/// How many items a stream step may produce ahead of its consumer (the
+/// bound of the channel between them).
+pub(crate) const STREAM_BOUND: usize = 16;
+
+/// What drives a stream step's items into the channel the caller reads.
+pub(crate) type Driver = BoxFuture<'static, Drained>;
+
+/// How a runner drives a stream step's output where the step runs:
+/// implemented (through [`Probe`]) for `ItemStream<T>` outputs only.
+#[doc(hidden)]
+pub struct Pump<O> {
+    /// Splits the step's lazy stream into the stream handed to the caller
+    /// (the receiving end of a channel of `bound` items) and the future
+    /// that pulls the lazy stream into that channel.
+    pub(crate) split: fn(O, &'static str, usize) -> (O, Driver),
+    /// Names the step whose items these are (local mode, which pulls the
+    /// items in the consumer, splits nothing).
+    pub(crate) named: fn(O, &'static str) -> O,
+}
+
+impl<O> std::fmt::Debug for Pump<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pump")
+    }
+}
+
+impl<O> Clone for Pump<O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O> Copy for Pump<O> {}
+
+impl<O> Pump<O> {
+    /// Splits `output` (see [`Pump`]) with the default bound.
+    pub(crate) fn split(self, output: O, step: &'static str) -> (O, Driver) {
+        (self.split)(output, step, STREAM_BOUND)
+    }
+}
+
+fn split<T: Send + 'static>(
+    lazy: ItemStream<T>,
+    step: &'static str,
+    bound: usize,
+) -> (ItemStream<T>, Driver) {
+    let (tx, mut rx) = mpsc::channel::<Result<T, PipelineError>>(bound.max(1));
+    let mut lazy = lazy.named(step);
+    let driver = Box::pin(async move {
+        loop {
+            // Room first, then the next item: an item is produced only when
+            // it can be handed over, so a stopped consumer stops production.
+            let Ok(permit) = tx.reserve().await else {
+                return Drained::Cancelled;
+            };
+            match lazy.next().await {
+                None => return Drained::Finished,
+                Some(Ok(item)) => permit.send(Ok(item)),
+                Some(Err(e)) => {
+                    let panicked =
+                        matches!(e, PipelineError::Panicked { step: s, .. } if s == step);
+                    permit.send(Err(e));
+                    return if panicked {
+                        Drained::Panicked
+                    } else {
+                        Drained::Finished
+                    };
+                }
+            }
+        }
+    });
+    let front =
+        ItemStream::from_results(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))).named(step);
+    (front, driver)
+}
+
+/// Finds the [`Pump`] of a step's output type: `(&&Probe::<O>::new()).pump()`
+/// is `Some` for `ItemStream<T>` and `None` for every other type (the
+/// macro writes it for each step, whose output type is concrete there).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Probe<O>(PhantomData<fn() -> O>);
+
+impl<O> Probe<O> {
+    /// A probe for `O`.
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+impl<O> Default for Probe<O> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// See [`Probe`]: the `ItemStream` case.
+#[doc(hidden)]
+pub trait PumpOfStream<O> {
+    fn pump(&self) -> Option<Pump<O>>;
+}
+
+impl<T: Send + 'static> PumpOfStream<ItemStream<T>> for &Probe<ItemStream<T>> {
+    fn pump(&self) -> Option<Pump<ItemStream<T>>> {
+        Some(Pump {
+            split: split::<T>,
+            named: ItemStream::named,
+        })
+    }
+}
+
+/// See [`Probe`]: every other type.
+#[doc(hidden)]
+pub trait PumpOfValue<O> {
+    fn pump(&self) -> Option<Pump<O>>;
+}
+
+impl<O> PumpOfValue<O> for Probe<O> {
+    fn pump(&self) -> Option<Pump<O>> {
+        None
+    }
+}

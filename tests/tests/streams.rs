@@ -1,0 +1,356 @@
+//! Stream steps: a step returning `ItemStream<T>` makes a node producing a
+//! stream; `.map_each(step)`, `.collect()`, `call_stream` and `call_iter`;
+//! order, backpressure, cancellation, errors and panics mid-stream, in
+//! local, tasks and actors modes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use pipeline_core::prelude::*;
+
+/// A hang guard, never a timing assertion.
+const GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn wait_until(mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < GUARD, "condition never held");
+        std::thread::yield_now();
+    }
+}
+
+/// What a counting producer shares with the test: how many items it made,
+/// and a signal when it was dropped (stopped).
+#[derive(Clone, Default)]
+struct Probe {
+    produced: Arc<AtomicUsize>,
+    stopped: Arc<tokio::sync::Notify>,
+}
+
+/// Yields `0..n`, counting each item it makes; `fail_at` makes item
+/// `fail_at` an error, `panic_at` panics there.
+struct Produce {
+    next: u64,
+    n: u64,
+    fail_at: Option<u64>,
+    panic_at: Option<u64>,
+    probe: Probe,
+}
+
+impl Iterator for Produce {
+    type Item = Result<u64, String>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next == self.n {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        self.probe.produced.fetch_add(1, Ordering::SeqCst);
+        if self.panic_at == Some(i) {
+            panic!("item {i} exploded");
+        }
+        if self.fail_at == Some(i) {
+            return Some(Err(format!("item {i} is bad")));
+        }
+        Some(Ok(i))
+    }
+}
+
+impl Drop for Produce {
+    fn drop(&mut self) {
+        self.probe.stopped.notify_one();
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ask {
+    n: u64,
+    fail_at: Option<u64>,
+    panic_at: Option<u64>,
+}
+
+fn ask(n: u64) -> Ask {
+    Ask {
+        n,
+        fail_at: None,
+        panic_at: None,
+    }
+}
+
+fn produce(probe: &Probe, ask: Ask) -> ItemStream<u64> {
+    ItemStream::try_iter(Produce {
+        next: 0,
+        n: ask.n,
+        fail_at: ask.fail_at,
+        panic_at: ask.panic_at,
+        probe: probe.clone(),
+    })
+}
+
+macro_rules! producer {
+    ($name:ident, $($attr:tt)*) => {
+        struct $name {
+            probe: Probe,
+        }
+
+        #[step($($attr)*)]
+        impl $name {
+            fn new(probe: Probe) -> Self {
+                $name { probe }
+            }
+            fn call(&self, ask: Ask) -> ItemStream<u64> {
+                produce(&self.probe, ask)
+            }
+        }
+    };
+}
+
+producer!(InTasks, mode = "tasks");
+producer!(OnActors, mode = "actors", replicas = 2);
+producer!(OnTaskActors, mode = "actors", placement = "task");
+
+#[step(mode = "actors", replicas = 2)]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[step(mode = "actors", batch(max_size = 8, wait_ms = 1))]
+fn add_one_batched(xs: Vec<u64>) -> Vec<u64> {
+    xs.into_iter().map(|x| x + 1).collect()
+}
+
+#[step]
+fn fail_on_seven(x: u64) -> Result<u64, String> {
+    if x == 7 {
+        Err("seven is not allowed".into())
+    } else {
+        Ok(x)
+    }
+}
+
+/// One pipeline per mode, each `Ask -> stream of u64`.
+fn pipelines(probe: &Probe) -> Vec<(&'static str, Pipeline<Ask, ItemStream<u64>>)> {
+    let local = InTasks::bind(probe.clone(), Input::<Ask>::new())
+        .deploy_with(DeployOptions::local())
+        .unwrap();
+    let tasks = InTasks::bind(probe.clone(), Input::<Ask>::new())
+        .deploy()
+        .unwrap();
+    let actors = OnActors::bind(probe.clone(), Input::<Ask>::new())
+        .deploy()
+        .unwrap();
+    let task_actors = OnTaskActors::bind(probe.clone(), Input::<Ask>::new())
+        .deploy()
+        .unwrap();
+    vec![
+        ("local", local),
+        ("tasks", tasks),
+        ("actors", actors),
+        ("task-placed actors", task_actors),
+    ]
+}
+
+#[test]
+fn items_come_in_order_in_every_mode() {
+    let probe = Probe::default();
+    for (mode, p) in pipelines(&probe) {
+        let items: Vec<u64> = p.call_iter(ask(1000)).map(Result::unwrap).collect();
+        assert_eq!(items, (0..1000).collect::<Vec<_>>(), "{mode}");
+    }
+}
+
+#[test]
+fn a_slow_consumer_holds_the_producer_within_the_channel_bound() {
+    // At every item the consumer takes, the producer is at most one
+    // channel (16) plus the item in hand ahead: memory stays bounded
+    // however long the stream (10,000 items here).
+    let probe = Probe::default();
+    for (mode, p) in pipelines(&probe) {
+        probe.produced.store(0, Ordering::SeqCst);
+        let mut ahead_most = 0;
+        for (taken, item) in p.call_iter(ask(10_000)).enumerate() {
+            assert_eq!(item.unwrap(), taken as u64);
+            let ahead = probe.produced.load(Ordering::SeqCst) - (taken + 1);
+            ahead_most = ahead_most.max(ahead);
+        }
+        assert!(
+            ahead_most <= 17,
+            "{mode}: the producer ran {ahead_most} items ahead"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_stops_the_producer() {
+    let probe = Probe::default();
+    for (mode, p) in pipelines(&probe) {
+        probe.produced.store(0, Ordering::SeqCst);
+        let stopped = probe.stopped.notified();
+        let mut items = p.call_stream(ask(1_000_000));
+        for i in 0..5 {
+            assert_eq!(items.next().await.unwrap().unwrap(), i);
+        }
+        drop(items);
+        stopped.await;
+        let produced = probe.produced.load(Ordering::SeqCst);
+        assert!(
+            produced <= 5 + 17,
+            "{mode}: {produced} items made for a consumer that took 5"
+        );
+    }
+}
+
+#[test]
+fn an_item_error_ends_the_stream_after_the_items_before_it() {
+    let probe = Probe::default();
+    for (mode, p) in pipelines(&probe) {
+        let got: Vec<_> = p
+            .call_iter(Ask {
+                fail_at: Some(3),
+                ..ask(10)
+            })
+            .collect();
+        assert_eq!(got.len(), 4, "{mode}: {got:?}");
+        assert_eq!(
+            got[..3]
+                .iter()
+                .map(|r| *r.as_ref().unwrap())
+                .collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        let err = got[3].as_ref().unwrap_err();
+        assert!(err.step().is_some(), "{mode}: {err}");
+        assert_eq!(
+            std::error::Error::source(err).unwrap().to_string(),
+            "item 3 is bad"
+        );
+    }
+}
+
+#[test]
+fn a_panic_mid_stream_ends_it_and_the_replica_is_rebuilt() {
+    let probe = Probe::default();
+    for (mode, p) in pipelines(&probe) {
+        let got: Vec<_> = p
+            .call_iter(Ask {
+                panic_at: Some(2),
+                ..ask(10)
+            })
+            .collect();
+        assert_eq!(got.len(), 3, "{mode}: {got:?}");
+        match &got[2] {
+            Err(PipelineError::Panicked { step, message }) => {
+                assert!(!step.is_empty());
+                assert!(message.contains("item 2 exploded"), "{mode}: {message}");
+            }
+            other => panic!("{mode}: expected Panicked, got {other:?}"),
+        }
+        // The next call is served.
+        let items: Vec<u64> = p.call_iter(ask(3)).map(Result::unwrap).collect();
+        assert_eq!(items, [0, 1, 2], "{mode}");
+        if mode.contains("actors") {
+            // The replica rebuilds off the request path, once.
+            wait_until(|| p.health().steps[0].rebuilds == 1);
+            assert!(p.health().is_healthy(), "{mode}");
+        }
+    }
+}
+
+#[test]
+fn map_each_keeps_order_through_actors_and_a_batched_step() {
+    let probe = Probe::default();
+    let p = OnActors::bind(probe, Input::<Ask>::new())
+        .map_each(double)
+        .map_each(add_one_batched)
+        .deploy()
+        .unwrap();
+    let items: Vec<u64> = p.call_iter(ask(2000)).map(Result::unwrap).collect();
+    assert_eq!(items, (0..2000).map(|x| x * 2 + 1).collect::<Vec<_>>());
+    let batched = p
+        .health()
+        .steps
+        .into_iter()
+        .find(|s| s.step == "add_one_batched")
+        .unwrap();
+    assert!(
+        batched.batches < batched.batched_calls,
+        "items of one stream shared batches: {batched:?}"
+    );
+}
+
+#[test]
+fn collect_gathers_the_items_and_a_failing_item_step_fails_the_call() {
+    let probe = Probe::default();
+    let p = InTasks::bind(probe.clone(), Input::<Ask>::new())
+        .map_each(double)
+        .collect()
+        .deploy()
+        .unwrap();
+    assert_eq!(p.call(ask(4)).unwrap(), [0, 2, 4, 6]);
+
+    let p = InTasks::bind(probe, Input::<Ask>::new())
+        .map_each(fail_on_seven)
+        .collect()
+        .deploy()
+        .unwrap();
+    let err = p.call(ask(20)).unwrap_err();
+    assert_eq!(err.step(), Some("fail_on_seven"));
+    assert_eq!(p.call(ask(7)).unwrap(), [0, 1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_covers_the_whole_stream() {
+    let probe = Probe::default();
+    let p = Arc::new(
+        OnActors::bind(probe.clone(), Input::<Ask>::new())
+            .deploy()
+            .unwrap(),
+    );
+    let stopped = probe.stopped.notified();
+    // A consumer that takes one item and then stalls (never asks again)
+    // sees the deadline pass: the stream ends with DeadlineExceeded.
+    let mut items = p.call_stream_timeout(ask(u64::MAX), std::time::Duration::from_millis(50));
+    assert_eq!(items.next().await.unwrap().unwrap(), 0);
+    let rest: Vec<_> = items.collect().await;
+    let last = rest.last().expect("an error at the end");
+    assert!(
+        matches!(last, Err(PipelineError::DeadlineExceeded { .. })),
+        "{last:?}"
+    );
+    // And the producer is stopped.
+    stopped.await;
+}
+
+#[test]
+fn the_graph_shows_each_item_and_collect() {
+    let graph = InTasks::bind(Probe::default(), Input::<Ask>::new())
+        .map_each(double)
+        .collect()
+        .graph();
+    let labels: Vec<&str> = graph.nodes().iter().map(|n| n.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["input", "InTasks", "each item", "double", "collect"]
+    );
+    assert!(
+        graph.to_mermaid().contains("n1 --> n2"),
+        "{}",
+        graph.to_mermaid()
+    );
+}
+
+#[step(mode = "actors", batch(max_size = 4))]
+fn batched_streams(xs: Vec<u64>) -> Vec<ItemStream<u64>> {
+    xs.into_iter().map(|x| ItemStream::iter(0..x)).collect()
+}
+
+#[test]
+fn a_batched_stream_step_is_refused_at_deploy() {
+    let err = batched_streams(Input::<u64>::new()).deploy().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("batched_streams") && text.contains("cannot be batched"),
+        "{text}"
+    );
+}
