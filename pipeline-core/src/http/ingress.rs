@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
@@ -17,11 +18,12 @@ use tracing::Instrument;
 
 use super::request::{BadRequest, HttpRequest};
 use super::respond::{error_response, handle};
+use super::stream::handle_stream;
 use super::{expose, metrics, request_id, serve};
 use super::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
-use crate::Pipeline;
+use crate::{ItemStream, Pipeline};
 
 /// A deployed pipeline as the inspection endpoints see it.
 pub(super) trait Inspect: Send + Sync {
@@ -290,8 +292,47 @@ impl Ingress {
         self
     }
 
+    /// Serves a stream pipeline (its output an [`ItemStream`]) at `POST
+    /// path`: the body is JSON for `In`; the answer streams each item as
+    /// it is ready, as Server-Sent Events when the client accepts
+    /// `text/event-stream` (each item a `data:` event of its JSON, then an
+    /// `event: done` with the count, or an `event: error` with the error's
+    /// JSON body; comments keep the connection alive every 15 s), else as
+    /// NDJSON (`{"item": ..}` lines, then `{"done": true, "items": n}` or
+    /// the error's JSON body). An error before the first item answers with
+    /// its status as [`json`](Ingress::json) does. A client that
+    /// disconnects stops the steps producing its stream;
+    /// [`timeout`](Ingress::timeout) bounds the whole stream.
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    /// use pipeline_core::http::Ingress;
+    ///
+    /// #[step]
+    /// fn count_to(n: u32) -> ItemStream<u32> { ItemStream::iter(1..=n) }
+    ///
+    /// let ingress = Ingress::new().stream("/count", count_to(Input::<u32>::new()).deploy()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream<In, T>(self, path: &str, pipeline: Pipeline<In, ItemStream<T>>) -> Self
+    where
+        In: DeserializeOwned + Send + 'static,
+        T: Serialize + Send + 'static,
+    {
+        let parse = |body: Bytes, _: &axum::http::request::Parts| {
+            serde_json::from_slice::<In>(&body).map_err(BadRequest::from)
+        };
+        self.add_with(
+            path,
+            pipeline,
+            move |p, shared, limits, request, id| async move {
+                handle_stream(&p, &shared, limits, parse, request, &id).await
+            },
+        )
+    }
+
     fn add<In, Out>(
-        mut self,
+        self,
         path: &str,
         pipeline: Pipeline<In, Out>,
         parse: fn(Bytes, &axum::http::request::Parts) -> Result<In, BadRequest>,
@@ -300,6 +341,23 @@ impl Ingress {
         In: Send + 'static,
         Out: Serialize + Send + 'static,
     {
+        self.add_with(
+            path,
+            pipeline,
+            move |p, shared, limits, request, id| async move {
+                handle(&p, &shared, limits, parse, request, &id).await
+            },
+        )
+    }
+
+    /// Adds `POST path` answered by `answer`, with the request's span,
+    /// id and the per-route metrics around it.
+    fn add_with<P, F, Fut>(mut self, path: &str, pipeline: P, answer: F) -> Self
+    where
+        P: Inspect + 'static,
+        F: Fn(Arc<P>, Arc<Shared>, Limits, Request, String) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
         let pipeline = Arc::new(pipeline);
         let route = path.to_string();
         self.routes
@@ -307,14 +365,20 @@ impl Ingress {
         self.pending.push(Box::new(move |limits, router| {
             let path = route_path(&route);
             let handler = move |State(shared): State<Arc<Shared>>, request: Request| {
-                let pipeline = Arc::clone(&pipeline);
-                let route = route.clone();
+                let (pipeline, route, answer) =
+                    (Arc::clone(&pipeline), route.clone(), answer.clone());
                 async move {
                     let id = request_id::of(&request);
                     let span = tracing::info_span!("request", id = %id, route = %route);
-                    let response = handle(&pipeline, &shared, limits, parse, request, &id)
-                        .instrument(span.clone())
-                        .await;
+                    let response = answer(
+                        pipeline,
+                        Arc::clone(&shared),
+                        limits,
+                        request,
+                        id.to_string(),
+                    )
+                    .instrument(span.clone())
+                    .await;
                     tracing::info!(parent: &span, status = response.status().as_u16(), "answered");
                     shared.metrics.count(&route, response.status());
                     response

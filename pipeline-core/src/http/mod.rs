@@ -4,6 +4,7 @@
 //! | endpoint | answers |
 //! | --- | --- |
 //! | `POST <route>` | the pipeline's output as JSON |
+//! | `POST <stream route>` | a stream pipeline's items as they come: SSE (`Accept: text/event-stream`) or NDJSON ([`Ingress::stream`]) |
 //! | `GET /healthz` | 200 while the server runs |
 //! | `GET /readyz` | 200 when every replica is built, else 503 |
 //! | `GET /metrics` | Prometheus text: per step requests, errors, latency histogram, queue depth, in flight, batch sizes, rebuilds |
@@ -45,6 +46,7 @@ mod request;
 mod request_id;
 mod respond;
 mod serve;
+mod stream;
 
 use std::time::Duration;
 

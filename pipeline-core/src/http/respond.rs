@@ -24,28 +24,9 @@ where
     In: Send + 'static,
     Out: Serialize + Send + 'static,
 {
-    let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, limits.body).await {
-        Ok(body) => body,
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            return if too_large {
-                error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    &format!("the body is over the limit of {} bytes", limits.body),
-                    Some(id),
-                )
-            } else {
-                error_response(StatusCode::BAD_REQUEST, "bad_body", &chain(&e), Some(id))
-            };
-        }
-    };
-    let input = match parse(body, &parts) {
+    let input = match read_input(request, limits, parse, id).await {
         Ok(input) => input,
-        Err(bad) => return bad_request(&bad, id),
+        Err(response) => return response,
     };
     let request_id = (!id.is_empty()).then(|| std::sync::Arc::from(id));
     match pipeline
@@ -71,6 +52,36 @@ where
 }
 
 /// `axum::body::to_bytes` reports an over-limit body with this error type.
+/// Reads the body (within the limit) and parses it into the pipeline's
+/// input; the error answer if either fails.
+pub(super) async fn read_input<In>(
+    request: Request,
+    limits: Limits,
+    parse: fn(Bytes, &axum::http::request::Parts) -> Result<In, BadRequest>,
+    id: &str,
+) -> Result<In, Response> {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, limits.body).await {
+        Ok(body) => body,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            return Err(if too_large {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    &format!("the body is over the limit of {} bytes", limits.body),
+                    Some(id),
+                )
+            } else {
+                error_response(StatusCode::BAD_REQUEST, "bad_body", &chain(&e), Some(id))
+            });
+        }
+    };
+    parse(body, &parts).map_err(|bad| bad_request(&bad, id))
+}
+
 mod http_body_util_limit {
     pub(super) use axum::extract::rejection::LengthLimitError;
 }
@@ -86,7 +97,11 @@ fn bad_request(bad: &BadRequest, id: &str) -> Response {
 }
 
 /// The status for a pipeline error (see the module docs).
-fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) -> Response {
+pub(super) fn pipeline_error(
+    e: &PipelineError,
+    client_errors: &[ClientError],
+    id: &str,
+) -> Response {
     if let PipelineError::Step { .. } = e {
         let source = std::error::Error::source(e);
         // A step that calls another pipeline (through its handle) and
@@ -102,7 +117,19 @@ fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) ->
             return error_body(client.status, "bad_input", &chain(e), e.step(), Some(id));
         }
     }
-    let (status, kind) = match e {
+    let (status, kind) = status_and_kind(e);
+    let mut response = error_body(status, kind, &chain(e), e.step(), Some(id));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// The status and `"kind"` an error answers with.
+pub(super) fn status_and_kind(e: &PipelineError) -> (StatusCode, &'static str) {
+    match e {
         PipelineError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
         PipelineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         PipelineError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -114,14 +141,7 @@ fn pipeline_error(e: &PipelineError, client_errors: &[ClientError], id: &str) ->
         PipelineError::Step { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_failed"),
         PipelineError::Panicked { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "step_panicked"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    };
-    let mut response = error_body(status, kind, &chain(e), e.step(), Some(id));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    response
 }
 
 pub(super) fn error_response(
@@ -140,18 +160,28 @@ fn error_body(
     step: Option<&str>,
     id: Option<&str>,
 ) -> Response {
-    let body = serde_json::json!({
-        "error": message,
-        "kind": kind,
-        "step": step,
-        "request_id": id,
-    });
+    let body = error_json(kind, message, step, id);
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         Body::from(body.to_string()),
     )
         .into_response()
+}
+
+/// An error answer's JSON body.
+pub(super) fn error_json(
+    kind: &str,
+    message: &str,
+    step: Option<&str>,
+    id: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "error": message,
+        "kind": kind,
+        "step": step,
+        "request_id": id,
+    })
 }
 
 /// The error's message and its causes (each [`source`](std::error::Error::source)),

@@ -42,12 +42,23 @@ impl<In: Send + 'static, T: Send + 'static> Pipeline<In, ItemStream<T>> {
     /// [`PipelineError::DeadlineExceeded`] (after the items that came in
     /// time) and the producers are stopped.
     pub fn call_stream_timeout(&self, input: In, deadline: Duration) -> ItemStream<T> {
-        let p = self.clone();
+        self.stream_with_deadline(input, deadline, None)
+    }
+
+    /// [`call_stream_timeout`](Self::call_stream_timeout) with the
+    /// request's id (the HTTP ingress's).
+    pub(crate) fn stream_with_deadline(
+        &self,
+        input: In,
+        deadline: Duration,
+        request_id: Option<std::sync::Arc<str>>,
+    ) -> ItemStream<T> {
         let sleep = match self.timer(deadline) {
             Ok(sleep) => Box::pin(sleep),
             Err(e) => return ItemStream::from_results(futures::stream::once(async { Err(e) })),
         };
-        let call = async move { p.call_with_deadline(input, deadline, None).await };
+        let p = self.clone();
+        let call = async move { p.call_with_deadline(input, deadline, request_id).await };
         ItemStream::from_results(Deadline {
             items: Some(Box::pin(futures::stream::once(call).try_flatten())),
             sleep,
