@@ -25,8 +25,8 @@ pub mod torch;
 
 pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
-    route, Collect, Graph, GraphNode, Input, Item, MapEach, Node, NodeId, NodeKind, Produces,
-    Route, RouteKey, RouteStart, Shared, SharedOutput, StepNode, StreamNode, Upstream,
+    route, Collect, Graph, GraphNode, Input, IsItemStream, Item, MapEach, Node, NodeId, NodeKind,
+    Produces, Route, RouteKey, RouteStart, Shared, SharedOutput, StepNode, StreamNode, Upstream,
     DEFAULT_IN_FLIGHT,
 };
 pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};

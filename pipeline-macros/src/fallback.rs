@@ -225,7 +225,10 @@ fn repaired(ty: Type) -> Type {
         Type::Reference(r) if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") => {
             syn::parse_str(&ast::owned(&r.elem)).unwrap_or(Type::Reference(r))
         }
-        Type::ImplTrait(it) => future_output(&it).unwrap_or(Type::ImplTrait(it)),
+        Type::ImplTrait(it) => match stream_item(&it) {
+            Some(item) => syn::parse_quote!(::pipeline_core::ItemStream<#item>),
+            None => future_output(&it).unwrap_or(Type::ImplTrait(it)),
+        },
         Type::Path(p)
             if p.path
                 .segments
@@ -250,16 +253,29 @@ fn repaired(ty: Type) -> Type {
 
 /// `T` of `impl Future<Output = T>`.
 pub(crate) fn future_output(it: &syn::TypeImplTrait) -> Option<Type> {
+    bound_assoc(it, &["Future"], "Output")
+}
+
+/// `T` of `impl Iterator<Item = T>`, `impl IntoIterator<Item = T>` or
+/// `impl Stream<Item = T>`, the `T` of `Result<T, E>` items: what a stream
+/// step's items were meant to be.
+pub(crate) fn stream_item(it: &syn::TypeImplTrait) -> Option<Type> {
+    let item = bound_assoc(it, &["Iterator", "IntoIterator", "Stream"], "Item")?;
+    Some(ast::result_ok_type(&item).unwrap_or(item))
+}
+
+/// The associated type `assoc` of the first bound naming one of `traits`.
+fn bound_assoc(it: &syn::TypeImplTrait, traits: &[&str], assoc: &str) -> Option<Type> {
     it.bounds.iter().find_map(|b| match b {
         syn::TypeParamBound::Trait(t) => {
             let last = t.path.segments.last()?;
-            if last.ident != "Future" {
+            if !traits.iter().any(|name| last.ident == name) {
                 return None;
             }
             match &last.arguments {
                 syn::PathArguments::AngleBracketed(args) => {
                     args.args.iter().find_map(|a| match a {
-                        syn::GenericArgument::AssocType(at) if at.ident == "Output" => {
+                        syn::GenericArgument::AssocType(at) if at.ident == assoc => {
                             Some(at.ty.clone())
                         }
                         _ => None,

@@ -16,4 +16,5 @@ fn ui() {
     t.compile_fail("ui/item/*.rs");
     t.compile_fail("ui/sig/*.rs");
     t.compile_fail("ui/remote/*.rs");
+    t.compile_fail("ui/stream/*.rs");
 }

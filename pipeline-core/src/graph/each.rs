@@ -23,13 +23,7 @@ pub const DEFAULT_IN_FLIGHT: usize = 32;
 
 /// A node that produces a stream of items: a stream step's node, or
 /// `.map_each(..)` of one. Implemented for every node whose output is an
-/// [`ItemStream<T>`](ItemStream); named so that using a plain node as a
-/// stream is one error, in these words.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a stream node: it produces one value per call, not a stream of items",
-    label = "not a stream node",
-    note = "`.map_each(step)` and `.collect()` apply to nodes of stream steps (steps returning `ItemStream<T>`); pass a plain node straight to the step instead: `step(node)`"
-)]
+/// [`ItemStream<T>`](ItemStream) (see [`IsItemStream`]).
 pub trait StreamNode: Upstream {
     /// The type of each item.
     type Item: Send + 'static;
@@ -37,15 +31,38 @@ pub trait StreamNode: Upstream {
     fn into_items(output: Self::Output) -> ItemStream<Self::Item>;
 }
 
-impl<U, T> StreamNode for U
+impl<U> StreamNode for U
 where
-    U: Upstream<Output = ItemStream<T>>,
-    T: Send + 'static,
+    U: Upstream,
+    U::Output: IsItemStream,
 {
+    type Item = <U::Output as IsItemStream>::Item;
+    #[inline(always)]
+    fn into_items(output: U::Output) -> ItemStream<Self::Item> {
+        output.into_items()
+    }
+}
+
+/// What a stream node's output is: an [`ItemStream<T>`](ItemStream).
+/// Named so that using a plain node as a stream is one error, in these
+/// words.
+#[diagnostic::on_unimplemented(
+    message = "this node produces `{Self}`, one value per call, not a stream of items (`ItemStream<_>`)",
+    label = "not a stream node",
+    note = "`.map_each(step)` and `.collect()` apply to nodes of stream steps (steps returning `ItemStream<T>`); pass a plain node straight to the step instead: `step(node)`"
+)]
+pub trait IsItemStream: Send + 'static {
+    /// The type of each item.
+    type Item: Send + 'static;
+    #[doc(hidden)]
+    fn into_items(self) -> ItemStream<Self::Item>;
+}
+
+impl<T: Send + 'static> IsItemStream for ItemStream<T> {
     type Item = T;
     #[inline(always)]
-    fn into_items(output: ItemStream<T>) -> ItemStream<T> {
-        output
+    fn into_items(self) -> ItemStream<T> {
+        self
     }
 }
 
@@ -164,6 +181,17 @@ where
     }
 }
 
+impl<U, N> super::Produces<ItemStream<N::Output>> for MapEach<U, N>
+where
+    U: StreamNode,
+    N: Upstream<Input = U::Item>,
+{
+    #[inline(always)]
+    fn cast(output: ItemStream<N::Output>) -> ItemStream<N::Output> {
+        output
+    }
+}
+
 #[doc(hidden)]
 pub struct MapEachEval<U: StreamNode, E> {
     up: U::Eval,
@@ -236,6 +264,13 @@ impl<U: StreamNode> Upstream for Collect<U> {
             type_name::<Vec<U::Item>>(),
             vec![(source, None)],
         )
+    }
+}
+
+impl<U: StreamNode> super::Produces<Vec<U::Item>> for Collect<U> {
+    #[inline(always)]
+    fn cast(output: Vec<U::Item>) -> Vec<U::Item> {
+        output
     }
 }
 

@@ -30,7 +30,7 @@ mod step;
 mod upstream;
 
 pub use describe::{Graph, GraphBuilder, GraphNode, NodeId, NodeKind};
-pub use each::{Collect, Item, MapEach, StreamNode, DEFAULT_IN_FLIGHT};
+pub use each::{Collect, IsItemStream, Item, MapEach, StreamNode, DEFAULT_IN_FLIGHT};
 #[doc(hidden)]
 pub use gather::GatherEval;
 pub use input::Input;

@@ -152,7 +152,42 @@ pub trait Upstream: Sized + Send + 'static {
     /// assert_eq!(squares, [1, 4, 9, 16]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn map_each<N, F>(self, step: F) -> super::MapEach<Self, N>
+    fn map_each<N>(
+        self,
+        step: fn(super::Item<<Self as super::StreamNode>::Item>) -> N,
+    ) -> super::MapEach<Self, N>
+    where
+        Self: super::StreamNode,
+        N: Upstream<Input = <Self as super::StreamNode>::Item>,
+    {
+        super::MapEach::new(self, step(super::Item::new()))
+    }
+
+    /// [`map_each`](Upstream::map_each) with a closure that captures
+    /// something, e.g. a model step's constructor arguments:
+    /// `.map_each_with(move |item| Embedder::bind(path.clone(), item))`.
+    /// (`map_each` takes a function, so that a step whose input does not
+    /// fit the items is one error, at the step.)
+    ///
+    /// ```
+    /// use pipeline_core::prelude::*;
+    ///
+    /// #[step]
+    /// fn count_to(n: u32) -> ItemStream<u32> { ItemStream::iter(1..=n) }
+    ///
+    /// struct Scale { by: u32 }
+    /// #[step(mode = "actors")]
+    /// impl Scale {
+    ///     fn new(by: u32) -> Self { Scale { by } }
+    ///     fn call(&self, x: u32) -> u32 { x * self.by }
+    /// }
+    ///
+    /// let by = 10;
+    /// let p = count_to(Input::<u32>::new()).map_each_with(move |item| Scale::bind(by, item)).collect().deploy()?;
+    /// assert_eq!(p.call(3)?, [10, 20, 30]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn map_each_with<N, F>(self, step: F) -> super::MapEach<Self, N>
     where
         Self: super::StreamNode,
         F: FnOnce(super::Item<<Self as super::StreamNode>::Item>) -> N,
@@ -235,7 +270,8 @@ impl<T: Clone> SharedOutput for T {}
     message = "`{Self}` is not a node producing `{T}`",
     label = "this input must produce `{T}`",
     note = "a step node's type is `step_name<PipelineInput>`; an input must be a node whose output type is exactly the parameter's type (add a small `#[step]` in between to convert)",
-    note = "for a model step, `Model::bind` takes the constructor arguments first, then the input nodes"
+    note = "for a model step, `Model::bind` takes the constructor arguments first, then the input nodes",
+    note = "a stream step's node produces `ItemStream<T>`, a stream of items: apply a step to each item with `.map_each(step)`, or gather them into a `Vec<T>` with `.collect()`"
 )]
 pub trait Produces<T>: Upstream {
     #[doc(hidden)]

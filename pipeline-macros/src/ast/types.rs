@@ -21,6 +21,15 @@ pub(super) fn check_output(ret: &ReturnType, cx: &Ctxt) {
             "a step that waits is an `async fn`: write `async fn` and return the future's `Output` type \
              instead of `impl Future`",
         ),
+        Type::ImplTrait(it) if crate::fallback::stream_item(it).is_some() => cx.error_spanned(
+            it,
+            format!(
+                "a stream step returns `ItemStream<{}>`: write that type and wrap the items, \
+                 `ItemStream::iter(..)` for an iterator or `ItemStream::new(..)` for a `Stream` \
+                 (`try_iter` / `try_new` for `Result` items)",
+                crate::fallback::stream_item(it).map_or_else(|| "T".to_string(), |t| type_text(&t))
+            ),
+        ),
         Type::ImplTrait(it) => cx.error_spanned(
             it,
             "a step's output needs a concrete type, not `impl Trait`: the next step (and the pipeline's \
