@@ -7,7 +7,13 @@
 //! cargo run -p pipeline-examples --features http,text --example http_embed -- 127.0.0.1:8000 "$MODELS"
 //! curl -s -d '["A man is eating food.", "Ein Mann isst."]' http://127.0.0.1:8000/embed | head -c 200
 //! curl -s -d '{"query": "how do I get my money back?", "k": 2}' http://127.0.0.1:8000/search
+//! curl -sN -H 'accept: text/event-stream' -d '"My parcel never came. I want a refund!"' http://127.0.0.1:8000/document
 //! ```
+//!
+//! `POST /document` streams (Server-Sent Events, or NDJSON without that
+//! `accept`): the document is split into sentences by a stream step, each
+//! sentence embedded (`.map_each`, its sentences sharing MiniLM's batches)
+//! and answered with its nearest FAQ entry as soon as it is ready.
 //!
 //! One embedding pipeline (tokenize -> minilm (batched actor) -> pool) is
 //! deployed; both routes call it through its handle, so their sentences
@@ -18,24 +24,9 @@ use std::path::PathBuf;
 
 use pipeline_core::http::{Ingress, DEFAULT_ADDR};
 use pipeline_core::prelude::*;
-use pipeline_examples::text::search::{Corpus, EmbedEach, RequestError, Search};
+use pipeline_examples::text::document::document_search;
+use pipeline_examples::text::search::{Corpus, EmbedEach, RequestError, Search, FAQ};
 use pipeline_examples::text::{embedder, MINILM_DIR};
-
-/// The FAQ the search route answers from.
-const FAQ: &[&str] = &[
-    "How do I reset my password?",
-    "Can I get a refund for my order?",
-    "Where is my package? It has not arrived yet.",
-    "How do I change the delivery address?",
-    "Do you ship to other countries?",
-    "How can I cancel my subscription?",
-    "What payment methods do you accept?",
-    "Is there a student discount?",
-    "How do I contact customer support?",
-    "Can I change the size of the shoes I ordered?",
-    "My invoice shows the wrong amount.",
-    "How long does delivery take?",
-];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     pipeline_core::torch::tune_malloc();
@@ -61,13 +52,15 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let each = EmbedEach::bind(embed.clone(), Input::<Vec<String>>::new())
         .named("embed_each")
         .deploy()?;
-    let search = Search::bind(corpus, embed.clone(), Input::new())
+    let search = Search::bind(corpus.clone(), embed.clone(), Input::new())
         .named("search")
         .deploy()?;
+    let document = document_search(&models.join(MINILM_DIR), corpus).deploy()?;
     Ingress::new()
         .json("/embed", each)
         .json("/search", search)
         .json("/embed/one", embed)
+        .stream("/document", document)
         // Too many texts or a bad k are the client's fault.
         .client_error::<RequestError>(422)
         .serve(&addr)

@@ -415,3 +415,75 @@ fn embed_and_search_over_http() {
     );
     server.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn a_document_streams_each_sentence_with_its_nearest_faq_entry() {
+    use pipeline_examples::text::document::{document_search, Answered};
+    use pipeline_examples::text::search::FAQ;
+
+    let (dir, _) = fixture();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let embed = embedder(&dir).deploy().expect("deploy embedder");
+    let faq: Vec<String> = FAQ.iter().map(|s| s.to_string()).collect();
+    let corpus = rt
+        .block_on(Corpus::embed(faq.clone(), &embed))
+        .expect("embed the FAQ");
+    let p = document_search(&dir, corpus.clone())
+        .deploy()
+        .expect("deploy the document graph");
+    let document = "My parcel still has not arrived. I would like my money back! \
+                    How do I log in again, I forgot my password?";
+    let answers: Vec<Answered> = p
+        .call_iter(document.to_string())
+        .map(|a| a.expect("an answer"))
+        .collect();
+    let sentences: Vec<&str> = answers.iter().map(|a| a.sentence.as_str()).collect();
+    assert_eq!(
+        sentences,
+        [
+            "My parcel still has not arrived.",
+            "I would like my money back!",
+            "How do I log in again, I forgot my password?"
+        ]
+    );
+    let nearest: Vec<&str> = answers.iter().map(|a| a.nearest.text.as_str()).collect();
+    assert_eq!(
+        nearest,
+        [
+            "Where is my package? It has not arrived yet.",
+            "Can I get a refund for my order?",
+            "How do I reset my password?"
+        ]
+    );
+    // Each score is the one the sentence gets embedded alone.
+    for a in &answers {
+        let alone = embed.call(a.sentence.clone()).expect("embed alone");
+        let best = &corpus.nearest(&alone, 1)[0];
+        assert_eq!(best.index, a.nearest.index);
+        assert!(
+            (best.score - a.nearest.score).abs() < 1e-4,
+            "{a:?} vs {best:?}"
+        );
+    }
+
+    // A long document: its sentences share MiniLM's batches, in order.
+    let long: String = (0..200)
+        .map(|i| format!("Sentence number {i} is here. "))
+        .collect();
+    let answers: Vec<Answered> = p.call_iter(long).map(|a| a.expect("an answer")).collect();
+    assert_eq!(answers.len(), 200);
+    assert!(answers
+        .iter()
+        .enumerate()
+        .all(|(i, a)| a.sentence == format!("Sentence number {i} is here.")));
+    let minilm = p
+        .health()
+        .steps
+        .into_iter()
+        .find(|s| s.step == "minilm")
+        .expect("the minilm step");
+    assert!(
+        minilm.batches < minilm.batched_calls,
+        "sentences shared batches: {minilm:?}"
+    );
+}

@@ -48,6 +48,47 @@ fn chain_classifies_every_sample_and_says_weights_are_seeded() {
 }
 
 #[test]
+fn frames_stream_one_classification_each_in_order() {
+    use pipeline_examples::vision::frames_classified;
+
+    let p = frames_classified(ModelSpec::seeded(Arch::Resnet18))
+        .deploy()
+        .expect("deploy");
+    let one = chain(ModelSpec::seeded(Arch::Resnet18))
+        .deploy()
+        .expect("deploy the chain");
+    let images = sample_images();
+    let frames: Vec<Vec<u8>> = images
+        .iter()
+        .cycle()
+        .take(12)
+        .map(|(_, b)| b.clone())
+        .collect();
+    let answers: Vec<_> = p
+        .call_iter(frames.clone())
+        .map(|a| a.expect("a classification"))
+        .collect();
+    assert_eq!(answers.len(), 12);
+    for (frame, answer) in frames.into_iter().zip(&answers) {
+        // The same answer the plain chain gives the frame alone.
+        assert_eq!(
+            one.call(frame).expect("alone").categories,
+            answer.categories
+        );
+    }
+    // A frame that is no image ends the stream after the frames before it.
+    let got: Vec<_> = p
+        .call_iter(vec![
+            images[0].1.clone(),
+            b"not an image".to_vec(),
+            images[1].1.clone(),
+        ])
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].as_ref().unwrap_err().step(), Some("preprocess"));
+}
+
+#[test]
 fn ensemble_concatenates_each_models_top5() {
     let specs = model_specs(None);
     let p = ensemble(specs.clone()).deploy().expect("deploy");

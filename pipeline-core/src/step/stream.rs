@@ -21,7 +21,6 @@ use tokio::sync::mpsc;
 
 use super::contract::IntoStepError;
 use crate::error::{BoxError, PipelineError};
-use crate::eval::BoxFuture;
 
 /// The items of a stream step, and what a stream node produces: a stream
 /// of `Result<T, PipelineError>`.
@@ -185,7 +184,7 @@ pub(crate) enum Drained {
 pub(crate) const STREAM_BOUND: usize = 16;
 
 /// What drives a stream step's items into the channel the caller reads.
-pub(crate) type Driver = BoxFuture<'static, Drained>;
+pub(crate) type Driver = Pin<Box<dyn std::future::Future<Output = Drained> + Send>>;
 
 /// How a runner drives a stream step's output where the step runs:
 /// implemented (through [`Probe`]) for `ItemStream<T>` outputs only.

@@ -30,6 +30,7 @@
 //! ```
 
 mod bert;
+pub mod document;
 pub mod search;
 
 use std::path::{Path, PathBuf};

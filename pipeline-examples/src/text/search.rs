@@ -100,6 +100,22 @@ fn default_k() -> usize {
     3
 }
 
+/// A small FAQ, the corpus of the examples' search and document routes.
+pub const FAQ: &[&str] = &[
+    "How do I reset my password?",
+    "Can I get a refund for my order?",
+    "Where is my package? It has not arrived yet.",
+    "How do I change the delivery address?",
+    "Do you ship to other countries?",
+    "How can I cancel my subscription?",
+    "What payment methods do you accept?",
+    "Is there a student discount?",
+    "How do I contact customer support?",
+    "Can I change the size of the shoes I ordered?",
+    "My invoice shows the wrong amount.",
+    "How long does delivery take?",
+];
+
 /// One search result.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Hit {

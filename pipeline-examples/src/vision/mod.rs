@@ -501,6 +501,36 @@ pub fn routed(
         .branch(Arch::Resnet34, classifier(resnet34, pre))
 }
 
+/// A list of images in, one classification per image streamed out as each
+/// is ready (frames of a video, say): a stream step hands out the images,
+/// and preprocess -> [`BatchedClassifier`] runs on each (`.map_each`), so
+/// the frames of one list share the model's batches; answers keep the
+/// frames' order.
+///
+/// ```no_run
+/// use pipeline_core::prelude::*;
+/// use pipeline_examples::vision::{frames_classified, sample_images, Arch, ModelSpec};
+///
+/// let p = frames_classified(ModelSpec::seeded(Arch::Resnet18)).deploy()?;
+/// let frames: Vec<Vec<u8>> = sample_images().into_iter().map(|(_, bytes)| bytes).collect();
+/// for top5 in p.call_iter(frames) {
+///     println!("{:?}", top5?.categories);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn frames_classified(
+    model: ModelSpec,
+) -> impl Upstream<Input = Vec<Vec<u8>>, Output = ItemStream<Top5>> {
+    frames(Input::<Vec<Vec<u8>>>::new())
+        .map_each_with(move |frame| BatchedClassifier::bind(model, preprocess(frame)))
+}
+
+/// The frames of a list, one item each.
+#[step]
+pub fn frames(images: Vec<Vec<u8>>) -> ItemStream<Vec<u8>> {
+    ItemStream::iter(images)
+}
+
 /// The models for the examples and the demo: `resnet18` / `resnet34` from
 /// `DIR/<name>.safetensors` when `dir` is given (e.g. the agreement
 /// fixture, or real torchvision weights converted to safetensors), else
