@@ -99,6 +99,22 @@ fn main() {
         sum
     });
     rows.push(("bare tokio mpsc (bound 16), producer task", bare));
+    let bare_thread = per_item(&rt, || async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(16);
+        std::thread::spawn(move || {
+            for i in 0..ITEMS {
+                if tx.blocking_send(i).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sum = 0;
+        while let Some(x) = rx.recv().await {
+            sum += x;
+        }
+        sum
+    });
+    rows.push(("bare tokio mpsc (bound 16), producer thread", bare_thread));
 
     let _guard = rt.enter();
     let local = count_local(Input::<u64>::new()).deploy().expect("deploy");
@@ -129,8 +145,9 @@ fn main() {
         .expect("deploy");
     rows.push((
         "tasks stream step .map_each(local inc)",
-        per_item(&rt, move || async move {
-            sum(mapped.call_stream(ITEMS)).await - ITEMS // each item + 1
+        per_item(&rt, move || {
+            let items = mapped.call_stream(ITEMS);
+            async move { sum(items).await - ITEMS } // each item + 1
         }),
     ));
 

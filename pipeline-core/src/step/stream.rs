@@ -227,25 +227,34 @@ fn split<T: Send + 'static>(
 ) -> (ItemStream<T>, Driver) {
     let (tx, mut rx) = mpsc::channel::<Result<T, PipelineError>>(bound.max(1));
     let mut lazy = lazy.named(step);
+    // Room for half a channel at a time: a producer that got ahead waits
+    // until the consumer has taken that many, instead of being woken for
+    // every item taken (a thread's wake-up costs microseconds).
+    let chunk = (bound / 2).max(1);
     let driver = Box::pin(async move {
         loop {
-            // Room first, then the next item: an item is produced only when
-            // it can be handed over, so a stopped consumer stops production.
-            let Ok(permit) = tx.reserve().await else {
+            // Room first, then the items: an item is produced only when it
+            // can be handed over, so a stopped consumer stops production.
+            let Ok(permits) = tx.reserve_many(chunk).await else {
                 return Drained::Cancelled;
             };
-            match lazy.next().await {
-                None => return Drained::Finished,
-                Some(Ok(item)) => permit.send(Ok(item)),
-                Some(Err(e)) => {
-                    let panicked =
-                        matches!(e, PipelineError::Panicked { step: s, .. } if s == step);
-                    permit.send(Err(e));
-                    return if panicked {
-                        Drained::Panicked
-                    } else {
-                        Drained::Finished
-                    };
+            for permit in permits {
+                if tx.is_closed() {
+                    return Drained::Cancelled;
+                }
+                match lazy.next().await {
+                    None => return Drained::Finished,
+                    Some(Ok(item)) => permit.send(Ok(item)),
+                    Some(Err(e)) => {
+                        let panicked =
+                            matches!(e, PipelineError::Panicked { step: s, .. } if s == step);
+                        permit.send(Err(e));
+                        return if panicked {
+                            Drained::Panicked
+                        } else {
+                            Drained::Finished
+                        };
+                    }
                 }
             }
         }
