@@ -269,6 +269,15 @@ pub enum DeployError {
         /// The node: "step `name`" or "a shared node".
         node: String,
     },
+    /// The graph `.map_each` applies to each item uses a node from outside
+    /// it (the pipeline's input, or a shared node of the graph around it).
+    /// That graph runs once per item with the item as its input, so such a
+    /// node would be computed again per item, from the wrong input.
+    #[error("the graph that `.map_each` applies to each item uses {node}, from outside it; it may read only the item: compute what it needs inside, or make it part of the item")]
+    OutsideItem {
+        /// The node, by its label.
+        node: String,
+    },
     /// A route has two branches for one key.
     #[error("route `{route}` has two branches for key {key}")]
     DuplicateBranch {

@@ -354,3 +354,47 @@ fn a_batched_stream_step_is_refused_at_deploy() {
         "{text}"
     );
 }
+
+#[step]
+fn split_words(s: String) -> ItemStream<String> {
+    let words: Vec<String> = s.split_whitespace().map(String::from).collect();
+    ItemStream::iter(words)
+}
+
+#[step]
+fn pair(a: String, b: String) -> String {
+    format!("{a}/{b}")
+}
+
+#[test]
+fn the_graph_applied_to_each_item_reads_only_the_item() {
+    // The pipeline's input and the items are both `String`, so an outer
+    // node fits inside the per-item graph by type; it would be computed
+    // again for each item from the item. Deploy refuses it, naming it.
+    let doc = Input::<String>::new().shared();
+    let outer = doc.clone();
+    let err = split_words(doc)
+        .map_each_with(move |word| pair(word, outer))
+        .deploy()
+        .unwrap_err();
+    assert!(matches!(err, DeployError::OutsideItem { .. }), "{err}");
+    assert!(err.to_string().contains("input"), "{err}");
+
+    // A second `Input` inside: the pipeline's input again.
+    let err = split_words(Input::<String>::new())
+        .map_each_with(move |word| pair(word, Input::<String>::new()))
+        .deploy()
+        .unwrap_err();
+    assert!(matches!(err, DeployError::OutsideItem { .. }), "{err}");
+
+    // A node shared inside the per-item graph is fine.
+    let p = split_words(Input::<String>::new())
+        .map_each(|word| {
+            let word = word.shared();
+            pair(word.clone(), word)
+        })
+        .collect()
+        .deploy()
+        .unwrap();
+    assert_eq!(p.call("a b".into()).unwrap(), ["a/a", "b/b"]);
+}

@@ -328,6 +328,16 @@ impl GraphBuilder {
         self.each.last().copied()
     }
 
+    /// Every enclosing `.map_each`'s stream node, outermost first.
+    pub(crate) fn each_sources(&self) -> Vec<NodeId> {
+        self.each.clone()
+    }
+
+    /// Node `id`'s label.
+    pub(crate) fn label(&self, id: NodeId) -> Option<&str> {
+        self.graph.nodes.get(id).map(|n| n.label.as_str())
+    }
+
     /// Marks node `id` as consumed by several nodes.
     pub(crate) fn mark_shared(&mut self, id: NodeId) {
         if let Some(node) = self.graph.nodes.get_mut(id) {

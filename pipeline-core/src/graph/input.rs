@@ -79,10 +79,10 @@ impl<T: Send + 'static> Upstream for Input<T> {
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         let key = Arc::as_ptr(&self.clone) as *const () as usize;
-        if let Some(eval) = lowering.shared_again::<SharedEval<T>>(key) {
+        if let Some(eval) = lowering.shared_again::<SharedEval<T>>(key)? {
             return Ok(InputEval(Some(eval)));
         }
-        lowering.input(type_name::<T>());
+        lowering.input(type_name::<T>())?;
         match self.clone.get() {
             None => Ok(InputEval(None)),
             Some(&clone) => {

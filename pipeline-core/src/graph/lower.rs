@@ -47,7 +47,7 @@ pub struct Lowering<'o> {
     /// The node lowered last: a parent reads its child's id from here.
     last: Option<NodeId>,
     /// Each shared node's evaluator and id, once lowered.
-    shared: HashMap<usize, (Box<dyn Any + Send>, NodeId)>,
+    shared: HashMap<usize, (Box<dyn Any + Send>, NodeId, Vec<NodeId>)>,
     slots: usize,
     inputs: usize,
     steps: Vec<PlannedStep>,
@@ -107,17 +107,43 @@ impl<'o> Lowering<'o> {
     }
 
     /// Records an `Input` node.
-    pub(crate) fn input(&mut self, output: &'static str) {
+    /// The pipeline's input; an error inside the graph `.map_each`
+    /// applies to each item, whose input is the item.
+    pub(crate) fn input(&mut self, output: &'static str) -> Result<(), DeployError> {
+        if self.graph.each_source().is_some() {
+            return Err(DeployError::OutsideItem {
+                node: "the pipeline's `Input`".to_string(),
+            });
+        }
         self.inputs += 1;
         self.push("input", NodeKind::Input, output, Vec::new());
+        Ok(())
     }
 
     /// A shared node met again: its evaluator, its id now the last.
-    pub(crate) fn shared_again<T: Clone + 'static>(&mut self, key: usize) -> Option<T> {
-        let (eval, id) = self.shared.get(&key)?;
-        let eval = eval.downcast_ref::<T>()?.clone();
+    ///
+    /// A shared node belongs to the graph it was first met in: the
+    /// pipeline's, or the graph `.map_each` applies to each item (which
+    /// runs once per item, with the item as its input). Met again in
+    /// another one, it is an error: its value there would be computed
+    /// again from the wrong input.
+    pub(crate) fn shared_again<T: Clone + 'static>(
+        &mut self,
+        key: usize,
+    ) -> Result<Option<T>, DeployError> {
+        let Some((eval, id, each)) = self.shared.get(&key) else {
+            return Ok(None);
+        };
+        if *each != self.graph.each_sources() {
+            let label = self.graph.label(*id).unwrap_or("a node").to_string();
+            return Err(DeployError::OutsideItem { node: label });
+        }
+        let Some(eval) = eval.downcast_ref::<T>() else {
+            return Ok(None);
+        };
+        let eval = eval.clone();
         self.last = Some(*id);
-        Some(eval)
+        Ok(Some(eval))
     }
 
     /// A shared node lowered for the first time (its node is the last).
@@ -128,7 +154,8 @@ impl<'o> Lowering<'o> {
     ) -> Result<(), DeployError> {
         let id = self.last_id()?;
         self.graph.mark_shared(id);
-        self.shared.insert(key, (Box::new(eval), id));
+        let each = self.graph.each_sources();
+        self.shared.insert(key, (Box::new(eval), id, each));
         Ok(())
     }
 

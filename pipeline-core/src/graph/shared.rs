@@ -81,7 +81,7 @@ where
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         let key = self.key();
-        if let Some(eval) = lowering.shared_again::<SharedEval<O>>(key) {
+        if let Some(eval) = lowering.shared_again::<SharedEval<O>>(key)? {
             return Ok(eval);
         }
         let node = self

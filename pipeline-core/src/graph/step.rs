@@ -196,7 +196,7 @@ where
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         let key = self.key();
-        if let Some(eval) = lowering.shared_again::<SharedEval<S::Output>>(key) {
+        if let Some(eval) = lowering.shared_again::<SharedEval<S::Output>>(key)? {
             return Ok(StepNodeEval::Shared(eval));
         }
         let parts = self
