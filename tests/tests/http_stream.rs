@@ -102,11 +102,19 @@ fn open(
     body: &str,
     sse: bool,
 ) -> (u16, String, BufReader<Box<dyn std::io::Read + Send>>) {
+    open_accepting(server, body, sse.then_some("text/event-stream"))
+}
+
+fn open_accepting(
+    server: &Server,
+    body: &str,
+    accept: Option<&str>,
+) -> (u16, String, BufReader<Box<dyn std::io::Read + Send>>) {
     let mut request = agent()
         .post(&server.url("/count"))
         .header("content-type", "application/json");
-    if sse {
-        request = request.header("accept", "text/event-stream");
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
     }
     let response = request.send(body.as_bytes()).expect("request");
     let status = response.status().as_u16();
@@ -234,4 +242,25 @@ fn a_client_that_disconnects_mid_stream_stops_the_producer() {
     let (status, _, reader) = open(&server, r#"{"n": 2}"#, false);
     assert_eq!(status, 200);
     assert_eq!(reader.lines().count(), 3);
+}
+
+#[test]
+fn the_accept_header_picks_sse_or_ndjson() {
+    let (server, _, _) = server();
+    for (accept, sse) in [
+        ("text/event-stream", true),
+        ("TEXT/Event-Stream", true),
+        ("application/json, text/event-stream;q=0.5", true),
+        ("text/event-stream;q=0", false),
+        ("application/x-ndjson", false),
+        ("*/*", false),
+    ] {
+        let (status, content_type, _) = open_accepting(&server, r#"{"n": 1}"#, Some(accept));
+        assert_eq!(status, 200, "{accept}");
+        assert_eq!(
+            content_type.starts_with("text/event-stream"),
+            sse,
+            "{accept}: {content_type}"
+        );
+    }
 }

@@ -398,3 +398,156 @@ fn the_graph_applied_to_each_item_reads_only_the_item() {
         .unwrap();
     assert_eq!(p.call("a b".into()).unwrap(), ["a/a", "b/b"]);
 }
+
+/// Yields `0..n`, then waits for ever (an async producer with nothing more
+/// to say yet); tells `stopped` when dropped.
+struct Stalls {
+    stopped: Arc<tokio::sync::Notify>,
+}
+
+impl Stalls {
+    fn items(&self, n: u64) -> ItemStream<u64> {
+        let guard = NotifyOnDrop(Arc::clone(&self.stopped));
+        ItemStream::new(
+            futures::stream::iter(0..n).chain(futures::stream::pending().map(move |x: u64| {
+                let _keep = &guard;
+                x
+            })),
+        )
+    }
+}
+
+struct NotifyOnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for NotifyOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+macro_rules! staller {
+    ($name:ident, $($attr:tt)*) => {
+        struct $name(Stalls);
+
+        #[step($($attr)*)]
+        impl $name {
+            fn new(stopped: Arc<tokio::sync::Notify>) -> Self {
+                $name(Stalls { stopped })
+            }
+            fn call(&self, n: u64) -> ItemStream<u64> {
+                self.0.items(n)
+            }
+        }
+    };
+}
+
+staller!(StallTasks, mode = "tasks");
+staller!(StallActor, mode = "actors");
+staller!(StallTaskActor, mode = "actors", placement = "task");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_waiting_for_its_next_item_stops_when_the_consumer_leaves() {
+    // One replica (or one permit in tasks mode): a producer that kept
+    // waiting after its consumer left would hold it for ever.
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let pipelines: Vec<(&str, Pipeline<u64, ItemStream<u64>>)> = vec![
+        (
+            "tasks",
+            StallTasks::bind(Arc::clone(&stopped), Input::new())
+                .deploy_with(DeployOptions::new().queue_bound("StallTasks", 1))
+                .unwrap(),
+        ),
+        (
+            "actors",
+            StallActor::bind(Arc::clone(&stopped), Input::new())
+                .deploy()
+                .unwrap(),
+        ),
+        (
+            "task-placed actors",
+            StallTaskActor::bind(Arc::clone(&stopped), Input::new())
+                .deploy()
+                .unwrap(),
+        ),
+    ];
+    for (mode, p) in pipelines {
+        for round in 0..3 {
+            let notified = stopped.notified();
+            // The stopped producer's permit or replica comes free just
+            // after it is dropped: until then this call may be refused.
+            let start = std::time::Instant::now();
+            let mut items = loop {
+                let mut items = p.call_stream(2);
+                match items.next().await.unwrap() {
+                    Ok(first) => {
+                        assert_eq!(first, 0, "{mode} round {round}");
+                        break items;
+                    }
+                    Err(PipelineError::Overloaded { .. }) if start.elapsed() < GUARD => {
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => panic!("{mode} round {round}: {e}"),
+                }
+            };
+            assert_eq!(
+                items.next().await.unwrap().unwrap(),
+                1,
+                "{mode} round {round}"
+            );
+            drop(items); // while the producer waits for item 2
+            notified.await;
+        }
+        // And a deadline stops it the same way.
+        let notified = stopped.notified();
+        let got: Vec<_> = p
+            .call_stream_timeout(1, std::time::Duration::from_millis(20))
+            .collect()
+            .await;
+        assert_eq!(got.len(), 2, "{mode}: {got:?}");
+        assert!(
+            matches!(got[1], Err(PipelineError::DeadlineExceeded { .. })),
+            "{mode}"
+        );
+        notified.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_pipeline_mid_stream_ends_the_stream_with_an_error() {
+    // The replica (or task) waits for room in the channel of a consumer
+    // that still holds the stream: dropping the pipeline (which joins
+    // replica threads) must not wait for that consumer, and the consumer
+    // learns that its stream was cut short.
+    let probe = Probe::default();
+    for (mode, p) in pipelines(&probe) {
+        if mode == "local" {
+            continue; // pulled by the consumer itself: nothing to stop
+        }
+        let mut items = p.call_stream(ask(1_000_000));
+        assert_eq!(items.next().await.unwrap().unwrap(), 0, "{mode}");
+        tokio::task::spawn_blocking(move || drop(p)).await.unwrap();
+        let rest: Vec<_> = items.collect().await;
+        let last = rest.last().expect("an end");
+        assert!(
+            matches!(last, Err(PipelineError::ReplicaLost { .. })),
+            "{mode}: {last:?} after {} items",
+            rest.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_already_passed_lets_no_item_through() {
+    let probe = Probe::default();
+    for (mode, p) in pipelines(&probe) {
+        let got: Vec<_> = p
+            .call_stream_timeout(ask(10), std::time::Duration::ZERO)
+            .collect()
+            .await;
+        assert_eq!(got.len(), 1, "{mode}: {got:?}");
+        assert!(
+            matches!(got[0], Err(PipelineError::DeadlineExceeded { .. })),
+            "{mode}"
+        );
+    }
+}

@@ -88,15 +88,27 @@ where
     }
 }
 
-/// SSE when the client asks for `text/event-stream` (as `EventSource`
-/// does), NDJSON otherwise.
+/// SSE when the client accepts `text/event-stream` (as `EventSource`
+/// does; media types compare case-insensitively, and `q=0` means not
+/// acceptable), NDJSON otherwise.
 fn wants_sse(request: &Request) -> bool {
     request
         .headers()
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"))
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("q")
+                        && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                })
+            });
+            media.eq_ignore_ascii_case("text/event-stream") && !refused
+        })
 }
 
 /// The stream's items as JSON, then its end: an error, or `Done`.

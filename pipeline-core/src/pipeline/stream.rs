@@ -62,6 +62,7 @@ impl<In: Send + 'static, T: Send + 'static> Pipeline<In, ItemStream<T>> {
         ItemStream::from_results(Deadline {
             items: Some(Box::pin(futures::stream::once(call).try_flatten())),
             sleep,
+            at: std::time::Instant::now().checked_add(deadline),
             after: deadline,
         })
     }
@@ -107,6 +108,9 @@ struct Deadline<S> {
     /// `None` once the deadline passed (dropped: that stops the producers).
     items: Option<Pin<Box<S>>>,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    /// When the deadline passes (read on every poll too: the timer of a
+    /// deadline already passed fires only at the driver's next tick).
+    at: Option<std::time::Instant>,
     after: Duration,
 }
 
@@ -114,21 +118,26 @@ impl<T, S: Stream<Item = Result<T, PipelineError>>> Stream for Deadline<S> {
     type Item = Result<T, PipelineError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(items) = self.items.as_mut() else {
+        if self.items.is_none() {
             return Poll::Ready(None);
-        };
-        if let Poll::Ready(item) = items.as_mut().poll_next(cx) {
-            if item.is_none() {
-                self.items = None;
-            }
-            return Poll::Ready(item);
         }
-        if self.sleep.poll_unpin(cx).is_ready() {
+        // The deadline first: once it has passed, no item counts as in
+        // time, even one that is ready.
+        if self.at.is_some_and(|at| std::time::Instant::now() >= at)
+            || self.sleep.poll_unpin(cx).is_ready()
+        {
             self.items = None;
             return Poll::Ready(Some(Err(PipelineError::DeadlineExceeded {
                 after: self.after,
             })));
         }
-        Poll::Pending
+        let Some(items) = self.items.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let item = std::task::ready!(items.as_mut().poll_next(cx));
+        if item.is_none() {
+            self.items = None;
+        }
+        Poll::Ready(item)
     }
 }

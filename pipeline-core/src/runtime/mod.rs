@@ -16,6 +16,7 @@
 mod actors;
 mod admission;
 mod autoscale;
+mod closing;
 mod executor;
 mod local;
 mod metrics;

@@ -8,6 +8,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use super::admission::Permits;
+use super::closing::{drive, Closing};
 use super::executor::Runtimes;
 use super::plan::StepPlan;
 use super::runner::{call_once, Run, StepRunner};
@@ -21,6 +22,14 @@ pub(crate) struct TasksRunner<S: StepFn> {
     handle: Handle,
     permits: Permits,
     name: &'static str,
+    /// Closed when this runner is dropped: its streams stop.
+    closing: Closing,
+}
+
+impl<S: StepFn> Drop for TasksRunner<S> {
+    fn drop(&mut self) {
+        self.closing.close();
+    }
 }
 
 impl<S: StepFn> std::fmt::Debug for TasksRunner<S> {
@@ -42,6 +51,7 @@ impl<S: StepFn> TasksRunner<S> {
             handle: runtimes.tasks()?,
             permits: Permits::new(plan.queue_bound),
             name: plan.node,
+            closing: Closing::default(),
         })
     }
 }
@@ -95,24 +105,20 @@ impl<S: StepFn> TasksRunner<S> {
         inputs: S::Inputs,
     ) -> Result<S::Output, PipelineError> {
         let name = self.name;
+        let closing = self.closing.clone();
         let (answer, front) = oneshot::channel();
         let task = if S::INFO.is_async {
             self.handle.spawn(async move {
                 let _permit = permit;
-                answer_then_drive(
-                    pump,
-                    name,
-                    call_once::<S>(name, &state, inputs).await,
-                    answer,
-                )
-                .await;
+                let lazy = call_once::<S>(name, &state, inputs).await;
+                answer_then_drive(pump, name, lazy, answer, &closing).await;
             })
         } else {
             self.handle.spawn_blocking(move || {
                 let _permit = permit;
                 futures::executor::block_on(async {
                     let lazy = call_once::<S>(name, &state, inputs).await;
-                    answer_then_drive(pump, name, lazy, answer).await;
+                    answer_then_drive(pump, name, lazy, answer, &closing).await;
                 });
             })
         };
@@ -140,12 +146,13 @@ async fn answer_then_drive<O>(
     name: &'static str,
     lazy: Result<O, PipelineError>,
     answer: oneshot::Sender<Result<O, PipelineError>>,
+    closing: &Closing,
 ) {
     match lazy {
         Ok(lazy) => {
             let (front, driver) = pump.split(lazy, name);
             if answer.send(Ok(front)).is_ok() {
-                driver.await;
+                drive(driver, closing).await;
             }
         }
         Err(e) => {

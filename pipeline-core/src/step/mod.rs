@@ -13,6 +13,6 @@ mod wire;
 pub use contract::{clone_init, ready_output, IntoStepError, StepFn, StepOutput};
 pub use device::{Device, ReplicaContext};
 pub use info::{AutoscalePolicy, BatchPolicy, Mode, Placement, StepInfo, StepKind};
-pub(crate) use stream::Drained;
+pub(crate) use stream::{Drained, Driver};
 pub use stream::{ItemStream, Probe, Pump, PumpOfStream, PumpOfValue};
 pub use wire::{wire_type, Wire, WireError, WireFns, WireTuple, WireType, WIRE_FORMAT};

@@ -14,6 +14,8 @@
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
@@ -231,6 +233,11 @@ fn split<T: Send + 'static>(
     // until the consumer has taken that many, instead of being woken for
     // every item taken (a thread's wake-up costs microseconds).
     let chunk = (bound / 2).max(1);
+    // Set when the items end (or end with an error): a channel closed
+    // without it means the driver was stopped (the pipeline dropped), which
+    // the consumer is told rather than seeing a stream that just ends.
+    let ended = Arc::new(AtomicBool::new(false));
+    let seen_end = Arc::clone(&ended);
     let driver = Box::pin(async move {
         loop {
             // Room first, then the items: an item is produced only when it
@@ -239,15 +246,23 @@ fn split<T: Send + 'static>(
                 return Drained::Cancelled;
             };
             for permit in permits {
-                if tx.is_closed() {
-                    return Drained::Cancelled;
-                }
-                match lazy.next().await {
-                    None => return Drained::Finished,
+                // The consumer may leave while the producer waits for its
+                // next item (an async stream that is pending): stop then.
+                let next = tokio::select! {
+                    biased;
+                    () = tx.closed() => return Drained::Cancelled,
+                    next = lazy.next() => next,
+                };
+                match next {
+                    None => {
+                        ended.store(true, Ordering::SeqCst);
+                        return Drained::Finished;
+                    }
                     Some(Ok(item)) => permit.send(Ok(item)),
                     Some(Err(e)) => {
                         let panicked =
                             matches!(e, PipelineError::Panicked { step: s, .. } if s == step);
+                        ended.store(true, Ordering::SeqCst);
                         permit.send(Err(e));
                         return if panicked {
                             Drained::Panicked
@@ -259,9 +274,14 @@ fn split<T: Send + 'static>(
             }
         }
     });
-    let front =
-        ItemStream::from_results(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))).named(step);
-    (front, driver)
+    let front = futures::stream::poll_fn(move |cx| match rx.poll_recv(cx) {
+        Poll::Ready(None) if !seen_end.load(Ordering::SeqCst) => {
+            seen_end.store(true, Ordering::SeqCst);
+            Poll::Ready(Some(Err(PipelineError::ReplicaLost { step })))
+        }
+        polled => polled,
+    });
+    (ItemStream::from_results(front).named(step), driver)
 }
 
 /// Finds the [`Pump`] of a step's output type: `(&&Probe::<O>::new()).pump()`

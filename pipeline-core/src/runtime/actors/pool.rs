@@ -5,6 +5,7 @@
 //! having their mailbox closed: the replica answers what it holds, then
 //! stops, so scaling down loses no call.
 
+use crate::runtime::closing::Closing;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
@@ -48,6 +49,9 @@ pub(crate) struct Pool<S: StepFn> {
     next_index: AtomicUsize,
     /// Set by `close`; replicas rebuilding see it and give up.
     closed: Arc<AtomicBool>,
+    /// Closed by `close`: replicas streaming stop (their consumers may be
+    /// gone with the pipeline, and `close` joins the replica threads).
+    closing: Closing,
     counters: Arc<StepCounters>,
     me: Weak<Pool<S>>,
 }
@@ -92,6 +96,7 @@ impl<S: StepFn> Pool<S> {
             target: AtomicUsize::new(plan.replicas),
             next_index: AtomicUsize::new(plan.replicas),
             closed: Arc::new(AtomicBool::new(false)),
+            closing: Closing::default(),
             counters,
             me: me.clone(),
         });
@@ -145,6 +150,7 @@ impl<S: StepFn> Pool<S> {
             batch: self.plan.batch,
             in_task: self.plan.placement == Placement::Task,
             pool_closed: Arc::clone(&self.closed),
+            closing: self.closing.clone(),
         };
         (
             worker,
@@ -281,6 +287,7 @@ impl<S: StepFn> Pool<S> {
     /// the replica threads.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.closing.close();
         for p in lock(&self.pending).drain(..) {
             p.cancelled.store(true, Ordering::SeqCst);
         }

@@ -12,6 +12,7 @@ use tokio::runtime::Handle;
 
 use super::mailbox::{Inbox, Job};
 use crate::error::{BoxError, PipelineError};
+use crate::runtime::closing::{drive, Closing};
 use crate::runtime::executor::blocking;
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::runner::{call_once, call_sync};
@@ -32,6 +33,8 @@ pub(crate) struct ReplicaWorker<S: StepFn> {
     pub(crate) in_task: bool,
     /// The pool closed (the pipeline is being dropped): stop rebuilding.
     pub(crate) pool_closed: Arc<AtomicBool>,
+    /// The same, for a replica streaming: stop driving the stream.
+    pub(crate) closing: Closing,
 }
 
 impl<S: StepFn> ReplicaWorker<S> {
@@ -172,7 +175,7 @@ impl<S: StepFn> ReplicaWorker<S> {
                 (Some(Ok(lazy)), Some(pump)) => {
                     let (front, driver) = pump.split(lazy, self.ctx.step());
                     let drained = match reply.send(Ok(front)) {
-                        Ok(()) => driver.await,
+                        Ok(()) => drive(driver, &self.closing).await,
                         Err(_) => Drained::Cancelled,
                     };
                     if drained == Drained::Panicked {
