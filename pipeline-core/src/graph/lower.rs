@@ -39,6 +39,10 @@ pub(crate) struct LoweredStep<S: StepFn> {
     pub(crate) name: &'static str,
 }
 
+/// A shared node lowered already: its evaluator, its id, and the
+/// `.map_each` graphs around it (see [`Lowering::shared_again`]).
+type SharedSeen = (Box<dyn Any + Send>, NodeId, Vec<NodeId>);
+
 /// The traversal's state. Passed to the hidden `Upstream::lower`.
 #[derive(Debug)]
 pub struct Lowering<'o> {
@@ -47,7 +51,7 @@ pub struct Lowering<'o> {
     /// The node lowered last: a parent reads its child's id from here.
     last: Option<NodeId>,
     /// Each shared node's evaluator and id, once lowered.
-    shared: HashMap<usize, (Box<dyn Any + Send>, NodeId, Vec<NodeId>)>,
+    shared: HashMap<usize, SharedSeen>,
     slots: usize,
     inputs: usize,
     steps: Vec<PlannedStep>,
