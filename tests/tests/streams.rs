@@ -225,6 +225,10 @@ fn an_item_error_ends_the_stream_after_the_items_before_it() {
             std::error::Error::source(err).unwrap().to_string(),
             "item 3 is bad"
         );
+        // The step answered its stream; the error that ended it later
+        // counts as the step's.
+        let metrics = p.metrics();
+        assert_eq!((metrics[0].requests, metrics[0].errors), (1, 1), "{mode}");
     }
 }
 

@@ -337,6 +337,18 @@ where
             call.failed();
         }
         call.finish();
+        // A stream step answered its stream: an error that ends it later
+        // counts as the step's too.
+        let result = match (result, S::pump()) {
+            (Ok(items), Some(pump)) => {
+                let counters = Arc::clone(&self.counters);
+                Ok((pump.watched)(
+                    items,
+                    Arc::new(move || counters.count_error()),
+                ))
+            }
+            (result, _) => result,
+        };
         if traced {
             tracing::debug!(parent: &span, ok = result.is_ok(), "step answered");
         }

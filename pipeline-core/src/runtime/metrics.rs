@@ -204,6 +204,14 @@ impl StepCounters {
     }
 }
 
+impl StepCounters {
+    /// Counts an error that came after the call answered (a stream step's
+    /// stream ending with one).
+    pub(crate) fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The last step end on this thread: which call, when, and a sequence
 /// number that changes with every end recorded.
 #[derive(Clone, Copy)]

@@ -55,7 +55,12 @@ pub struct ItemStream<T> {
     /// The step whose items these are (set by the runner).
     step: &'static str,
     done: bool,
+    /// Told when the stream ends with an error (the step's error counter).
+    on_error: Option<OnError>,
 }
+
+/// What a stream step's node does when its stream ends with an error.
+pub(crate) type OnError = Arc<dyn Fn() + Send + Sync>;
 
 /// An error inside the stream: the producing step's own (named when it
 /// comes out), or one from the pipeline.
@@ -130,12 +135,19 @@ impl<T: Send + 'static> ItemStream<T> {
             inner: Box::pin(stream),
             step: "stream",
             done: false,
+            on_error: None,
         }
     }
 
     /// Names the step whose items these are, for its errors.
     pub(crate) fn named(mut self, step: &'static str) -> Self {
         self.step = step;
+        self
+    }
+
+    /// Calls `on_error` if the stream ends with an error.
+    pub(crate) fn watched(mut self, on_error: OnError) -> Self {
+        self.on_error = Some(on_error);
         self
     }
 }
@@ -165,6 +177,9 @@ impl<T> Stream for ItemStream<T> {
         };
         if !matches!(item, Some(Ok(_))) {
             self.done = true;
+        }
+        if let (Some(Err(_)), Some(on_error)) = (&item, &self.on_error) {
+            on_error();
         }
         Poll::Ready(item)
     }
@@ -199,6 +214,8 @@ pub struct Pump<O> {
     /// Names the step whose items these are (local mode, which pulls the
     /// items in the consumer, splits nothing).
     pub(crate) named: fn(O, &'static str) -> O,
+    /// Has the step's node told when the stream ends with an error.
+    pub(crate) watched: fn(O, OnError) -> O,
 }
 
 impl<O> std::fmt::Debug for Pump<O> {
@@ -315,6 +332,7 @@ impl<T: Send + 'static> PumpOfStream<ItemStream<T>> for &Probe<ItemStream<T>> {
         Some(Pump {
             split: split::<T>,
             named: ItemStream::named,
+            watched: ItemStream::watched,
         })
     }
 }
