@@ -281,9 +281,7 @@ mod check {
             );
             tally(&mut row, &g.categories, &c.categories, diff);
         }
-        row.gpu_cold_per_s = throughput(rt, gpu, load, 64);
-        row.gpu_per_s = throughput(rt, gpu, load, 64);
-        row.cpu_per_s = throughput(rt, cpu, load, 64);
+        time_both(&mut row, rt, gpu, cpu, load);
         Ok(row)
     }
 
@@ -324,10 +322,22 @@ mod check {
                 "image": name, "lite0": g.lite0, "lite1": g.lite1, "combined": g.combined,
             }));
         }
+        time_both(&mut row, rt, gpu, cpu, load);
+        Ok(row)
+    }
+
+    /// Times `load` through both deployments: the GPU's twice (its first
+    /// pass includes the JIT's warm-up), then the CPU's.
+    fn time_both<O: Send + 'static>(
+        row: &mut Row,
+        rt: &tokio::runtime::Runtime,
+        gpu: &Run<O>,
+        cpu: &Run<O>,
+        load: &[Vec<u8>],
+    ) {
         row.gpu_cold_per_s = throughput(rt, gpu, load, 64);
         row.gpu_per_s = throughput(rt, gpu, load, 64);
         row.cpu_per_s = throughput(rt, cpu, load, 64);
-        Ok(row)
     }
 
     fn row(graph: &'static str, images: usize) -> Row {
