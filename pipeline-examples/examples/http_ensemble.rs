@@ -9,15 +9,9 @@
 //! `PIPELINE_DEPLOY=deploy.toml` deploys with the options in that file, e.g.
 //! the models served by `vision_worker` processes (built with the `remote`
 //! feature; see the README's "Remote steps").
-use pipeline_core::http::{HttpRequest, Ingress, DEFAULT_ADDR};
+use pipeline_core::http::{Ingress, DEFAULT_ADDR};
 use pipeline_core::prelude::*;
-use pipeline_examples::vision::{classifier, combine, model_specs, preprocess, PreprocessError};
-
-/// The request's body: the image bytes.
-#[step]
-fn image_body(request: HttpRequest) -> Vec<u8> {
-    request.body().to_vec()
-}
+use pipeline_examples::vision::{served, PreprocessError};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Before the runtime's threads start: model replicas then reuse freed
@@ -35,13 +29,11 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| DEFAULT_ADDR.to_string());
     let dir = args.next().map(std::path::PathBuf::from);
-    let pre = preprocess(image_body(Input::<HttpRequest>::new())).shared();
-    let models = model_specs(dir.as_deref()).map(|m| classifier(m, pre.clone()));
     let options = match std::env::var_os("PIPELINE_DEPLOY") {
         Some(path) => DeployOptions::from_file(path)?,
         None => DeployOptions::new(),
     };
-    let pipeline = combine(models).deploy_with(options)?;
+    let pipeline = served::ensemble(dir.as_deref()).deploy_with(options)?;
     Ingress::new()
         .request("/classify", pipeline)
         // Bytes that are no image are the client's fault: 422, not 500.

@@ -333,8 +333,8 @@ where
             let run = span.in_scope(|| runner.run(inputs, cx.meta()));
             tracing::Instrument::instrument(run, span.clone()).await
         };
-        if result.is_err() {
-            call.failed();
+        if let Err(error) = &result {
+            call.failed(error);
         }
         call.finish();
         // A stream step answered its stream: an error that ends it later

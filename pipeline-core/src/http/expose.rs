@@ -103,63 +103,85 @@ pub(super) async fn graph(
             };
             ([(header::CONTENT_TYPE, kind)], text).into_response()
         }
-        "json" => {
-            let routes: Vec<serde_json::Value> = shared
-                .routes
-                .iter()
-                .map(|(route, p)| {
-                    let metrics = p.metrics();
-                    let nodes: Vec<serde_json::Value> = p
-                        .graph()
-                        .nodes()
-                        .iter()
-                        .map(|n| {
-                            let m = step_metrics(&metrics, n);
-                            serde_json::json!({
-                                "id": n.id,
-                                "label": n.label,
-                                "kind": match n.kind {
-                                    NodeKind::Input => "input",
-                                    NodeKind::Step { .. } => "step",
-                                    NodeKind::Gather => "gather",
-                                    NodeKind::Route => "route",
-                                    NodeKind::Each => "each",
-                                    NodeKind::Collect => "collect",
-                                },
-                                "step": match n.kind {
-                                    NodeKind::Step { step, .. } => Some(step),
-                                    _ => None,
-                                },
-                                "output": n.output,
-                                "inputs": n.inputs.iter().map(|(id, label)| serde_json::json!({"from": id, "label": label})).collect::<Vec<_>>(),
-                                "counters": m.map(|m| serde_json::json!({
-                                    "requests": m.requests,
-                                    "errors": m.errors,
-                                    "in_flight": m.in_flight,
-                                    "queued": m.queued,
-                                    "replicas": m.replicas,
-                                    "target_replicas": m.target_replicas,
-                                    "replicas_down": m.replicas_down,
-                                    "rebuilds": m.rebuilds,
-                                    "latency_seconds_sum": m.latency.sum,
-                                    "batches": m.batch_size.count(),
-                                    "remote": m.remote,
-                                    "workers": m.remote.map(|_| m.replicas),
-                                    "remote_retries": m.remote_retries,
-                                    "remote_refused": m.remote_refused,
-                                })),
-                            })
-                        })
-                        .collect();
-                    serde_json::json!({"route": route, "nodes": nodes})
-                })
-                .collect();
-            axum::Json(serde_json::json!({ "routes": routes })).into_response()
-        }
+        "json" => axum::Json(graph_json(&shared)).into_response(),
         other => (
             StatusCode::BAD_REQUEST,
             format!("unknown format `{other}`: use json, dot or mermaid\n"),
         )
             .into_response(),
     }
+}
+
+/// The JSON answer of `/graph`: per route, its nodes with their edges and,
+/// for step nodes, how they run and their live counters (the dashboard
+/// page reads this and nothing else).
+pub(super) fn graph_json(shared: &Shared) -> serde_json::Value {
+    let routes: Vec<serde_json::Value> = shared
+        .routes
+        .iter()
+        .map(|(route, p)| {
+            let metrics = p.metrics();
+            let report = p.report();
+            let nodes: Vec<serde_json::Value> = p
+                .graph()
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let m = step_metrics(&metrics, n);
+                    let r = m.and_then(|m| report.iter().find(|r| r.step == m.step));
+                    serde_json::json!({
+                        "id": n.id,
+                        "label": n.label,
+                        "kind": match n.kind {
+                            NodeKind::Input => "input",
+                            NodeKind::Step { .. } => "step",
+                            NodeKind::Gather => "gather",
+                            NodeKind::Route => "route",
+                            NodeKind::Each => "each",
+                            NodeKind::Collect => "collect",
+                        },
+                        "step": match n.kind {
+                            NodeKind::Step { step, .. } => Some(step),
+                            _ => None,
+                        },
+                        "output": n.output,
+                        "inputs": n.inputs.iter().map(|(id, label)| serde_json::json!({"from": id, "label": label})).collect::<Vec<_>>(),
+                        "deployed": r.map(|r| serde_json::json!({
+                            "mode": r.running.as_str(),
+                            "queue_bound": r.queue_bound,
+                            "autoscale": r.autoscale.is_some(),
+                            "devices": r.devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        })),
+                        "counters": m.map(counters_json),
+                    })
+                })
+                .collect();
+            serde_json::json!({"route": route, "nodes": nodes})
+        })
+        .collect();
+    serde_json::json!({ "routes": routes })
+}
+
+fn counters_json(m: &StepMetrics) -> serde_json::Value {
+    serde_json::json!({
+        "requests": m.requests,
+        "errors": m.errors,
+        "overloaded": m.overloaded,
+        "in_flight": m.in_flight,
+        "queued": m.queued,
+        "replicas": m.replicas,
+        "target_replicas": m.target_replicas,
+        "replicas_down": m.replicas_down,
+        "rebuilds": m.rebuilds,
+        "latency_seconds_sum": m.latency.sum,
+        // Cumulative counts per upper bound (the last one is +Inf): what
+        // `/metrics` exposes as `pipeline_step_latency_seconds_bucket`.
+        "latency_seconds": {"le": m.latency.bounds, "cumulative": m.latency.cumulative},
+        "batches": m.batch_size.count(),
+        "batched_calls": m.batch_size.sum,
+        "remote": m.remote,
+        "workers": m.remote.map(|_| m.replicas),
+        "remote_retries": m.remote_retries,
+        "remote_refused": m.remote_refused,
+    })
 }

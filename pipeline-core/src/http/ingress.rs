@@ -28,6 +28,7 @@ use crate::{ItemStream, Pipeline};
 /// A deployed pipeline as the inspection endpoints see it.
 pub(super) trait Inspect: Send + Sync {
     fn metrics(&self) -> Vec<crate::StepMetrics>;
+    fn report(&self) -> Vec<crate::StepReport>;
     fn health(&self) -> crate::Health;
     fn graph(&self) -> &crate::Graph;
     fn shutdown(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
@@ -36,6 +37,9 @@ pub(super) trait Inspect: Send + Sync {
 impl<In: Send + 'static, Out: Send + 'static> Inspect for Pipeline<In, Out> {
     fn metrics(&self) -> Vec<crate::StepMetrics> {
         Pipeline::metrics(self)
+    }
+    fn report(&self) -> Vec<crate::StepReport> {
+        Pipeline::report(self)
     }
     fn health(&self) -> crate::Health {
         Pipeline::health(self)
@@ -112,6 +116,7 @@ pub struct Ingress {
     limits: Limits,
     serving: Serving,
     pending: Vec<AddRoute>,
+    dashboard: bool,
 }
 
 impl std::fmt::Debug for Ingress {
@@ -123,6 +128,7 @@ impl std::fmt::Debug for Ingress {
             .field("timeout", &self.limits.timeout)
             .field("shutdown_grace", &self.serving.grace)
             .field("header_read_timeout", &self.serving.header_read)
+            .field("dashboard", &self.dashboard)
             .finish()
     }
 }
@@ -135,7 +141,7 @@ impl Default for Ingress {
 
 impl Ingress {
     /// No routes yet; 2 MiB body limit, 30 s timeout, 30 s shutdown
-    /// grace, 10 s header read timeout.
+    /// grace, 10 s header read timeout, the dashboard page on.
     pub fn new() -> Self {
         Ingress {
             router: Router::new(),
@@ -150,7 +156,26 @@ impl Ingress {
                 header_read: DEFAULT_HEADER_READ_TIMEOUT,
             },
             pending: Vec::new(),
+            dashboard: true,
         }
+    }
+
+    /// Whether to serve the dashboard page at `GET /dashboard` (and
+    /// redirect `GET /` there): on by default. The page draws each route's
+    /// graph and refreshes its figures from `/graph` every second; it is
+    /// served on the same listener as everything else, so only where the
+    /// server is bound ([`DEFAULT_ADDR`](super::DEFAULT_ADDR) is loopback),
+    /// and shows nothing `/graph` and `/metrics` do not. Off, both paths
+    /// answer 404.
+    ///
+    /// ```
+    /// use pipeline_core::http::Ingress;
+    /// let router = Ingress::new().dashboard(false).into_router();
+    /// # let _ = router;
+    /// ```
+    pub fn dashboard(mut self, on: bool) -> Self {
+        self.dashboard = on;
+        self
     }
 
     /// Serves `pipeline` at `POST path`: the body is JSON for `In`, the
@@ -389,8 +414,8 @@ impl Ingress {
         self
     }
 
-    /// The axum router: the routes plus `/healthz`, `/readyz`, `/metrics`
-    /// and `/graph`, every answer with an `x-request-id` (the client's own
+    /// The axum router: the routes plus `/healthz`, `/readyz`, `/metrics`,
+    /// `/graph` and the [dashboard](Ingress::dashboard), every answer with an `x-request-id` (the client's own
     /// if it sent one of 1 to 128 characters, else a fresh one).
     pub fn into_router(self) -> Router {
         self.into_parts().0
@@ -405,6 +430,11 @@ impl Ingress {
         let mut router = self.router;
         for add in self.pending {
             router = add(self.limits, router);
+        }
+        if self.dashboard {
+            router = router
+                .route("/dashboard", get(super::dashboard::page))
+                .route("/", get(super::dashboard::root));
         }
         let router = router
             .route("/healthz", get(|| async { "ok\n" }))

@@ -82,7 +82,7 @@ type Field = fn(&StepMetrics) -> u64;
 
 /// Name (counters without `_total`: the encoder adds it), type, help,
 /// value.
-const SCALARS: [(&str, MetricType, &str, Field); 10] = [
+const SCALARS: [(&str, MetricType, &str, Field); 11] = [
     (
         "pipeline_step_requests",
         MetricType::Counter,
@@ -94,6 +94,12 @@ const SCALARS: [(&str, MetricType, &str, Field); 10] = [
         MetricType::Counter,
         "Calls the step failed.",
         |m| m.errors,
+    ),
+    (
+        "pipeline_step_overloaded",
+        MetricType::Counter,
+        "Of the step's errors: calls refused at once because its queue was full.",
+        |m| m.overloaded,
     ),
     (
         "pipeline_step_in_flight",

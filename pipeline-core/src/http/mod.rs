@@ -9,6 +9,7 @@
 //! | `GET /readyz` | 200 when every replica is built, else 503 |
 //! | `GET /metrics` | Prometheus text: per step requests, errors, latency histogram, queue depth, in flight, batch sizes, rebuilds |
 //! | `GET /graph?format=json\|dot\|mermaid` | the deployed graphs with live per-step counters |
+//! | `GET /dashboard` (and `GET /`, which redirects there) | a live page: each graph drawn, its figures refreshed every second ([`Ingress::dashboard`]) |
 //!
 //! Errors answer with a JSON body `{"error": .., "kind": .., "step": ..,
 //! "request_id": ..}`: malformed JSON 400, the wrong shape 422 (serde's
@@ -39,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+mod dashboard;
 mod expose;
 mod ingress;
 mod metrics;

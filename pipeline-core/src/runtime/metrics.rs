@@ -112,6 +112,8 @@ pub(crate) struct StepCounters {
     pub(crate) batched_calls: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Of `errors`: calls refused because a queue was full.
+    pub(crate) overloaded: AtomicU64,
     pub(crate) queued: AtomicI64,
     /// Remote steps: calls a worker refused and that were sent again.
     pub(crate) remote_retries: AtomicU64,
@@ -135,6 +137,7 @@ impl Default for StepCounters {
             batched_calls: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
             queued: AtomicI64::new(0),
             remote_retries: AtomicU64::new(0),
             remote_refused: AtomicU64::new(0),
@@ -191,6 +194,7 @@ impl StepCounters {
             target_replicas: self.target_replicas.load(Ordering::Relaxed),
             requests,
             errors: self.errors.load(Ordering::Relaxed),
+            overloaded: self.overloaded.load(Ordering::Relaxed),
             in_flight: requests.saturating_sub(latency.count()),
             queued: self.queued.load(Ordering::Relaxed).max(0) as u64,
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
@@ -240,8 +244,11 @@ pub(crate) struct CallGuard<'a> {
 }
 
 impl CallGuard<'_> {
-    pub(crate) fn failed(&self) {
+    pub(crate) fn failed(&self, error: &crate::error::PipelineError) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        if matches!(error, crate::error::PipelineError::Overloaded { .. }) {
+            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The call answered: counts it out and hands its end time to the
@@ -307,6 +314,9 @@ pub struct StepMetrics {
     pub requests: u64,
     /// Calls it failed (error, panic, overload, lost replica).
     pub errors: u64,
+    /// Of `errors`: calls refused at once because its queue (or in-flight
+    /// bound) was full.
+    pub overloaded: u64,
     /// Calls inside the step now (queued or running).
     pub in_flight: u64,
     /// Calls waiting in its replicas' mailboxes now.

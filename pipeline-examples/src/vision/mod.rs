@@ -19,6 +19,8 @@
 
 pub mod lite;
 mod samples;
+#[cfg(feature = "http")]
+pub mod served;
 pub mod transform;
 mod weights;
 
