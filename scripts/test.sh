@@ -23,6 +23,10 @@ export PIPELINE_NATS_SERVER
 PIPELINE_MODELS="$(bash scripts/models.sh)"
 export PIPELINE_MODELS
 bash scripts/fixture.sh
+# Headless Chromium and chromedriver for the dashboard's browser test
+# (Debian's packages, installed once).
+PIPELINE_CHROMEDRIVER="$(bash scripts/chromium.sh)"
+export PIPELINE_CHROMEDRIVER
 echo "[test] layering of pipeline-core (scripts/layers.sh)" >&2
 bash scripts/layers.sh
 echo "[test] cargo test --workspace --all-features" >&2

@@ -2,6 +2,8 @@
 //! and uses what it needs).
 #![allow(dead_code)]
 
+#[cfg(all(feature = "http", feature = "torch"))]
+pub(crate) mod browser;
 #[cfg(feature = "http")]
 pub(crate) mod http;
 pub(crate) mod nats;

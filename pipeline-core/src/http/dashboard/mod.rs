@@ -33,7 +33,7 @@ pub(super) async fn page(State(shared): State<Arc<Shared>>) -> Response {
         let route = layout::escape(route);
         let _ = write!(
             routes,
-            r#"<section class="route" data-route="{route}"><h2>route <code>{route}</code></h2><div class="row">{}<table class="steps"><thead><tr><th>step</th><th>runs</th><th>calls/s</th><th>errors</th><th>p50</th><th>p99</th><th>queue</th><th>in flight</th><th>rebuilds</th><th>calls/s, 5 min</th><th>p99, 5 min</th></tr></thead><tbody></tbody></table></div></section>"#,
+            r#"<section class="route" data-route="{route}"><h2>route <code>{route}</code></h2><div class="row">{}<table class="steps"><thead><tr><th>step</th><th>calls/s</th><th>errors</th><th>p50</th><th>p99</th><th>queue</th><th>in flight</th><th>rebuilds</th><th>calls/s, recent</th><th>p99, recent</th></tr></thead><tbody></tbody></table></div></section>"#,
             layout::svg(i, p.graph())
         );
     }
