@@ -86,6 +86,9 @@ pub(super) struct Shared {
     pub(super) routes: Vec<(String, Arc<dyn Inspect>)>,
     pub(super) client_errors: Vec<ClientError>,
     pub(super) metrics: metrics::Metrics,
+    /// The dashboard's drawings of the routes, made on its first request
+    /// (the graphs do not change once deployed).
+    pub(super) drawings: std::sync::OnceLock<String>,
 }
 
 /// Serves deployed pipelines over HTTP. Build it with one route per
@@ -426,6 +429,7 @@ impl Ingress {
             metrics: metrics::Metrics::new(self.routes.clone()),
             routes: self.routes,
             client_errors: self.client_errors,
+            drawings: std::sync::OnceLock::new(),
         });
         let mut router = self.router;
         for add in self.pending {

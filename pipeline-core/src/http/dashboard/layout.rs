@@ -88,6 +88,35 @@ pub(super) fn escape(text: &str) -> String {
     out
 }
 
+/// The fallback drawing: the nodes one under the other (they are listed
+/// inputs first), each edge a straight line.
+fn column(nodes: &[crate::GraphNode]) -> Recorder {
+    let mut drawn = Recorder::default();
+    let mut y = 0.;
+    let mut at = Vec::with_capacity(nodes.len());
+    for (i, n) in nodes.iter().enumerate() {
+        let (w, h) = size_of(&n.kind);
+        let xy = Point::new((STEP.0 - w) / 2., y);
+        drawn.boxes.push((i, xy));
+        at.push((xy, w, h));
+        y += h + 2. * HALO;
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        for (from, label) in &n.inputs {
+            let (Some(&(a, aw, ah)), Some(&(b, bw, _))) = (at.get(*from), at.get(i)) else {
+                continue;
+            };
+            let start = Point::new(a.x + aw / 2., a.y + ah);
+            let end = Point::new(b.x + bw / 2., b.y);
+            drawn.edges.push((
+                vec![(start, start), (end, end)],
+                label.clone().unwrap_or_default(),
+            ));
+        }
+    }
+    drawn
+}
+
 fn size_of(kind: &NodeKind) -> (f64, f64) {
     match kind {
         NodeKind::Step { .. } => STEP,
@@ -132,7 +161,15 @@ pub(super) fn svg(route: usize, graph: &Graph) -> String {
         }
     }
     let mut drawn = Recorder::default();
-    vg.do_it(false, false, false, &mut drawn);
+    // layout-rs asserts its own invariants: should one fail for some graph
+    // shape, the page still comes, with the nodes in a column.
+    let placed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        vg.do_it(false, false, false, &mut drawn);
+    }));
+    if placed.is_err() {
+        tracing::warn!("the dashboard could not lay out a graph; drawing its nodes in a column");
+        drawn = column(nodes);
+    }
 
     // The drawing's extent, to set the view box.
     let (mut min, mut max) = (Point::splat(f64::MAX), Point::splat(f64::MIN));
@@ -221,4 +258,72 @@ pub(super) fn svg(route: usize, graph: &Graph) -> String {
     }
     out.push_str("</svg>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    #[step]
+    fn split(x: i64) -> i64 {
+        x
+    }
+    #[step]
+    fn left(x: i64) -> i64 {
+        x
+    }
+    #[step]
+    fn right(x: i64) -> i64 {
+        x
+    }
+    #[step]
+    fn join(xs: Vec<i64>) -> i64 {
+        xs.into_iter().sum()
+    }
+
+    fn diamond() -> Graph {
+        let s = split(Input::<i64>::new()).shared();
+        join([left(s.clone()).boxed(), right(s).boxed()]).graph()
+    }
+
+    /// Each node's `translate(x,y)` in the SVG, by name.
+    fn placed(svg: &str) -> Vec<(String, f64, f64)> {
+        svg.split("data-node=\"")
+            .skip(1)
+            .map(|rest| {
+                let name = rest[..rest.find('"').unwrap()].to_string();
+                let t = &rest[rest.find("translate(").unwrap() + 10..];
+                let (x, y) = t[..t.find(')').unwrap()].split_once(',').unwrap();
+                (name, x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_node_is_drawn_once_and_each_layer_below_its_inputs() {
+        let graph = diamond();
+        let svg = svg(0, &graph);
+        let nodes = placed(&svg);
+        assert_eq!(nodes.len(), graph.nodes().len(), "{svg}");
+        let y = |name: &str| nodes.iter().find(|n| n.0 == name).unwrap().2;
+        assert!(y("input") < y("split"));
+        assert!(y("split") < y("left") && y("split") < y("right"));
+        assert_eq!(y("left"), y("right"), "siblings share a layer");
+        assert!(y("left") < y("join"));
+        let edges = graph.nodes().iter().map(|n| n.inputs.len()).sum::<usize>();
+        assert_eq!(svg.matches("class=\"edge\"").count(), edges);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    }
+
+    #[test]
+    fn the_fallback_column_draws_every_node_and_edge() {
+        let graph = diamond();
+        let drawn = column(graph.nodes());
+        assert_eq!(drawn.boxes.len(), graph.nodes().len());
+        let ys: Vec<f64> = drawn.boxes.iter().map(|(_, p)| p.y).collect();
+        assert!(ys.windows(2).all(|w| w[0] < w[1]), "{ys:?}");
+        let edges = graph.nodes().iter().map(|n| n.inputs.len()).sum::<usize>();
+        assert_eq!(drawn.edges.len(), edges);
+    }
 }

@@ -28,6 +28,20 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'un
 
 /// The page, with one section (title, drawing, table of figures) per route.
 pub(super) async fn page(State(shared): State<Arc<Shared>>) -> Response {
+    let routes = shared.drawings.get_or_init(|| sections(&shared));
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        PAGE.replacen("{{ROUTES}}", routes, 1),
+    )
+        .into_response()
+}
+
+fn sections(shared: &Shared) -> String {
     let mut routes = String::new();
     for (i, (route, p)) in shared.routes.iter().enumerate() {
         let route = layout::escape(route);
@@ -40,16 +54,7 @@ pub(super) async fn page(State(shared): State<Arc<Shared>>) -> Response {
     if shared.routes.is_empty() {
         routes.push_str("<section class=\"route\"><h2>no routes served</h2></section>");
     }
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        PAGE.replacen("{{ROUTES}}", &routes, 1),
-    )
-        .into_response()
+    routes
 }
 
 /// `GET /`: to the page.
