@@ -263,7 +263,7 @@ pub(super) fn svg(route: usize, graph: &Graph) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prelude::*;
+    use pipeline_core::prelude::*;
 
     #[step]
     fn split(x: i64) -> i64 {
