@@ -84,7 +84,7 @@ fn root_redirects_to_the_page_and_a_post_route_at_root_still_answers() {
         .call()
         .expect("request");
     assert_eq!(response.status().as_u16(), 303);
-    assert_eq!(response.headers()["location"], "dashboard");
+    assert_eq!(response.headers()["location"], "/dashboard");
     let (status, json, _) = post(&server.url("/"), br#""hi""#);
     assert_eq!((status, json), (200, serde_json::json!("HI")));
 }

@@ -88,7 +88,7 @@ pub(super) struct Shared {
     pub(super) metrics: metrics::Metrics,
     /// The dashboard's drawings of the routes, made on its first request
     /// (the graphs do not change once deployed).
-    pub(super) drawings: std::sync::OnceLock<String>,
+    pub(super) drawings: tokio::sync::OnceCell<String>,
 }
 
 /// Serves deployed pipelines over HTTP. Build it with one route per
@@ -168,8 +168,11 @@ impl Ingress {
     /// graph and refreshes its figures from `/graph` every second; it is
     /// served on the same listener as everything else, so only where the
     /// server is bound ([`DEFAULT_ADDR`](super::DEFAULT_ADDR) is loopback),
-    /// and shows nothing `/graph` and `/metrics` do not. Off, both paths
-    /// answer 404.
+    /// and shows nothing `/graph` and `/metrics` do not: bound to
+    /// `0.0.0.0`, anyone who can reach the server can read it, as they can
+    /// `/graph`. Off, both paths answer 404 (405 where a `POST` route of
+    /// yours sits at that path). Nested in a router of yours, `GET
+    /// /prefix` leads to `/prefix/dashboard`.
     ///
     /// ```
     /// use pipeline_core::http::Ingress;
@@ -429,7 +432,7 @@ impl Ingress {
             metrics: metrics::Metrics::new(self.routes.clone()),
             routes: self.routes,
             client_errors: self.client_errors,
-            drawings: std::sync::OnceLock::new(),
+            drawings: tokio::sync::OnceCell::new(),
         });
         let mut router = self.router;
         for add in self.pending {
