@@ -31,7 +31,13 @@
 //! `bash scripts/nats.sh` prints, else `nats-server` on `PATH`.
 //!
 //! `cargo bench -p pipeline-examples --features remote --bench remote`
-//! prints tables and writes `target/bench/remote.json`.
+//! prints tables and writes `target/bench/remote.json`. A filter
+//! (`... --bench remote -- throughput`) runs only the sections whose name
+//! contains it (hop, throughput, tensor, crunch); for profiling, the
+//! throughput section takes `REMOTE_BENCH_ROWS` (runner indices, e.g.
+//! `0,6`), `REMOTE_BENCH_K` (in-flight counts, e.g. `64`) and
+//! `REMOTE_BENCH_TOTAL` (calls per cell) from the environment, and prints
+//! each process's CPU time per call.
 
 use std::fs;
 use std::future::Future;
@@ -82,8 +88,11 @@ fn main() {
         worker_main(url, steps);
         return;
     }
+    // A filter (`cargo bench ... -- throughput`) runs only the sections
+    // whose name contains it: hop, throughput, tensor, crunch.
+    let filter = args.iter().find(|a| !a.starts_with("--")).cloned();
     let started = Instant::now();
-    bench();
+    bench(filter.as_deref());
     println!("total run time {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -519,7 +528,8 @@ fn met(ratio: f64, limit: f64) -> &'static str {
     }
 }
 
-fn bench() {
+fn bench(filter: Option<&str>) {
+    let run = |section: &str| filter.is_none_or(|f| section.contains(f));
     let nats = NatsServer::start();
     let url = nats.url();
     let mut json_rows = Vec::new();
@@ -612,202 +622,254 @@ fn bench() {
         ),
     ];
     let (remote_row, local_row) = (6, 7);
-    let (runners, samples) = rt
-        .block_on(rt.spawn(async move {
-            let samples = sample(&runners, warmup, rounds, per_round).await;
-            (runners, samples)
-        }))
-        .expect("the caller task");
-    let n = rounds * per_round;
-    println!(
+    let runners = if !run("hop") {
+        runners
+    } else {
+        let (runners, samples) = rt
+            .block_on(rt.spawn(async move {
+                let samples = sample(&runners, warmup, rounds, per_round).await;
+                (runners, samples)
+            }))
+            .expect("the caller task");
+        let n = rounds * per_round;
+        println!(
         "\nhop latency, sequential calls from a task on a multi-thread runtime ({n} calls each after {warmup} warm-up, {rounds} interleaved rounds; {n_inc}-byte request; us)"
     );
-    println!(
-        "{:<60} {:>9} {:>9} {:>9}",
-        "runner", "p50", "p99", "p50/raw"
-    );
-    let p50s: Vec<f64> = samples.iter().map(|s| percentile(s, 0.5)).collect();
-    for ((label, _), s) in runners.iter().zip(&samples) {
-        let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
         println!(
-            "{:<60} {:>9.1} {:>9.1} {:>8.2}x",
-            label,
-            p50,
-            p99,
-            p50 / p50s[0]
+            "{:<60} {:>9} {:>9} {:>9}",
+            "runner", "p50", "p99", "p50/raw"
         );
-        json_rows.push(json!({"section": "hop", "runner": label.trim(), "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / p50s[0]}));
-    }
-    let remote_raw = p50s[remote_row] / p50s[0];
-    let remote_local = p50s[remote_row] / p50s[local_row];
-    println!(
-        "\nremote inc vs raw request/reply, p50: {remote_raw:.2}x (target 1.3x): {}",
-        met(remote_raw, 1.3)
-    );
-    println!("remote inc vs in-process actor hop, p50: {remote_local:.1}x");
-    json_rows.push(json!({"target": "remote inc vs raw request/reply, p50", "ratio": remote_raw, "limit": 1.3, "met": remote_raw <= 1.3}));
-    json_rows
-        .push(json!({"ratio": "remote inc vs in-process actor hop, p50", "value": remote_local}));
+        let p50s: Vec<f64> = samples.iter().map(|s| percentile(s, 0.5)).collect();
+        for ((label, _), s) in runners.iter().zip(&samples) {
+            let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
+            println!(
+                "{:<60} {:>9.1} {:>9.1} {:>8.2}x",
+                label,
+                p50,
+                p99,
+                p50 / p50s[0]
+            );
+            json_rows.push(json!({"section": "hop", "runner": label.trim(), "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / p50s[0]}));
+        }
+        let remote_raw = p50s[remote_row] / p50s[0];
+        let remote_local = p50s[remote_row] / p50s[local_row];
+        println!(
+            "\nremote inc vs raw request/reply, p50: {remote_raw:.2}x (target 1.3x): {}",
+            met(remote_raw, 1.3)
+        );
+        println!("remote inc vs in-process actor hop, p50: {remote_local:.1}x");
+        json_rows.push(json!({"target": "remote inc vs raw request/reply, p50", "ratio": remote_raw, "limit": 1.3, "met": remote_raw <= 1.3}));
+        json_rows.push(
+            json!({"ratio": "remote inc vs in-process actor hop, p50", "value": remote_local}),
+        );
+        runners
+    };
 
     // b. Throughput.
-    let total = 10_000;
-    println!("\nthroughput, calls/s ({total} calls each)");
-    println!(
-        "{:<60} {:>12} {:>12} {:>12}",
-        "runner", "1 in flight", "8 in flight", "64 in flight"
-    );
-    let keep = [0, remote_row, local_row];
-    let (runners, rates) = rt
-        .block_on(rt.spawn(async move {
-            let mut rates = Vec::new();
-            for &i in &keep {
-                let mut row = Vec::new();
-                for k in [1, 8, 64] {
-                    row.push(throughput(&runners[i].1, total, k).await);
+    if run("throughput") {
+        let total: usize = std::env::var("REMOTE_BENCH_TOTAL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        println!("\nthroughput, calls/s ({total} calls each)");
+        println!(
+            "{:<60} {:>12} {:>12} {:>12}",
+            "runner", "1 in flight", "8 in flight", "64 in flight"
+        );
+        let keep: Vec<usize> = std::env::var("REMOTE_BENCH_ROWS").ok().map_or_else(
+            || vec![0, 2, 4, 5, remote_row, local_row],
+            |v| v.split(',').filter_map(|x| x.parse().ok()).collect(),
+        );
+        let ks: Vec<usize> = std::env::var("REMOTE_BENCH_K").ok().map_or_else(
+            || vec![1, 8, 64],
+            |v| v.split(',').filter_map(|x| x.parse().ok()).collect(),
+        );
+        // CPU time per call (us) of this process, the raw responder, the
+        // step worker and the nats-server, at each concurrency.
+        let pids = [
+            std::process::id(),
+            raw_worker.pid(),
+            step_worker.pid(),
+            nats.child.id(),
+        ];
+        let keep2 = keep.clone();
+        let (runners, rates, cpus) = rt
+            .block_on(rt.spawn(async move {
+                let mut rates = Vec::new();
+                let mut cpus = Vec::new();
+                for &i in &keep2 {
+                    let mut row = Vec::new();
+                    let mut cpu_row = Vec::new();
+                    for &k in &ks {
+                        let before: Vec<Duration> = pids.iter().map(|&p| cpu_time_of(p)).collect();
+                        row.push(throughput(&runners[i].1, total, k).await);
+                        let used: Vec<f64> = pids
+                            .iter()
+                            .zip(&before)
+                            .map(|(&p, &b)| (cpu_time_of(p) - b).as_secs_f64() * 1e6 / total as f64)
+                            .collect();
+                        cpu_row.push(used);
+                    }
+                    rates.push(row);
+                    cpus.push(cpu_row);
                 }
-                rates.push(row);
-            }
-            (runners, rates)
-        }))
-        .expect("the caller task");
-    for (&i, r) in keep.iter().zip(&rates) {
-        let label = runners[i].0;
-        println!("{:<60} {:>12.0} {:>12.0} {:>12.0}", label, r[0], r[1], r[2]);
-        json_rows.push(json!({"section": "throughput", "runner": label, "calls": total, "calls_per_s_1": r[0], "calls_per_s_8": r[1], "calls_per_s_64": r[2]}));
+                (runners, rates, cpus)
+            }))
+            .expect("the caller task");
+        for (&i, r) in keep.iter().zip(&rates) {
+            let label = runners[i].0;
+            let cells: Vec<String> = r.iter().map(|x| format!("{x:>12.0}")).collect();
+            println!("{:<60} {}", label, cells.join(" "));
+            json_rows.push(
+                json!({"section": "throughput", "runner": label, "calls": total, "calls_per_s": r}),
+            );
+        }
+        println!("\nCPU us per call (this process / raw responder / step worker / nats-server)");
+        for (&i, c) in keep.iter().zip(&cpus) {
+            let label = runners[i].0;
+            let cell = |v: &Vec<f64>| format!("{:.0}/{:.0}/{:.0}/{:.0}", v[0], v[1], v[2], v[3]);
+            let cells: Vec<String> = c.iter().map(|v| format!("{:>16}", cell(v))).collect();
+            println!("{:<60} {}", label, cells.join(" "));
+        }
+        drop(runners);
     }
-    drop(runners);
 
     // c. A tensor-sized hop.
-    let tensor: Vec<u8> = (0..TENSOR_BYTES).map(|i| (i % 251) as u8).collect();
-    let expected = (
-        TENSOR_BYTES as u64,
-        tensor.iter().map(|&b| u64::from(b)).sum::<u64>(),
-    );
-    assert_eq!(
-        rt.block_on(remote_sum.call_async(ByteBuf::from(tensor.clone())))
-            .expect("bytes_sum"),
-        expected
-    );
-    // What the pipeline sends and the worker answers, encoded (postcard),
-    // and what encoding and decoding that input costs in this process.
-    let sum_wire = <bytes_sum<()> as StepFn>::wire().expect("bytes_sum is remote");
-    let sum_inputs = (ByteBuf::from(tensor.clone()),);
-    let sum_payload = sum_wire.encode_inputs(&sum_inputs).expect("encode");
-    let sum_answer = sum_wire.encode_output(&expected).expect("encode").len();
-    let median_us = |f: &mut dyn FnMut()| {
-        let mut times: Vec<Duration> = (0..50)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed()
-            })
-            .collect();
-        times.sort();
-        percentile(&times, 0.5)
-    };
-    let encode_us = median_us(&mut || {
-        std::hint::black_box(sum_wire.encode_inputs(&sum_inputs).expect("encode"));
-    });
-    let decode_us = median_us(&mut || {
-        std::hint::black_box(sum_wire.decode_inputs(&sum_payload).expect("decode"));
-    });
-    let runners: Vec<(&'static str, Caller)> = vec![
-        (
-            "raw request/reply (sums the bytes too)",
-            raw(&client, RAW_SUM, tensor.clone(), None, 16),
-        ),
-        (
-            "  raw + headers to the bytes_sum worker (input pre-encoded)",
-            raw(
-                &client,
-                SUM_SUBJECT,
-                sum_payload.clone(),
-                pipeline_headers::<bytes_sum<()>>(),
-                sum_answer,
+    if run("tensor") {
+        let tensor: Vec<u8> = (0..TENSOR_BYTES).map(|i| (i % 251) as u8).collect();
+        let expected = (
+            TENSOR_BYTES as u64,
+            tensor.iter().map(|&b| u64::from(b)).sum::<u64>(),
+        );
+        assert_eq!(
+            rt.block_on(remote_sum.call_async(ByteBuf::from(tensor.clone())))
+                .expect("bytes_sum"),
+            expected
+        );
+        // What the pipeline sends and the worker answers, encoded (postcard),
+        // and what encoding and decoding that input costs in this process.
+        let sum_wire = <bytes_sum<()> as StepFn>::wire().expect("bytes_sum is remote");
+        let sum_inputs = (ByteBuf::from(tensor.clone()),);
+        let sum_payload = sum_wire.encode_inputs(&sum_inputs).expect("encode");
+        let sum_answer = sum_wire.encode_output(&expected).expect("encode").len();
+        let median_us = |f: &mut dyn FnMut()| {
+            let mut times: Vec<Duration> = (0..50)
+                .map(|_| {
+                    let start = Instant::now();
+                    f();
+                    start.elapsed()
+                })
+                .collect();
+            times.sort();
+            percentile(&times, 0.5)
+        };
+        let encode_us = median_us(&mut || {
+            std::hint::black_box(sum_wire.encode_inputs(&sum_inputs).expect("encode"));
+        });
+        let decode_us = median_us(&mut || {
+            std::hint::black_box(sum_wire.decode_inputs(&sum_payload).expect("decode"));
+        });
+        let runners: Vec<(&'static str, Caller)> = vec![
+            (
+                "raw request/reply (sums the bytes too)",
+                raw(&client, RAW_SUM, tensor.clone(), None, 16),
             ),
-        ),
-        (
-            "remote bytes_sum (pipeline)",
-            via(&remote_sum, move |_| ByteBuf::from(tensor.clone())),
-        ),
-    ];
-    let (warmup, rounds, per_round) = (100, 10, 100);
-    let (runners, samples) = rt
-        .block_on(rt.spawn(async move {
-            let samples = sample(&runners, warmup, rounds, per_round).await;
-            (runners, samples)
-        }))
-        .expect("the caller task");
-    let n = rounds * per_round;
-    println!(
+            (
+                "  raw + headers to the bytes_sum worker (input pre-encoded)",
+                raw(
+                    &client,
+                    SUM_SUBJECT,
+                    sum_payload.clone(),
+                    pipeline_headers::<bytes_sum<()>>(),
+                    sum_answer,
+                ),
+            ),
+            (
+                "remote bytes_sum (pipeline)",
+                via(&remote_sum, move |_| ByteBuf::from(tensor.clone())),
+            ),
+        ];
+        let (warmup, rounds, per_round) = (100, 10, 100);
+        let (runners, samples) = rt
+            .block_on(rt.spawn(async move {
+                let samples = sample(&runners, warmup, rounds, per_round).await;
+                (runners, samples)
+            }))
+            .expect("the caller task");
+        let n = rounds * per_round;
+        println!(
         "\ntensor-sized hop: {TENSOR_BYTES} bytes in, 16 out ({n} sequential calls each after {warmup} warm-up; us)"
     );
-    println!(
-        "{:<60} {:>9} {:>9} {:>9}",
-        "runner", "p50", "p99", "p50/raw"
-    );
-    let base = percentile(&samples[0], 0.5);
-    for ((label, _), s) in runners.iter().zip(&samples) {
-        let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
         println!(
-            "{:<60} {:>9.1} {:>9.1} {:>8.2}x",
-            label,
-            p50,
-            p99,
-            p50 / base
+            "{:<60} {:>9} {:>9} {:>9}",
+            "runner", "p50", "p99", "p50/raw"
         );
-        json_rows.push(json!({"section": "tensor hop", "bytes": TENSOR_BYTES, "runner": label.trim(), "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / base}));
-    }
-    drop(runners);
-    println!(
+        let base = percentile(&samples[0], 0.5);
+        for ((label, _), s) in runners.iter().zip(&samples) {
+            let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
+            println!(
+                "{:<60} {:>9.1} {:>9.1} {:>8.2}x",
+                label,
+                p50,
+                p99,
+                p50 / base
+            );
+            json_rows.push(json!({"section": "tensor hop", "bytes": TENSOR_BYTES, "runner": label.trim(), "calls": n, "p50_us": p50, "p99_us": p99, "ratio_to_raw": p50 / base}));
+        }
+        drop(runners);
+        println!(
         "the input's wire encoding (postcard) in this process, median of 50: encode {encode_us:.0} us, decode {decode_us:.0} us"
     );
-    json_rows.push(json!({"section": "tensor wire", "bytes": TENSOR_BYTES, "encode_us": encode_us, "decode_us": decode_us}));
+        json_rows.push(json!({"section": "tensor wire", "bytes": TENSOR_BYTES, "encode_us": encode_us, "decode_us": decode_us}));
+    }
 
     // d. A CPU-bound step on 1, 2 and 3 worker processes.
-    let (calls, in_flight, ms) = (300, 16, 5u64);
-    let remote_crunch = crunch(Input::<u64>::new())
-        .deploy_with(remote("crunch"))
-        .expect("deploy remote crunch");
-    let crunch_call = via(&remote_crunch, move |_| ms);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
+    let mut crunchers: Vec<WorkerProcess> = Vec::new();
+    if run("crunch") {
+        let (calls, in_flight, ms) = (300, 16, 5u64);
+        let remote_crunch = crunch(Input::<u64>::new())
+            .deploy_with(remote("crunch"))
+            .expect("deploy remote crunch");
+        let crunch_call = via(&remote_crunch, move |_| ms);
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        println!(
         "\nCPU-bound step crunch({ms}) (spins {ms} ms of wall time; 1 replica per worker), {calls} calls at {in_flight} in flight; this machine has {cores} cores"
     );
-    println!(
-        "{:<10} {:>10} {:>9} {:>22}",
-        "workers", "calls/s", "vs 1", "worker CPU per call"
-    );
-    let mut crunchers: Vec<WorkerProcess> = Vec::new();
-    let mut first = 0.0;
-    for k in 1..=3 {
-        crunchers.push(WorkerProcess::start(&url, "crunch"));
-        wait_for_workers(&remote_crunch, k);
-        // Warm-up: every worker has taken calls.
-        rt.block_on(throughput(&crunch_call, 8 * k, in_flight));
-        let cpu_before: Duration = crunchers.iter().map(WorkerProcess::cpu_time).sum();
-        let rate = rt.block_on(throughput(&crunch_call, calls, in_flight));
-        let cpu: Duration = crunchers
-            .iter()
-            .map(WorkerProcess::cpu_time)
-            .sum::<Duration>()
-            - cpu_before;
-        let cpu_ms = cpu.as_secs_f64() * 1000.0 / calls as f64;
-        if k == 1 {
-            first = rate;
-        }
         println!(
-            "{:<10} {:>10.0} {:>8.2}x {:>19.2} ms",
-            k,
-            rate,
-            rate / first,
-            cpu_ms
+            "{:<10} {:>10} {:>9} {:>22}",
+            "workers", "calls/s", "vs 1", "worker CPU per call"
         );
-        json_rows.push(json!({"section": "crunch", "workers": k, "calls": calls, "in_flight": in_flight, "crunch_ms": ms, "calls_per_s": rate, "speedup": rate / first, "worker_cpu_ms_per_call": cpu_ms, "cores": cores}));
+        let mut first = 0.0;
+        for k in 1..=3 {
+            crunchers.push(WorkerProcess::start(&url, "crunch"));
+            wait_for_workers(&remote_crunch, k);
+            // Warm-up: every worker has taken calls.
+            rt.block_on(throughput(&crunch_call, 8 * k, in_flight));
+            let cpu_before: Duration = crunchers.iter().map(WorkerProcess::cpu_time).sum();
+            let rate = rt.block_on(throughput(&crunch_call, calls, in_flight));
+            let cpu: Duration = crunchers
+                .iter()
+                .map(WorkerProcess::cpu_time)
+                .sum::<Duration>()
+                - cpu_before;
+            let cpu_ms = cpu.as_secs_f64() * 1000.0 / calls as f64;
+            if k == 1 {
+                first = rate;
+            }
+            println!(
+                "{:<10} {:>10.0} {:>8.2}x {:>19.2} ms",
+                k,
+                rate,
+                rate / first,
+                cpu_ms
+            );
+            json_rows.push(json!({"section": "crunch", "workers": k, "calls": calls, "in_flight": in_flight, "crunch_ms": ms, "calls_per_s": rate, "speedup": rate / first, "worker_cpu_ms_per_call": cpu_ms, "cores": cores}));
+        }
+
+        drop(remote_crunch);
     }
 
     // Workers leave first (SIGTERM, drained), then the server goes.
-    drop(remote_crunch);
     for mut w in crunchers {
         w.stop();
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::service::{self, ServiceExt};
-use async_nats::{Client, HeaderMap};
+use async_nats::{Client, HeaderMap, HeaderName};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -60,7 +60,11 @@ pub struct Worker {
     services: Vec<(String, service::Service)>,
     /// Each served node and this worker's direct subject for it.
     directs: Vec<(&'static str, String, String)>,
-    serving: Vec<tokio::task::JoinHandle<()>>,
+    /// Each step's tasks; `true`: the one taking its requests.
+    serving: Vec<(tokio::task::JoinHandle<()>, bool)>,
+    /// Tells the tasks taking requests to stop (when the drain did not
+    /// finish); the calls they hold go on.
+    stop_taking: Arc<tokio::sync::Notify>,
     /// Each call in progress holds a clone; leaving waits for them all.
     in_flight: mpsc::Sender<()>,
     all_done: mpsc::Receiver<()>,
@@ -111,6 +115,7 @@ impl Worker {
             services: Vec::new(),
             directs: Vec::new(),
             serving: Vec::new(),
+            stop_taking: Arc::new(tokio::sync::Notify::new()),
             in_flight,
             all_done,
             leaving: Arc::new(AtomicBool::new(false)),
@@ -225,11 +230,12 @@ impl Worker {
             cancels: Mutex::new(CancelBook::default()),
             in_flight: self.in_flight.clone(),
             leaving: Arc::clone(&self.leaving),
+            stop_taking: Arc::clone(&self.stop_taking),
         });
         self.serving
-            .push(tokio::spawn(Arc::clone(&step).take_cancels(cancels)));
+            .push((tokio::spawn(Arc::clone(&step).take_cancels(cancels)), false));
         self.serving
-            .push(tokio::spawn(step.take_requests(endpoint)));
+            .push((tokio::spawn(step.take_requests(endpoint)), true));
         // Once the server has the subscriptions, calls can reach them.
         self.client
             .flush()
@@ -283,14 +289,25 @@ impl Worker {
         // verbs too), takes in what the server had routed here meanwhile,
         // then closes this connection; the endpoints' streams then end.
         let drained = tokio::time::timeout(DRAIN_LIMIT, self.client.drain()).await;
-        let serving: Vec<_> = self.serving.drain(..).collect();
-        let aborts: Vec<_> = serving.iter().map(|t| t.abort_handle()).collect();
+        let (serving, aborts): (Vec<_>, Vec<_>) = self
+            .serving
+            .drain(..)
+            .map(|(task, takes)| {
+                let abort = (task.abort_handle(), takes);
+                (task, abort)
+            })
+            .unzip();
         let finished = tokio::time::timeout(DRAIN_LIMIT, futures::future::join_all(serving)).await;
         let drained_ok = matches!(drained, Ok(Ok(()))) && finished.is_ok();
         if !drained_ok {
             tracing::warn!(url = %self.url, limit = ?DRAIN_LIMIT, "the drain did not finish (is the NATS server reachable?); leaving anyway");
-            for abort in aborts {
-                abort.abort();
+            // Those taking requests stop taking (the calls they hold go on,
+            // each holding its guard); the others are aborted.
+            self.stop_taking.notify_waiters();
+            for (abort, takes) in aborts {
+                if !takes {
+                    abort.abort();
+                }
             }
         }
         // Every call taken holds a sender: wait until they have answered
@@ -375,6 +392,8 @@ struct Served<S: StepFn> {
     cancels: Mutex<CancelBook>,
     in_flight: mpsc::Sender<()>,
     leaving: Arc<AtomicBool>,
+    /// Notified: stop taking requests (see `Worker::stop_taking`).
+    stop_taking: Arc<tokio::sync::Notify>,
 }
 
 /// What to answer: the output's bytes, or an error code and text.
@@ -447,35 +466,79 @@ impl<S: StepFn> Served<S> {
 
     /// Takes requests in arrival order: each is decoded and handed to the
     /// replicas here (so the replicas' queue keeps that order), then
-    /// awaited in a task of its own.
+    /// awaited with the others taken, in this task (a task per call cost
+    /// more than the rest of the worker's own work per call). Once the
+    /// endpoint's stream ends (drained), the calls still running go on in
+    /// a task of their own, each holding its `in_flight` guard.
     async fn take_requests(
         self: Arc<Self>,
         mut endpoint: impl futures::Stream<Item = service::Request> + Unpin,
     ) {
-        while let Some(request) = endpoint.next().await {
+        use futures::stream::FuturesUnordered;
+        use futures::FutureExt;
+        use std::task::Poll;
+        let mut calls = FuturesUnordered::new();
+        let mut open = true;
+        let stop = self.stop_taking.notified();
+        tokio::pin!(stop);
+        futures::future::poll_fn(|cx| {
+            if open && stop.as_mut().poll(cx).is_ready() {
+                open = false;
+            }
+            // New requests first (each handed to the replicas as it is
+            // taken), then whichever calls are ready.
+            while open {
+                match endpoint.poll_next_unpin(cx) {
+                    Poll::Ready(Some(request)) => calls.push(
+                        // A panic answering a call stays with that call.
+                        std::panic::AssertUnwindSafe(Arc::clone(&self).take(request))
+                            .catch_unwind()
+                            .map(drop),
+                    ),
+                    Poll::Ready(None) => open = false,
+                    Poll::Pending => break,
+                }
+            }
+            while let Poll::Ready(Some(())) = calls.poll_next_unpin(cx) {}
+            if open {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        if !calls.is_empty() {
+            tokio::spawn(async move { while calls.next().await.is_some() {} });
+        }
+    }
+
+    /// Starts one request's call; the future answers it.
+    fn take(
+        self: Arc<Self>,
+        request: service::Request,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        {
             let guard = self.in_flight.clone();
-            let headers = request.message.headers.clone().unwrap_or_default();
-            let request_id = header(&headers, protocol::REQUEST_ID);
+            let headers = request.message.headers.as_ref();
+            let request_id = header(headers, &protocol::REQUEST_ID);
             let span = tracing::info_span!(
                 "remote_step",
                 step = self.node,
-                request_id = request_id.as_deref().unwrap_or("")
+                request_id = request_id.unwrap_or("")
             );
-            let started = span.in_scope(|| self.start(&request, &headers, request_id));
-            let step = Arc::clone(&self);
-            tokio::spawn(
-                async move {
-                    let answer = match started {
-                        Ok(call) => step.finish(call).await,
-                        Err(answer) => answer,
-                    };
-                    if let Some(answer) = answer {
-                        step.respond(&request, answer).await;
-                    }
-                    drop(guard);
+            let started = span.in_scope(|| self.start(&request, headers, request_id));
+            let step = self;
+            async move {
+                let answer = match started {
+                    Ok(call) => step.finish(call).await,
+                    Err(answer) => answer,
+                };
+                if let Some(answer) = answer {
+                    step.respond(&request, answer).await;
                 }
-                .instrument(span),
-            );
+                drop(guard);
+            }
+            .instrument(span)
         }
     }
 
@@ -484,14 +547,14 @@ impl<S: StepFn> Served<S> {
     fn start(
         &self,
         request: &service::Request,
-        headers: &HeaderMap,
-        request_id: Option<String>,
+        headers: Option<&HeaderMap>,
+        request_id: Option<&str>,
     ) -> Result<Started<S::Output>, Option<Answer>> {
-        let header = |key: &str| header(headers, key);
+        let header = |key: &HeaderName| header(headers, key);
         if self.leaving.load(Ordering::SeqCst) {
             return Err(Some(Err((code::REFUSED, "the worker is leaving".into()))));
         }
-        if let Some(theirs) = header(protocol::FINGERPRINT) {
+        if let Some(theirs) = header(&protocol::FINGERPRINT) {
             if theirs != self.digest {
                 return Err(Some(Err((
                     code::MISMATCH,
@@ -503,7 +566,7 @@ impl<S: StepFn> Served<S> {
                 ))));
             }
         }
-        let budget = header(protocol::TIMEOUT_MS)
+        let budget = header(&protocol::TIMEOUT_MS)
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(Duration::from_millis);
         if budget.is_some_and(|b| b.is_zero()) {
@@ -522,7 +585,7 @@ impl<S: StepFn> Served<S> {
             request_id: request_id.map(Arc::from),
         };
         let (cancel, cancelled) = oneshot::channel();
-        let call_id = header(protocol::CALL_ID);
+        let call_id = header(&protocol::CALL_ID).map(str::to_string);
         if let Some(id) = &call_id {
             let waiting = self
                 .cancels
@@ -634,11 +697,15 @@ impl<S: StepFn> Served<S> {
     /// answering one.
     async fn respond(&self, request: &service::Request, answer: Answer) {
         let (payload, error) = match answer {
-            Ok(bytes) => (bytes, None),
-            Err((code, text)) => (Vec::new(), Some((code, one_line(&text, self.max_payload)))),
+            Ok(bytes) => (bytes::Bytes::from(bytes), None),
+            Err((code, text)) => (
+                bytes::Bytes::new(),
+                Some((code, one_line(&text, self.max_payload))),
+            ),
         };
         let sent = match &error {
-            None => request.respond(Ok(payload.clone().into())).await,
+            // A `Bytes` clone shares the buffer (no copy).
+            None => request.respond(Ok(payload.clone())).await,
             Some((code, status)) => {
                 request
                     .respond(Err(service::error::Error {
@@ -664,7 +731,7 @@ impl<S: StepFn> Served<S> {
         }
         let _ = self
             .replies
-            .publish_with_headers(reply, headers, payload.into())
+            .publish_with_headers(reply, headers, payload)
             .await;
     }
 }
@@ -681,8 +748,8 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn header(headers: &HeaderMap, key: &str) -> Option<String> {
-    headers.get(key).map(|v| v.as_str().to_string())
+fn header<'a>(headers: Option<&'a HeaderMap>, key: &HeaderName) -> Option<&'a str> {
+    headers?.get(key.clone()).map(|v| v.as_str())
 }
 
 /// A header value holds one line, and the whole message must stay under

@@ -57,14 +57,17 @@ pub(crate) mod protocol {
     pub(crate) fn service(node: &str) -> String {
         format!("pipeline-{node}")
     }
+    // Header names are built once (`from_static`): a `&str` name is
+    // validated and copied on every insert and lookup.
+    use async_nats::HeaderName;
     /// The request's id (the HTTP ingress's `x-request-id`).
-    pub(crate) const REQUEST_ID: &str = "Pipeline-Request-Id";
+    pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("Pipeline-Request-Id");
     /// Milliseconds the caller still waits, when the request was sent.
-    pub(crate) const TIMEOUT_MS: &str = "Pipeline-Timeout-Ms";
+    pub(crate) static TIMEOUT_MS: HeaderName = HeaderName::from_static("Pipeline-Timeout-Ms");
     /// This attempt's id, named again by a cancellation.
-    pub(crate) const CALL_ID: &str = "Pipeline-Call-Id";
+    pub(crate) static CALL_ID: HeaderName = HeaderName::from_static("Pipeline-Call-Id");
     /// The step's `Wire::fingerprint_digest()` as the pipeline sees it.
-    pub(crate) const FINGERPRINT: &str = "Pipeline-Fingerprint";
+    pub(crate) static FINGERPRINT: HeaderName = HeaderName::from_static("Pipeline-Fingerprint");
     /// Service metadata key holding the worker's fingerprint.
     pub(crate) const META_FINGERPRINT: &str = "fingerprint";
     /// Service metadata key holding the worker's direct subject.

@@ -166,7 +166,9 @@ impl<S: StepFn> RemoteRunner<S> {
             .map_err(|e| PipelineError::step_failed(step, e.into()))?
             .into();
         // The server's limit counts the headers too (sent with every try).
-        let limit = self.client.server_info().max_payload;
+        // (`max_payload()` reads the negotiated limit; `server_info()`
+        // would clone the server's whole INFO on every call.)
+        let limit = self.client.max_payload();
         let size =
             payload.len() + HEADERS_AT_MOST + meta.request_id.as_ref().map_or(0, |id| id.len());
         if size > limit {
@@ -212,13 +214,13 @@ impl<S: StepFn> RemoteRunner<S> {
                 self.calls.fetch_add(1, Ordering::Relaxed)
             );
             let mut headers = HeaderMap::new();
-            headers.insert(protocol::CALL_ID, call_id.as_str());
+            headers.insert(protocol::CALL_ID.clone(), call_id.as_str());
             // Rounded up: a live budget under 1 ms is not "no time left".
             let left_ms = left.as_micros().div_ceil(1000);
-            headers.insert(protocol::TIMEOUT_MS, left_ms.to_string().as_str());
-            headers.insert(protocol::FINGERPRINT, self.digest.as_str());
+            headers.insert(protocol::TIMEOUT_MS.clone(), left_ms.to_string().as_str());
+            headers.insert(protocol::FINGERPRINT.clone(), self.digest.as_str());
             if let Some(id) = &meta.request_id {
-                headers.insert(protocol::REQUEST_ID, &**id);
+                headers.insert(protocol::REQUEST_ID.clone(), &**id);
             }
             let request = async_nats::Request::new()
                 .payload(payload.clone())
