@@ -63,10 +63,19 @@ async fn seed_traffic(p: Pipeline<HttpRequest, pipeline_examples::seed001::Predi
     for i in 0u64.. {
         tick.tick().await;
         let body = format!(r#"{{"values": [{}, 2, 3]}}"#, i % 7);
-        let _ = p
-            .call_async(HttpRequest::builder().body(body).build())
-            .await;
+        if stopping(
+            p.call_async(HttpRequest::builder().body(body).build())
+                .await,
+        ) {
+            return;
+        }
     }
+}
+
+/// Whether the server is shutting down (the traffic then stops, else a
+/// loop of calls answered at once would keep the runtime from ending).
+fn stopping<T>(answer: Result<T, PipelineError>) -> bool {
+    matches!(answer, Err(PipelineError::ShuttingDown))
 }
 
 async fn ensemble_traffic(p: Pipeline<HttpRequest, Vec<i64>>) {
@@ -74,8 +83,11 @@ async fn ensemble_traffic(p: Pipeline<HttpRequest, Vec<i64>>) {
     images.push(b"no image".to_vec());
     for i in 0usize.. {
         let body = images[i % images.len()].clone();
-        let _ = p
-            .call_async(HttpRequest::builder().body(body).build())
-            .await;
+        if stopping(
+            p.call_async(HttpRequest::builder().body(body).build())
+                .await,
+        ) {
+            return;
+        }
     }
 }
