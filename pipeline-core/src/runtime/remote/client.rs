@@ -215,9 +215,10 @@ impl<S: StepFn> RemoteRunner<S> {
             );
             let mut headers = HeaderMap::new();
             headers.insert(protocol::CALL_ID.clone(), call_id.as_str());
-            // Rounded up: a live budget under 1 ms is not "no time left".
-            let left_ms = left.as_micros().div_ceil(1000);
-            headers.insert(protocol::TIMEOUT_MS.clone(), left_ms.to_string().as_str());
+            headers.insert(
+                protocol::TIMEOUT_MS.clone(),
+                budget_ms(left).to_string().as_str(),
+            );
             headers.insert(protocol::FINGERPRINT.clone(), self.digest.as_str());
             if let Some(id) = &meta.request_id {
                 headers.insert(protocol::REQUEST_ID.clone(), &**id);
@@ -558,6 +559,32 @@ async fn watch(
                 let same = found.into_iter().filter(|f| f.fingerprint == fingerprint);
                 registry.set(same.map(|f| f.direct).collect(), &counters);
             }
+        }
+    }
+}
+
+/// The budget a call carries, in whole milliseconds rounded up: a live
+/// budget under 1 ms is not "no time left" (0 tells the worker the
+/// deadline passed before the call started).
+fn budget_ms(left: Duration) -> u128 {
+    left.as_nanos().div_ceil(1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_budget_is_rounded_up_to_whole_milliseconds() {
+        for (left, ms) in [
+            (Duration::ZERO, 0),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_micros(900), 1),
+            (Duration::from_millis(1), 1),
+            (Duration::from_micros(1_001), 2),
+            (Duration::from_secs(30), 30_000),
+        ] {
+            assert_eq!(budget_ms(left), ms, "{left:?}");
         }
     }
 }
