@@ -20,6 +20,8 @@ pub fn image_body(request: HttpRequest) -> Vec<u8> {
 /// seeded ones without.
 ///
 /// ```no_run
+/// use pipeline_core::prelude::*;
+///
 /// let p = pipeline_examples::vision::served::ensemble(None).deploy()?;
 /// # Ok::<(), pipeline_core::DeployError>(())
 /// ```
