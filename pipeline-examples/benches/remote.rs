@@ -401,6 +401,22 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// Sequential calls of each runner: `warmup` each first, then `rounds`
 /// interleaved rounds of `per_round` timed calls each (so machine noise
 /// spreads evenly over the runners). Sorted samples per runner.
+/// [`sample`] from a task on `rt` (as an HTTP handler calls); the runners
+/// come back with the samples.
+fn sample_in_task(
+    rt: &tokio::runtime::Runtime,
+    runners: Vec<(&'static str, Caller)>,
+    warmup: usize,
+    rounds: usize,
+    per_round: usize,
+) -> (Vec<(&'static str, Caller)>, Vec<Vec<Duration>>) {
+    rt.block_on(rt.spawn(async move {
+        let samples = sample(&runners, warmup, rounds, per_round).await;
+        (runners, samples)
+    }))
+    .expect("the caller task")
+}
+
 async fn sample(
     runners: &[(&'static str, Caller)],
     warmup: usize,
@@ -625,12 +641,7 @@ fn bench(filter: Option<&str>) {
     let runners = if !run("hop") {
         runners
     } else {
-        let (runners, samples) = rt
-            .block_on(rt.spawn(async move {
-                let samples = sample(&runners, warmup, rounds, per_round).await;
-                (runners, samples)
-            }))
-            .expect("the caller task");
+        let (runners, samples) = sample_in_task(&rt, runners, warmup, rounds, per_round);
         let n = rounds * per_round;
         println!(
         "\nhop latency, sequential calls from a task on a multi-thread runtime ({n} calls each after {warmup} warm-up, {rounds} interleaved rounds; {n_inc}-byte request; us)"
@@ -790,12 +801,7 @@ fn bench(filter: Option<&str>) {
             ),
         ];
         let (warmup, rounds, per_round) = (100, 10, 100);
-        let (runners, samples) = rt
-            .block_on(rt.spawn(async move {
-                let samples = sample(&runners, warmup, rounds, per_round).await;
-                (runners, samples)
-            }))
-            .expect("the caller task");
+        let (runners, samples) = sample_in_task(&rt, runners, warmup, rounds, per_round);
         let n = rounds * per_round;
         println!(
         "\ntensor-sized hop: {TENSOR_BYTES} bytes in, 16 out ({n} sequential calls each after {warmup} warm-up; us)"
