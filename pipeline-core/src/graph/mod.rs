@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | `upstream.rs` | the node trait and the edge check |
 //! | `input.rs`, `shared.rs`, `gather.rs`, `node.rs`, `step.rs`, `route.rs` | one node kind each |
+//! | `step_call.rs` | one call of a step node, as one hand-written future |
 //! | `rejected.rs` | what a `#[step]` the macro rejected expands to |
 //! | `lower.rs` | the deploy traversal: names, description, plans, evaluators |
 //! | `describe.rs` | the printable graph (DOT, Mermaid) |
@@ -27,6 +28,7 @@ mod rejected;
 mod route;
 mod shared;
 mod step;
+mod step_call;
 mod upstream;
 
 pub use describe::{Graph, GraphBuilder, GraphNode, NodeId, NodeKind};

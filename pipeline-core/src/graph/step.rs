@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use super::describe::{GraphBuilder, NodeId};
 use super::lower::Lowering;
 use super::shared::{CloneFn, SharedEval};
+use super::step_call::StepCall;
 use super::{Produces, SharedOutput, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
@@ -277,10 +278,14 @@ where
     E: EdgesEval<Inputs = S::Inputs>,
 {
     type Output = S::Output;
-    async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
+    fn eval<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> impl Future<Output = Result<S::Output, PipelineError>> + Send + 'a {
+        use futures::future::Either;
         match self {
-            StepNodeEval::Once(step) => step.eval(cx).await,
-            StepNodeEval::Shared(shared) => shared.eval(cx).await,
+            StepNodeEval::Once(step) => Either::Left(step.eval(cx)),
+            StepNodeEval::Shared(shared) => Either::Right(shared.eval(cx)),
         }
     }
 }
@@ -301,58 +306,17 @@ where
     E: EdgesEval<Inputs = S::Inputs>,
 {
     type Output = S::Output;
-    async fn eval(&self, cx: &CallCx<'_>) -> Result<S::Output, PipelineError> {
-        // The call's identity, for the clock handoff between the steps of
-        // one call (`StepCounters::start_after`).
-        let id = std::ptr::from_ref(cx).cast::<()>() as usize;
-        let mut edges = std::pin::pin!(self.edges.eval(cx));
-        let (inputs, mark) = std::future::poll_fn(|task| {
-            let mark = StepCounters::clock_mark();
-            edges.as_mut().poll(task).map(|inputs| (inputs, mark))
-        })
-        .await;
-        let inputs = inputs?;
-        let runner = self
-            .runner
-            .get()
-            .ok_or(PipelineError::Internal("a step ran before it was started"))?;
-        // In the poll that produced the inputs: no await since `mark`.
-        let call = self.counters.start_after(mark, id);
-        // No subscriber wants debug: no span, no event, one check. (A
-        // disabled span and event still cost about 15 ns, instrumenting with
-        // the span more, per step call.)
-        let traced = tracing::level_enabled!(tracing::Level::DEBUG);
-        let span = if traced {
-            tracing::debug_span!("step", step = self.name)
-        } else {
-            tracing::Span::none()
-        };
-        let result = if span.is_disabled() {
-            runner.run(inputs, cx.meta()).await
-        } else {
-            let run = span.in_scope(|| runner.run(inputs, cx.meta()));
-            tracing::Instrument::instrument(run, span.clone()).await
-        };
-        if let Err(error) = &result {
-            call.failed(error);
-        }
-        call.finish();
-        // A stream step answered its stream: an error that ends it later
-        // counts as the step's too.
-        let result = match (result, S::pump()) {
-            (Ok(items), Some(pump)) => {
-                let counters = Arc::clone(&self.counters);
-                Ok((pump.watched)(
-                    items,
-                    Arc::new(move || counters.count_error()),
-                ))
-            }
-            (result, _) => result,
-        };
-        if traced {
-            tracing::debug!(parent: &span, ok = result.is_ok(), "step answered");
-        }
-        result
+    fn eval<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> impl Future<Output = Result<S::Output, PipelineError>> + Send + 'a {
+        StepCall::<S, E, _>::new(
+            self.edges.eval(cx),
+            cx,
+            &self.runner,
+            &self.counters,
+            self.name,
+        )
     }
 }
 
@@ -372,10 +336,15 @@ pub trait EdgeList: Send + 'static {
 #[doc(hidden)]
 pub trait EdgesEval: Send + Sync + 'static {
     type Inputs: Send + 'static;
+    /// What [`eval`](Self::eval)'s future yields, made [`Inputs`](Self::Inputs)
+    /// by [`inputs`](Self::inputs): one input's own output, so that a step
+    /// of one input awaits it with no `map` level in between.
+    type Ready: Send + 'static;
     fn eval<'a>(
         &'a self,
         cx: &'a CallCx<'_>,
-    ) -> impl std::future::Future<Output = Result<Self::Inputs, PipelineError>> + Send + 'a;
+    ) -> impl std::future::Future<Output = Result<Self::Ready, PipelineError>> + Send + 'a;
+    fn inputs(ready: Self::Ready) -> Self::Inputs;
 }
 
 impl<A: Upstream> EdgeList for (A,) {
@@ -393,13 +362,16 @@ impl<A: Upstream> EdgeList for (A,) {
 
 impl<A: Eval> EdgesEval for (A,) {
     type Inputs = (A::Output,);
-    // A plain `map`, not an `async fn`: no state machine of its own to go
-    // through each time the call's future is polled.
+    type Ready = A::Output;
     fn eval<'a>(
         &'a self,
         cx: &'a CallCx<'_>,
-    ) -> impl std::future::Future<Output = Result<Self::Inputs, PipelineError>> + Send + 'a {
-        futures::FutureExt::map(self.0.eval(cx), |r| r.map(|a| (a,)))
+    ) -> impl std::future::Future<Output = Result<A::Output, PipelineError>> + Send + 'a {
+        self.0.eval(cx)
+    }
+    #[inline(always)]
+    fn inputs(ready: A::Output) -> Self::Inputs {
+        (ready,)
     }
 }
 
@@ -430,9 +402,14 @@ macro_rules! edge_tuples {
         #[allow(non_snake_case)]
         impl<$first: Eval, $($rest: Eval),+> EdgesEval for ($first, $($rest),+) {
             type Inputs = ($first::Output, $($rest::Output),+);
+            type Ready = Self::Inputs;
             async fn eval(&self, cx: &CallCx<'_>) -> Result<Self::Inputs, PipelineError> {
                 let ($first, $($rest),+) = self;
                 futures::try_join!($first.eval(cx), $($rest.eval(cx)),+)
+            }
+            #[inline(always)]
+            fn inputs(ready: Self::Ready) -> Self::Inputs {
+                ready
             }
         }
     };

@@ -7,7 +7,7 @@ use super::lower::Lowering;
 use super::{Input, Node, Shared};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
-use std::fmt::Debug;
+use std::marker::PhantomData;
 
 /// A node of a pipeline graph: the pipeline's [`Input`], a call of a
 /// `#[step]`, a [`Shared`] node, a `Vec` or array of nodes (gathered into a
@@ -322,29 +322,30 @@ impl<U: Produces<T>, T: Send + 'static, const N: usize> Produces<Vec<T>> for [U;
 #[doc(hidden)]
 #[inline]
 pub fn edge<T: Send + 'static, A: Produces<T>>(up: A) -> Node<A::Input, T> {
-    Cast {
+    Cast::<A, T> {
         up,
-        cast: <A as Produces<T>>::cast,
+        _to: PhantomData,
     }
     .boxed()
 }
 
-/// Applies the (identity) cast that `Produces<T>` proved.
-struct Cast<A: Upstream, T> {
+/// Applies the (identity) cast that `Produces<T>` proved: statically, so
+/// that it compiles to nothing on the hop's path.
+struct Cast<A, T> {
     up: A,
-    cast: fn(A::Output) -> T,
+    _to: PhantomData<fn() -> T>,
 }
 
-impl<A: Upstream, T: Send + 'static> Upstream for Cast<A, T> {
+impl<A: Produces<T>, T: Send + 'static> Upstream for Cast<A, T> {
     type Input = A::Input;
     type Output = T;
-    type Eval = CastEval<A::Eval, T>;
+    type Eval = CastEval<A, T>;
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
         // The cast is no node of its own: the upstream's id stays the last.
         Ok(CastEval {
             inner: self.up.lower(lowering)?,
-            cast: self.cast,
+            _to: PhantomData,
         })
     }
 
@@ -354,13 +355,23 @@ impl<A: Upstream, T: Send + 'static> Upstream for Cast<A, T> {
 }
 
 #[doc(hidden)]
-#[derive(Debug)]
-pub struct CastEval<E: Eval, T> {
-    inner: E,
-    cast: fn(E::Output) -> T,
+pub struct CastEval<A: Upstream, T> {
+    inner: A::Eval,
+    _to: PhantomData<fn() -> T>,
 }
 
-impl<E: Eval, T: Send + 'static> Eval for CastEval<E, T> {
+impl<A: Upstream, T> std::fmt::Debug for CastEval<A, T>
+where
+    A::Eval: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CastEval")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<A: Produces<T>, T: Send + 'static> Eval for CastEval<A, T> {
     type Output = T;
     // A plain `map`, not an `async fn`: no state machine of its own to go
     // through each time the call's future is polled.
@@ -368,7 +379,6 @@ impl<E: Eval, T: Send + 'static> Eval for CastEval<E, T> {
         &'a self,
         cx: &'a CallCx<'_>,
     ) -> impl std::future::Future<Output = Result<T, PipelineError>> + Send + 'a {
-        let cast = self.cast;
-        futures::FutureExt::map(self.inner.eval(cx), move |r| r.map(cast))
+        futures::FutureExt::map(self.inner.eval(cx), |r| r.map(A::cast))
     }
 }

@@ -9,7 +9,7 @@
 //! vDSO call) and falls back to the OS clock elsewhere.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use quanta::Instant;
@@ -114,7 +114,9 @@ pub(crate) struct StepCounters {
     pub(crate) errors: AtomicU64,
     /// Of `errors`: calls refused because a queue was full.
     pub(crate) overloaded: AtomicU64,
-    pub(crate) queued: AtomicI64,
+    /// Reads the step's queue depth (its replicas' mailboxes); none for
+    /// steps without a queue.
+    queue_depth: std::sync::OnceLock<QueueDepth>,
     /// Remote steps: calls a worker refused and that were sent again.
     pub(crate) remote_retries: AtomicU64,
     /// Remote steps: refusals by workers (full or leaving), retried or not.
@@ -138,7 +140,7 @@ impl Default for StepCounters {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
-            queued: AtomicI64::new(0),
+            queue_depth: std::sync::OnceLock::new(),
             remote_retries: AtomicU64::new(0),
             remote_refused: AtomicU64::new(0),
             latency: Histogram::new(LATENCY_BUCKETS),
@@ -196,7 +198,7 @@ impl StepCounters {
             errors: self.errors.load(Ordering::Relaxed),
             overloaded: self.overloaded.load(Ordering::Relaxed),
             in_flight: requests.saturating_sub(latency.count()),
-            queued: self.queued.load(Ordering::Relaxed).max(0) as u64,
+            queued: self.queue_depth.get().map_or(0, |depth| (depth.0)() as u64),
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
             remote_retries: self.remote_retries.load(Ordering::Relaxed),
             remote_refused: self.remote_refused.load(Ordering::Relaxed),
@@ -209,10 +211,25 @@ impl StepCounters {
 }
 
 impl StepCounters {
+    /// Has the queue gauge read `depth` (a runner with mailboxes sets it
+    /// once, when it starts).
+    pub(crate) fn read_queue_depth_with(&self, depth: impl Fn() -> usize + Send + Sync + 'static) {
+        let _ = self.queue_depth.set(QueueDepth(Box::new(depth)));
+    }
+
     /// Counts an error that came after the call answered (a stream step's
     /// stream ending with one).
     pub(crate) fn count_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How a step's queue depth is read.
+struct QueueDepth(Box<dyn Fn() -> usize + Send + Sync>);
+
+impl std::fmt::Debug for QueueDepth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueDepth")
     }
 }
 

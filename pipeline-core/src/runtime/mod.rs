@@ -28,13 +28,10 @@ mod tasks;
 
 pub use admission::DEFAULT_QUEUE_BOUND;
 pub(crate) use executor::{OwnedRuntime, Runtimes};
-pub(crate) use metrics::StepCounters;
+pub(crate) use metrics::{CallGuard, StepCounters};
 pub use metrics::{HistogramSnapshot, StepMetrics, BATCH_BUCKETS, LATENCY_BUCKETS};
 pub use options::{AutoscaleOptions, DeployOptions, RemoteUrl, StepOptions};
 pub(crate) use plan::{check_names, cuda_device_count, plan, StepPlan};
-pub(crate) use runner::{start, StepRunner};
 #[cfg(feature = "remote")]
-pub(crate) use {
-    remote::{protocol, valid_name as remote_name},
-    runner::Run,
-};
+pub(crate) use remote::{protocol, valid_name as remote_name};
+pub(crate) use runner::{start, Run, StepRunner};

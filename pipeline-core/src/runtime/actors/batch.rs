@@ -20,26 +20,27 @@ impl<S: StepFn> ReplicaWorker<S> {
         let mut state = Some(state);
         while let Some(first) = self.inbox.recv().await {
             let mut jobs = vec![first];
+            // Taken jobs count as this replica's work while the batch fills.
+            self.busy.store(1, Ordering::Relaxed);
             let deadline = tokio::time::Instant::now() + wait;
             while jobs.len() < policy.max_size {
-                if let Some(job) = self.inbox.try_recv() {
-                    jobs.push(job);
-                    continue;
-                }
-                match self.inbox.recv_until(deadline, &self.timer).await {
-                    Some(job) => jobs.push(job),
-                    None => break,
-                }
+                let job = match self.inbox.try_recv() {
+                    Some(job) => job,
+                    None => match self.inbox.recv_until(deadline, &self.timer).await {
+                        Some(job) => job,
+                        None => break,
+                    },
+                };
+                jobs.push(job);
+                self.busy.store(jobs.len(), Ordering::Relaxed);
             }
             // Calls whose caller gave up are skipped.
-            let queued = jobs.len();
             let (inputs, replies): (Vec<_>, Vec<_>) = jobs
                 .into_iter()
                 .filter(|job| !job.is_cancelled())
                 .map(|job| (job.inputs, job.reply))
                 .unzip();
-            self.outstanding
-                .fetch_sub(queued - replies.len(), Ordering::SeqCst);
+            self.busy.store(replies.len(), Ordering::Relaxed);
             let Some(current) = &state else { break };
             if replies.is_empty() {
                 continue;
@@ -72,7 +73,7 @@ impl<S: StepFn> ReplicaWorker<S> {
                 }
             };
             if !panicked {
-                self.outstanding.fetch_sub(n, Ordering::SeqCst);
+                self.busy.store(0, Ordering::Relaxed);
             }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
@@ -85,7 +86,7 @@ impl<S: StepFn> ReplicaWorker<S> {
                 );
                 drop(state.take());
                 state = self.rebuild().await;
-                self.outstanding.fetch_sub(n, Ordering::SeqCst);
+                self.busy.store(0, Ordering::Relaxed);
             }
         }
     }

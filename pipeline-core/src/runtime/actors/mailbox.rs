@@ -2,19 +2,15 @@
 //! puts a channel in front of one worker. The sending half admits or
 //! refuses a call (see `admission`); the receiving half, [`Inbox`], is what
 //! a replica worker takes its jobs from, whoever feeds it (the pool's
-//! router here, a remote transport later). Both halves keep the step's
-//! queue-depth gauge, so every job taken is counted off, whichever way it
-//! is taken.
-
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+//! router here, a remote transport later). The step's queue-depth gauge
+//! reads the mailboxes' lengths when it is read ([`Mailbox::len`]); no
+//! counter goes up and down per call.
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::PipelineError;
 use crate::runtime::admission::refused;
-use crate::runtime::metrics::StepCounters;
 use crate::step::StepFn;
 
 /// Where a job's answer goes.
@@ -34,66 +30,44 @@ impl<S: StepFn> Job<S> {
 }
 
 /// A new mailbox holding at most `bound` jobs.
-pub(crate) fn mailbox<S: StepFn>(
-    bound: usize,
-    counters: &Arc<StepCounters>,
-) -> (Mailbox<S>, Inbox<S>) {
+pub(crate) fn mailbox<S: StepFn>(bound: usize) -> (Mailbox<S>, Inbox<S>) {
     let (tx, rx) = mpsc::channel(bound);
-    (
-        Mailbox {
-            tx,
-            counters: Arc::clone(counters),
-        },
-        Inbox {
-            rx,
-            counters: Arc::clone(counters),
-        },
-    )
+    (Mailbox { tx }, Inbox { rx })
 }
 
 /// The sending half. Dropping it closes the mailbox: the replica answers
 /// what is queued, then stops.
 pub(crate) struct Mailbox<S: StepFn> {
     tx: mpsc::Sender<Job<S>>,
-    counters: Arc<StepCounters>,
 }
 
 impl<S: StepFn> Mailbox<S> {
+    /// Jobs queued now (a bounded channel hands a slot back when its job
+    /// is taken; one atomic load).
+    pub(crate) fn len(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues `job`, or refuses it at once when the mailbox is full.
     pub(crate) fn offer(&self, step: &'static str, job: Job<S>) -> Result<(), PipelineError> {
-        // Counted before it can be taken, so the gauge never dips below 0.
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        self.tx.try_send(job).map_err(|e| {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-            refused(step, &e)
-        })
+        self.tx.try_send(job).map_err(|e| refused(step, &e))
     }
 }
 
 /// The receiving half: what a replica worker takes jobs from.
 pub(crate) struct Inbox<S: StepFn> {
     rx: mpsc::Receiver<Job<S>>,
-    counters: Arc<StepCounters>,
 }
 
 impl<S: StepFn> Inbox<S> {
-    fn taken(&self, job: Option<Job<S>>) -> Option<Job<S>> {
-        if job.is_some() {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-        job
-    }
-
     /// The next job; `None` once the mailbox is closed and empty.
-    pub(crate) async fn recv(&mut self) -> Option<Job<S>> {
-        let job = self.rx.recv().await;
-        self.taken(job)
+    pub(crate) fn recv(&mut self) -> impl std::future::Future<Output = Option<Job<S>>> + '_ {
+        self.rx.recv()
     }
 
     /// A job already queued, if any.
     pub(crate) fn try_recv(&mut self) -> Option<Job<S>> {
-        let job = self.rx.try_recv().ok();
-        self.taken(job)
+        self.rx.try_recv().ok()
     }
 
     /// The next job if one comes before `deadline` (timed on `timer`, a
@@ -107,8 +81,7 @@ impl<S: StepFn> Inbox<S> {
             let _timer = timer.enter();
             tokio::time::timeout_at(deadline, self.rx.recv())
         };
-        let job = timeout.await.ok().flatten();
-        self.taken(job)
+        timeout.await.ok().flatten()
     }
 
     /// No sender is left: nothing more will come once the queue is empty.
@@ -124,8 +97,8 @@ impl<S: StepFn> Inbox<S> {
 
 impl<S: StepFn> Drop for Inbox<S> {
     /// A replica that stops with jobs still queued (the pipeline is being
-    /// dropped) counts them off the gauge; dropping each job's reply tells
-    /// its caller the replica is gone.
+    /// dropped) drops them: dropping each job's reply tells its caller the
+    /// replica is gone.
     fn drop(&mut self) {
         self.rx.close();
         while self.try_recv().is_some() {}

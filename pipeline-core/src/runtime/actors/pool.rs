@@ -1,6 +1,8 @@
 //! A step's actor replicas: the live set the router picks from, the
 //! replicas being built, and their threads. The router sends each call to
-//! the replica with the least outstanding work. Replicas join the set only
+//! the replica with the least outstanding work (its mailbox's length plus
+//! the calls it has taken and not answered: read, never counted up and
+//! down per call). Replicas join the set only
 //! once built (so a constructor's time never stalls a call) and leave it by
 //! having their mailbox closed: the replica answers what it holds, then
 //! stops, so scaling down loses no call.
@@ -24,7 +26,16 @@ use crate::step::{Placement, ReplicaContext, StepFn};
 /// A built replica, as the router sees it.
 struct Replica<S: StepFn> {
     mailbox: Mailbox<S>,
-    outstanding: Arc<AtomicUsize>,
+    /// Calls the replica has taken and not yet answered; written by the
+    /// replica alone (a plain store, no read-modify-write per call).
+    busy: Arc<AtomicUsize>,
+}
+
+impl<S: StepFn> Replica<S> {
+    /// Calls sent to the replica and not yet answered (or skipped).
+    fn outstanding(&self) -> usize {
+        self.mailbox.len() + self.busy.load(Ordering::Relaxed)
+    }
 }
 
 /// A replica being built for the autoscaler, which may give up on it.
@@ -103,6 +114,10 @@ impl<S: StepFn> Pool<S> {
         pool.counters
             .target_replicas
             .store(plan.replicas, Ordering::Relaxed);
+        let weak = Arc::downgrade(&pool);
+        pool.counters.read_queue_depth_with(move || {
+            weak.upgrade().map_or(0, |pool| pool.queued())
+        });
         pool.counters.replicas.store(0, Ordering::Relaxed);
         let mut built = Vec::with_capacity(plan.replicas);
         for index in 0..plan.replicas {
@@ -137,14 +152,14 @@ impl<S: StepFn> Pool<S> {
     }
 
     fn worker(&self, index: usize) -> (ReplicaWorker<S>, Replica<S>) {
-        let (mailbox, inbox) = mailbox(self.plan.queue_bound, &self.counters);
-        let outstanding = Arc::new(AtomicUsize::new(0));
+        let (mailbox, inbox) = mailbox(self.plan.queue_bound);
+        let busy = Arc::new(AtomicUsize::new(0));
         let replicas = self.target.load(Ordering::Relaxed);
         let worker = ReplicaWorker {
             ctx: ReplicaContext::new(self.plan.node, index, replicas, self.plan.device_of(index)),
             init: self.init.clone(),
             inbox,
-            outstanding: Arc::clone(&outstanding),
+            busy: Arc::clone(&busy),
             counters: Arc::clone(&self.counters),
             timer: self.timer.clone(),
             batch: self.plan.batch,
@@ -152,13 +167,7 @@ impl<S: StepFn> Pool<S> {
             pool_closed: Arc::clone(&self.closed),
             closing: self.closing.clone(),
         };
-        (
-            worker,
-            Replica {
-                mailbox,
-                outstanding,
-            },
-        )
+        (worker, Replica { mailbox, busy })
     }
 
     /// Starts replica `index` at deploy time. A task-placed replica is
@@ -268,18 +277,23 @@ impl<S: StepFn> Pool<S> {
         let (reply, answer) = oneshot::channel();
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         // Ties go to the first.
-        let Some(replica) = live
-            .iter()
-            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
-        else {
+        let Some(replica) = live.iter().min_by_key(|r| r.outstanding()) else {
             return Run::Done(Some(Err(PipelineError::ShuttingDown)));
         };
-        replica.outstanding.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = replica.mailbox.offer(name, Job { inputs, reply }) {
-            replica.outstanding.fetch_sub(1, Ordering::SeqCst);
             return Run::Done(Some(Err(e)));
         }
         Run::Answer { answer, step: name }
+    }
+
+    /// Calls waiting in the live replicas' mailboxes now.
+    fn queued(&self) -> usize {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|r| r.mailbox.len())
+            .sum()
     }
 
     /// Stops taking calls: closes every mailbox (each replica answers what
@@ -316,7 +330,7 @@ impl<S: StepFn> Scale for Pool<S> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|r| r.outstanding.load(Ordering::Relaxed))
+            .map(Replica::outstanding)
             .sum()
     }
 

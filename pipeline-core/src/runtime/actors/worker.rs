@@ -23,8 +23,9 @@ pub(crate) struct ReplicaWorker<S: StepFn> {
     pub(crate) ctx: ReplicaContext,
     pub(crate) init: S::Init,
     pub(crate) inbox: Inbox<S>,
-    /// Calls sent to this replica and not yet answered (or skipped).
-    pub(crate) outstanding: Arc<AtomicUsize>,
+    /// Calls this replica has taken and not yet answered. Written here
+    /// alone, with plain stores; the router adds the mailbox's length.
+    pub(crate) busy: Arc<AtomicUsize>,
     pub(crate) counters: Arc<StepCounters>,
     /// A runtime with a time driver, for batch waits and backoff.
     pub(crate) timer: Handle,
@@ -151,14 +152,18 @@ impl<S: StepFn> ReplicaWorker<S> {
         );
         drop(state.take()); // the old model goes before a new one is built
         *state = self.rebuild().await;
-        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        self.busy.store(0, Ordering::Relaxed);
     }
 
     async fn serve_one_by_one(mut self, state: S::State) {
         let mut state = Some(state);
         while let Some(Job { inputs, reply }) = self.inbox.recv().await {
             // A closed reply means the caller gave up: skip its work.
-            let result = match (&state, reply.is_closed()) {
+            let cancelled = reply.is_closed();
+            if !cancelled {
+                self.busy.store(1, Ordering::Relaxed);
+            }
+            let result = match (&state, cancelled) {
                 // A sync body answers when called: no future to poll.
                 (Some(current), false) if !S::INFO.is_async => {
                     Some(call_sync::<S>(self.ctx.step(), current, inputs))
@@ -181,7 +186,7 @@ impl<S: StepFn> ReplicaWorker<S> {
                     if drained == Drained::Panicked {
                         self.rebuild_after_panic(&mut state).await;
                     } else {
-                        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                        self.busy.store(0, Ordering::Relaxed);
                     }
                     if state.is_none() {
                         break;
@@ -198,12 +203,10 @@ impl<S: StepFn> ReplicaWorker<S> {
                 Some(result) => {
                     // Free before answering, so a caller that follows up at
                     // once already sees this replica idle.
-                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    self.busy.store(0, Ordering::Relaxed);
                     let _ = reply.send(result);
                 }
-                None => {
-                    self.outstanding.fetch_sub(1, Ordering::SeqCst);
-                }
+                None => {}
             }
             if state.is_none() {
                 break;
