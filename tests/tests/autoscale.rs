@@ -446,6 +446,12 @@ async fn a_replica_drained_while_rebuilding_answers_what_it_holds() {
         assert_eq!(hold.await.unwrap().unwrap(), 0);
     }
     virtual_wait(Duration::from_secs(1), || replicas(&p) == (1, 1)).await;
+    // The drained replica's mailbox still counts in the queue gauge.
+    assert_eq!(
+        p.metrics()[0].queued,
+        1,
+        "the call queued at the drained replica"
+    );
     assert!(matches!(
         panicked.await.unwrap(),
         Err(PipelineError::Panicked { .. })

@@ -4,7 +4,12 @@
 //! a replica worker takes its jobs from, whoever feeds it (the pool's
 //! router here, a remote transport later). The step's queue-depth gauge
 //! reads the mailboxes' lengths when it is read ([`Mailbox::len`]); no
-//! counter goes up and down per call.
+//! counter goes up and down per call. A mailbox whose sending half is gone
+//! (its replica drains, scaled down) is read from [`Left`], which its
+//! replica stores after every job it takes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -32,13 +37,41 @@ impl<S: StepFn> Job<S> {
 /// A new mailbox holding at most `bound` jobs.
 pub(crate) fn mailbox<S: StepFn>(bound: usize) -> (Mailbox<S>, Inbox<S>) {
     let (tx, rx) = mpsc::channel(bound);
-    (Mailbox { tx }, Inbox { rx })
+    let left = Left::default();
+    (
+        Mailbox {
+            tx,
+            left: left.clone(),
+        },
+        Inbox { rx, left },
+    )
+}
+
+/// Jobs left in a mailbox as its replica last saw it (a plain store after
+/// each job taken): exact once nothing more is sent to it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Left(Arc<AtomicUsize>);
+
+impl Left {
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, n: usize) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    /// Its replica still holds it (has not stopped).
+    pub(crate) fn is_held(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
 }
 
 /// The sending half. Dropping it closes the mailbox: the replica answers
 /// what is queued, then stops.
 pub(crate) struct Mailbox<S: StepFn> {
     tx: mpsc::Sender<Job<S>>,
+    left: Left,
 }
 
 impl<S: StepFn> Mailbox<S> {
@@ -46,6 +79,13 @@ impl<S: StepFn> Mailbox<S> {
     /// is taken; one atomic load).
     pub(crate) fn len(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Closes the mailbox (the replica drains what it holds, then stops);
+    /// what it holds stays readable from the returned [`Left`].
+    pub(crate) fn close(self) -> Left {
+        self.left.set(self.len());
+        self.left
     }
 
     /// Queues `job`, or refuses it at once when the mailbox is full.
@@ -57,17 +97,29 @@ impl<S: StepFn> Mailbox<S> {
 /// The receiving half: what a replica worker takes jobs from.
 pub(crate) struct Inbox<S: StepFn> {
     rx: mpsc::Receiver<Job<S>>,
+    left: Left,
 }
 
 impl<S: StepFn> Inbox<S> {
+    fn taken(&self, job: Option<Job<S>>) -> Option<Job<S>> {
+        if job.is_some() {
+            self.left.set(self.rx.len());
+        }
+        job
+    }
+
     /// The next job; `None` once the mailbox is closed and empty.
     pub(crate) fn recv(&mut self) -> impl std::future::Future<Output = Option<Job<S>>> + '_ {
-        self.rx.recv()
+        std::future::poll_fn(|task| {
+            let job = std::task::ready!(self.rx.poll_recv(task));
+            std::task::Poll::Ready(self.taken(job))
+        })
     }
 
     /// A job already queued, if any.
     pub(crate) fn try_recv(&mut self) -> Option<Job<S>> {
-        self.rx.try_recv().ok()
+        let job = self.rx.try_recv().ok();
+        self.taken(job)
     }
 
     /// The next job if one comes before `deadline` (timed on `timer`, a
@@ -81,7 +133,8 @@ impl<S: StepFn> Inbox<S> {
             let _timer = timer.enter();
             tokio::time::timeout_at(deadline, self.rx.recv())
         };
-        timeout.await.ok().flatten()
+        let job = timeout.await.ok().flatten();
+        self.taken(job)
     }
 
     /// No sender is left: nothing more will come once the queue is empty.

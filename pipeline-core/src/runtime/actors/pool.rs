@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use super::mailbox::{mailbox, Job, Mailbox};
+use super::mailbox::{mailbox, Job, Left, Mailbox};
 use super::worker::ReplicaWorker;
 use crate::error::{BoxError, DeployError, PipelineError};
 use crate::runtime::autoscale::Scale;
@@ -53,6 +53,9 @@ pub(crate) struct Pool<S: StepFn> {
     /// A runtime with a time driver.
     timer: Handle,
     live: RwLock<Vec<Replica<S>>>,
+    /// What the replicas scaled down (draining) still hold, for the queue
+    /// gauge.
+    draining: Mutex<Vec<Left>>,
     pending: Mutex<Vec<Pending>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Replicas built or being built, as last decided.
@@ -102,6 +105,7 @@ impl<S: StepFn> Pool<S> {
             handle,
             timer,
             live: RwLock::new(Vec::with_capacity(plan.replicas)),
+            draining: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
             target: AtomicUsize::new(plan.replicas),
@@ -115,9 +119,8 @@ impl<S: StepFn> Pool<S> {
             .target_replicas
             .store(plan.replicas, Ordering::Relaxed);
         let weak = Arc::downgrade(&pool);
-        pool.counters.read_queue_depth_with(move || {
-            weak.upgrade().map_or(0, |pool| pool.queued())
-        });
+        pool.counters
+            .read_queue_depth_with(move || weak.upgrade().map_or(0, |pool| pool.queued()));
         pool.counters.replicas.store(0, Ordering::Relaxed);
         let mut built = Vec::with_capacity(plan.replicas);
         for index in 0..plan.replicas {
@@ -286,14 +289,18 @@ impl<S: StepFn> Pool<S> {
         Run::Answer { answer, step: name }
     }
 
-    /// Calls waiting in the live replicas' mailboxes now.
+    /// Calls waiting in the replicas' mailboxes now, draining ones too.
     fn queued(&self) -> usize {
-        self.live
+        let live: usize = self
+            .live
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|r| r.mailbox.len())
-            .sum()
+            .sum();
+        let mut draining = lock(&self.draining);
+        draining.retain(Left::is_held);
+        live + draining.iter().map(Left::get).sum::<usize>()
     }
 
     /// Stops taking calls: closes every mailbox (each replica answers what
@@ -370,7 +377,12 @@ impl<S: StepFn> Scale for Pool<S> {
         }
         let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
         while excess > 0 && live.len() > 1 {
-            live.pop();
+            if let Some(leaving) = live.pop() {
+                let left = leaving.mailbox.close();
+                let mut draining = lock(&self.draining);
+                draining.retain(Left::is_held);
+                draining.push(left);
+            }
             excess -= 1;
         }
         self.counters.replicas.store(live.len(), Ordering::Relaxed);
