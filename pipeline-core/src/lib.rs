@@ -150,8 +150,8 @@ pub mod __private {
     pub use crate::eval::{CallCx, DynEval, Eval};
     pub use crate::graph::{
         edge, CastEval, EdgeList, EdgesEval, GatherEval, GraphBuilder, InputEval, IsClone,
-        Lowering, Node, NodeId, Output, Rejected, RouteEval, SharedEval, StepEval, StepNode,
-        StepNodeEval, Unknown,
+        Lowering, Node, NodeId, Output, Rejected, RouteEval, SharedEval, StepEdges, StepEval,
+        StepNode, StepNodeEval, Unknown,
     };
     /// The evaluator of a type-erased node producing `T`.
     pub type BoxedEval<T> = Box<dyn DynEval<T>>;

@@ -53,5 +53,5 @@ pub use step::StepNode;
 #[doc(hidden)]
 pub use step::{EdgeList, EdgesEval, IsClone, Output, StepEval, StepNodeEval};
 #[doc(hidden)]
-pub use upstream::{edge, CastEval};
+pub use upstream::{edge, CastEval, StepEdges};
 pub use upstream::{Produces, SharedOutput, Upstream};

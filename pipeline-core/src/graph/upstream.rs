@@ -313,6 +313,16 @@ impl<U: Produces<T>, T: Send + 'static, const N: usize> Produces<Vec<T>> for [U;
     }
 }
 
+/// The checked input edges of a function step's node on a pipeline reading
+/// `I`: implemented by `#[step]` on the step's marker type, so that the
+/// node type (which lives in a module of its own, see the macro's docs)
+/// names the step's input types without naming them itself.
+#[doc(hidden)]
+pub trait StepEdges<I> {
+    /// `(Node<I, T0>, Node<I, T1>, ..)`.
+    type Edges;
+}
+
 /// Checks an edge and erases the upstream node's type: the one place where
 /// generated constructors turn an argument into a step input.
 ///

@@ -2,7 +2,8 @@
 //! `name(..)`, the body as `name::call`, the `StepFn` impl on `name<()>`.
 
 use proc_macro2::{Ident, TokenStream};
-use quote::quote;
+use quote::{quote, ToTokens};
+use syn::ext::IdentExt;
 
 use super::{
     call_body, edge_bounds, edges_type, edges_value, generics, info, inputs_tuple, step_fn_calls,
@@ -31,9 +32,21 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
     let gens = generics(inputs);
     let tys: Vec<_> = inputs.iter().map(|i| &i.ty).collect();
     let args: Vec<_> = inputs.iter().map(|i| &i.name).collect();
-    // `name<()>` carries the body (`name::call`) and the StepFn impl; nodes
-    // are `name<PipelineInput>`.
-    let marker = quote!(#name<()>);
+    // The node type `name<PipelineInput>` lives in a module of its own,
+    // named for this expansion, and is imported under the step's name; the
+    // impls below name it by that module's path. A step defined twice is
+    // then one error (the import and the constructor clash, at the step's
+    // name, reported once), not one per generated impl: each copy's impls
+    // are on its own type. `name<()>` carries the body (`name::call`) and
+    // the StepFn impl.
+    let module = node_module(step);
+    let struct_vis = inner_vis(vis);
+    let node = quote!(#module::#name);
+    let marker = quote!(#node<()>);
+    // The import's name is spanned where the constructor's item is (the
+    // attribute), so that a second definition of the step clashes in both
+    // namespaces at one span, which rustc reports once.
+    let import = Ident::new(&name.to_string(), proc_macro2::Span::call_site());
     let edges = edges_type(&quote!(__I), inputs);
     let inputs_tuple = inputs_tuple(&tys);
     let edges_value = edges_value(&args, inputs);
@@ -74,19 +87,32 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
     );
 
     quote! {
-        #[doc = #struct_doc]
-        #[allow(non_camel_case_types)]
-        #[must_use = "a step node does nothing until its graph is deployed"]
-        #vis struct #name<__I> {
-            __node: #p::StepNode<#marker, #edges>,
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        mod #module {
+            #[doc = #struct_doc]
+            #[allow(non_camel_case_types, unreachable_pub)]
+            #[must_use = "a step node does nothing until its graph is deployed"]
+            #struct_vis struct #name<__I> {
+                #[doc(hidden)]
+                pub __node: #p::StepNode<#name<()>, <#name<()> as #p::StepEdges<__I>>::Edges>,
+            }
         }
 
-        #(#attrs)*
+        #[allow(unused_imports)]
+        #vis use #module::#import;
+
+        #[automatically_derived]
+        impl<__I> #p::StepEdges<__I> for #marker {
+            type Edges = #edges;
+        }
+
         #[allow(clippy::too_many_arguments)]
-        #vis fn #name<__I, #(#gens),*>(#(#args: #gens),*) -> #name<__I>
+        #(#attrs)*
+        #vis fn #name<__I, #(#gens),*>(#(#args: #gens),*) -> #node<__I>
         where #bounds
         {
-            #name {
+            #node {
                 __node: #p::StepNode::new((), #edges_value),
             }
         }
@@ -98,11 +124,11 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
-        impl<__I> #name<__I> {
+        impl<__I> #node<__I> {
             /// Names this node in graphs, metrics, errors and deploy
             /// options (see `pipeline_core::StepNode::named`).
             #vis fn named(self, name: &str) -> Self {
-                #name {
+                #node {
                     __node: self.__node.named(name),
                 }
             }
@@ -111,12 +137,12 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         /// Shares the node, as `.shared()` does: the step runs once per call
         /// and each clone's consumer gets a clone of its output.
         #[automatically_derived]
-        impl<__I> ::core::clone::Clone for #name<__I>
+        impl<__I> ::core::clone::Clone for #node<__I>
         where
             #p::Output<#out_ty, __I>: #p::IsClone<#out_ty>,
         {
             fn clone(&self) -> Self {
-                #name {
+                #node {
                     __node: self.__node.share(
                         <#p::Output<#out_ty, __I> as #p::IsClone<#out_ty>>::clone_fn(),
                     ),
@@ -125,7 +151,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
-        impl<__I> ::core::fmt::Debug for #name<__I> {
+        impl<__I> ::core::fmt::Debug for #node<__I> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Formatter::write_str(f, #name_str)
             }
@@ -151,7 +177,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
-        impl<__I: ::core::marker::Send + 'static> #p::Upstream for #name<__I> {
+        impl<__I: ::core::marker::Send + 'static> #p::Upstream for #node<__I> {
             type Input = __I;
             type Output = #out_ty;
             type Eval = #p::StepNodeEval<#marker, (#(#p::BoxedEval<#tys>,)*)>;
@@ -169,10 +195,47 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
-        impl<__I: ::core::marker::Send + 'static> #p::Produces<#out_ty> for #name<__I> {
+        impl<__I: ::core::marker::Send + 'static> #p::Produces<#out_ty> for #node<__I> {
             #[inline(always)]
             fn cast(output: #out_ty) -> #out_ty {
                 output
+            }
+        }
+    }
+}
+
+/// The module holding a function step's node type: `__step_<name>_<hash>`,
+/// the hash of the item and where it is, so that two copies of one step
+/// get two modules.
+fn node_module(step: &FnStep) -> Ident {
+    use std::hash::{Hash, Hasher};
+    let name = &step.item.sig.ident;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    step.item.to_token_stream().to_string().hash(&mut hasher);
+    format!("{:?}", name.span()).hash(&mut hasher);
+    Ident::new(
+        &format!("__step_{}_{:016x}", name.unraw(), hasher.finish()),
+        name.span(),
+    )
+}
+
+/// The step's visibility, said from inside the node type's module: the
+/// node type is exactly as visible as the step (no more, or a private
+/// input type would leak through the step contract's types).
+fn inner_vis(vis: &syn::Visibility) -> TokenStream {
+    match vis {
+        syn::Visibility::Inherited => quote!(pub(super)),
+        syn::Visibility::Public(_) => quote!(pub),
+        syn::Visibility::Restricted(r) => {
+            let path = &r.path;
+            let first = path.segments.first().map(|s| s.ident.to_string());
+            match first.as_deref() {
+                Some("crate") => quote!(pub(in #path)),
+                Some("self") => {
+                    let rest = path.segments.iter().skip(1);
+                    quote!(pub(in super #(::#rest)*))
+                }
+                _ => quote!(pub(in super::#path)),
             }
         }
     }

@@ -3,7 +3,10 @@
 //! works whatever the user's module shadows (`Result`, `Ok`, `Vec`, ...).
 //!
 //! For `#[step] fn add(a: i64, b: i64) -> i64` it writes:
-//! - `struct add<__A0, __A1>`: the node type (holds the checked edges);
+//! - `struct add<__I>`: the node type (holds the checked edges), in a
+//!   module named for this expansion (`__step_add_<hash>`) and imported as
+//!   `add`, so that a step defined twice is one error: the copies' impls are
+//!   on two types, and only the names clash, at one span;
 //! - `fn add<__A0, __A1>(a: __A0, b: __A1) -> add<__A0, __A1>` whose
 //!   `Produces<i64>` bounds are the edge checks, reported at the argument;
 //! - `impl add<Input<i64>, Input<i64>> { fn call(a, b) -> i64 { body } }`, so
