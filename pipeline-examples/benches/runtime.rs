@@ -336,7 +336,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "hop-loop") {
         let which = args.get(i + 1).map_or("actors", String::as_str);
-        let calls = args.get(i + 2).and_then(|c| c.parse().ok()).unwrap_or(2_000_000);
+        let calls = args
+            .get(i + 2)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2_000_000);
         hop_loop(which, calls);
         return;
     }
