@@ -503,9 +503,11 @@ fn raw(
                 None => client.request(subject, payload).await,
                 Some(fingerprint) => {
                     let mut headers = HeaderMap::new();
-                    headers.insert("Pipeline-Call-Id", "0123456789.12345");
-                    headers.insert("Pipeline-Timeout-Ms", "60000");
-                    headers.insert("Pipeline-Fingerprint", fingerprint.as_str());
+                    // As the pipeline writes it: `<call id> <timeout ms> <digest>`.
+                    headers.insert(
+                        "Pipeline-Call",
+                        format!("0123456789.12345 60000 {fingerprint}"),
+                    );
                     client.request_with_headers(subject, headers, payload).await
                 }
             };
@@ -597,7 +599,7 @@ fn bench(filter: Option<&str>) {
             raw(&client, RAW_ECHO, inc_payload.clone(), None, n_inc),
         ),
         (
-            "  raw + the pipeline's 3 headers",
+            "  raw + the pipeline's headers",
             raw(&client, RAW_ECHO, inc_payload.clone(), inc_headers(), n_inc),
         ),
         (

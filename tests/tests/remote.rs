@@ -99,6 +99,47 @@ async fn ten_thousand_calls_spread_over_two_workers_none_lost_or_run_twice() {
     assert_eq!(a.terminate() + b.terminate(), 10_000, "each call ran once");
 }
 
+/// Each call carries one header, `Pipeline-Call: <call id> <timeout ms>
+/// <digest>`. A plain NATS client's request without it still runs (with no
+/// deadline and no cancellation); one whose header is malformed is refused
+/// as bad input, saying what the header must hold, and does not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_nats_request_runs_and_a_malformed_call_header_is_refused() {
+    let nats = NatsServer::start();
+    let worker = WorkerProcess::start(&nats, "work");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let wire = <work<()> as pipeline_core::StepFn>::wire().unwrap();
+    let payload = wire.encode_inputs(&(job(7, 0),)).unwrap();
+    let answer = client
+        .request("pipeline.step.work", payload.clone().into())
+        .await
+        .unwrap();
+    assert!(answer.headers.is_none(), "{:?}", answer.headers);
+    assert_eq!(wire.decode_output(&answer.payload).unwrap().id, 7);
+    for bad in [
+        "one-field",
+        "id 10",
+        "id ten 0123456789abcdef",
+        "id 10 0123456789abcdef extra",
+    ] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Pipeline-Call", bad);
+        let answer = client
+            .request_with_headers("pipeline.step.work", headers, payload.clone().into())
+            .await
+            .unwrap();
+        let headers = answer.headers.expect("an error answer");
+        let code = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE);
+        assert_eq!(code.map(|c| c.as_str()), Some("400"), "{bad:?}");
+        let text = headers.get(async_nats::service::NATS_SERVICE_ERROR).unwrap();
+        assert!(
+            text.as_str().contains("`<call id> <timeout ms> <digest>`"),
+            "{text:?}"
+        );
+    }
+    assert_eq!(worker.terminate(), 1, "only the plain request ran");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_leaving_on_sigterm_under_load_fails_nothing() {
     let nats = NatsServer::start();

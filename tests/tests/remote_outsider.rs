@@ -222,7 +222,8 @@ fn an_input_that_fits_only_without_the_headers_is_payload_too_large() {
 }
 
 // BUG: the remaining budget is sent as `left.as_millis()`, rounded down: a
-// call with under 1 ms left is sent `Pipeline-Timeout-Ms: 0`, which the
+// call with under 1 ms left is sent with a timeout of 0 ms (the second
+// field of its `Pipeline-Call: <call id> <timeout ms> <digest>`), which the
 // worker takes as "the deadline passed before it started". A loopback hop
 // takes ~0.25 ms, yet every `call_timeout(.., 1 ms)` fails at once with
 // `DeadlineExceeded` (100 of 100 here; 2 ms: 2 of 100). A live budget should
@@ -257,8 +258,9 @@ fn a_live_budget_under_a_millisecond_is_not_sent_as_zero() {
     let budget = message
         .headers
         .as_ref()
-        .and_then(|h| h.get("Pipeline-Timeout-Ms"))
-        .map(|v| v.as_str().to_string());
+        .and_then(|h| h.get("Pipeline-Call"))
+        .and_then(|v| v.as_str().split(' ').nth(1).map(str::to_string));
+    assert!(budget.is_some(), "no timeout in {:?}", message.headers);
     assert_ne!(
         budget.as_deref(),
         Some("0"),

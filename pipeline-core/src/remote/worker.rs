@@ -554,7 +554,22 @@ impl<S: StepFn> Served<S> {
         if self.leaving.load(Ordering::SeqCst) {
             return Err(Some(Err((code::REFUSED, "the worker is leaving".into()))));
         }
-        if let Some(theirs) = header(&protocol::FINGERPRINT) {
+        // A request without the header (a plain NATS client's) runs with
+        // no deadline, no cancellation and no fingerprint check.
+        let call = match header(&protocol::CALL).map(protocol::CallHeader::parse) {
+            None => None,
+            Some(Some(call)) => Some(call),
+            Some(None) => {
+                return Err(Some(Err((
+                    code::BAD_INPUT,
+                    format!(
+                        "the `{}` header is not `<call id> <timeout ms> <digest>`",
+                        protocol::CALL
+                    ),
+                ))))
+            }
+        };
+        if let Some(theirs) = call.map(|c| c.digest) {
             if theirs != self.digest {
                 return Err(Some(Err((
                     code::MISMATCH,
@@ -566,9 +581,7 @@ impl<S: StepFn> Served<S> {
                 ))));
             }
         }
-        let budget = header(&protocol::TIMEOUT_MS)
-            .and_then(|ms| ms.parse::<u64>().ok())
-            .map(Duration::from_millis);
+        let budget = call.map(|c| Duration::from_millis(c.timeout_ms));
         if budget.is_some_and(|b| b.is_zero()) {
             return Err(Some(Err((
                 code::DEADLINE,
@@ -585,7 +598,7 @@ impl<S: StepFn> Served<S> {
             request_id: request_id.map(Arc::from),
         };
         let (cancel, cancelled) = oneshot::channel();
-        let call_id = header(&protocol::CALL_ID).map(str::to_string);
+        let call_id = call.map(|c| c.call_id.to_string());
         if let Some(id) = &call_id {
             let waiting = self
                 .cancels

@@ -58,16 +58,91 @@ pub(crate) mod protocol {
         format!("pipeline-{node}")
     }
     // Header names are built once (`from_static`): a `&str` name is
-    // validated and copied on every insert and lookup.
+    // validated and copied on every insert and lookup. A request carries
+    // `Pipeline-Call` and, when the call has a request id,
+    // `Pipeline-Request-Id`.
     use async_nats::HeaderName;
-    /// The request's id (the HTTP ingress's `x-request-id`).
+    /// The request's id (the HTTP ingress's `x-request-id`), when it has
+    /// one.
     pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("Pipeline-Request-Id");
-    /// Milliseconds the caller still waits, when the request was sent.
-    pub(crate) static TIMEOUT_MS: HeaderName = HeaderName::from_static("Pipeline-Timeout-Ms");
-    /// This attempt's id, named again by a cancellation.
-    pub(crate) static CALL_ID: HeaderName = HeaderName::from_static("Pipeline-Call-Id");
-    /// The step's `Wire::fingerprint_digest()` as the pipeline sees it.
-    pub(crate) static FINGERPRINT: HeaderName = HeaderName::from_static("Pipeline-Fingerprint");
+    /// Every call's own header, [`CallHeader`]: its id, its time left and
+    /// the step's fingerprint digest.
+    pub(crate) static CALL: HeaderName = HeaderName::from_static("Pipeline-Call");
+
+    /// What the `Pipeline-Call` header of a request says, written
+    /// `<call id> <timeout ms> <digest>`: this attempt's id (named again by
+    /// a cancellation), the milliseconds the caller still waits (rounded
+    /// up) and the step's `Wire::fingerprint_digest()` as the pipeline sees
+    /// it.
+    ///
+    /// One header, not three: async-nats parses each header of a message
+    /// into an allocated name and value and hashes it into a map, on both
+    /// sides, and three headers cost a remote call about a third of its
+    /// throughput at 64 calls in flight (`benches/remote.rs`), one about a
+    /// tenth.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct CallHeader<'a> {
+        pub(crate) call_id: &'a str,
+        pub(crate) timeout_ms: u64,
+        pub(crate) digest: &'a str,
+    }
+
+    impl<'a> CallHeader<'a> {
+        /// The header's value.
+        pub(crate) fn write(&self) -> String {
+            format!("{} {} {}", self.call_id, self.timeout_ms, self.digest)
+        }
+
+        /// Reads a header's value; `None` if it is not three fields
+        /// separated by single spaces, the second a number.
+        pub(crate) fn parse(value: &'a str) -> Option<CallHeader<'a>> {
+            let mut fields = value.split(' ');
+            let call_id = fields.next().filter(|id| !id.is_empty())?;
+            let timeout_ms = fields.next()?.parse().ok()?;
+            let digest = fields.next().filter(|d| !d.is_empty())?;
+            if fields.next().is_some() {
+                return None;
+            }
+            Some(CallHeader {
+                call_id,
+                timeout_ms,
+                digest,
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::CallHeader;
+
+        #[test]
+        fn a_call_header_reads_back_what_was_written() {
+            let call = CallHeader {
+                call_id: "Zq3xK9.17",
+                timeout_ms: 60_000,
+                digest: "0123456789abcdef",
+            };
+            assert_eq!(call.write(), "Zq3xK9.17 60000 0123456789abcdef");
+            assert_eq!(CallHeader::parse(&call.write()), Some(call));
+        }
+
+        #[test]
+        fn a_malformed_call_header_is_refused() {
+            for bad in [
+                "",
+                "id",
+                "id 10",
+                "id 10 ",
+                "id ten digest",
+                "id -1 digest",
+                "id 10 digest more",
+                " 10 digest",
+                "id  10 digest",
+            ] {
+                assert_eq!(CallHeader::parse(bad), None, "{bad:?}");
+            }
+        }
+    }
     /// Service metadata key holding the worker's fingerprint.
     pub(crate) const META_FINGERPRINT: &str = "fingerprint";
     /// Service metadata key holding the worker's direct subject.

@@ -213,13 +213,13 @@ impl<S: StepFn> RemoteRunner<S> {
                 self.call_prefix,
                 self.calls.fetch_add(1, Ordering::Relaxed)
             );
+            let call = protocol::CallHeader {
+                call_id: &call_id,
+                timeout_ms: budget_ms(left),
+                digest: &self.digest,
+            };
             let mut headers = HeaderMap::new();
-            headers.insert(protocol::CALL_ID.clone(), call_id.as_str());
-            headers.insert(
-                protocol::TIMEOUT_MS.clone(),
-                budget_ms(left).to_string().as_str(),
-            );
-            headers.insert(protocol::FINGERPRINT.clone(), self.digest.as_str());
+            headers.insert(protocol::CALL.clone(), call.write());
             if let Some(id) = &meta.request_id {
                 headers.insert(protocol::REQUEST_ID.clone(), &**id);
             }
@@ -566,8 +566,8 @@ async fn watch(
 /// The budget a call carries, in whole milliseconds rounded up: a live
 /// budget under 1 ms is not "no time left" (0 tells the worker the
 /// deadline passed before the call started).
-fn budget_ms(left: Duration) -> u128 {
-    left.as_nanos().div_ceil(1_000_000)
+fn budget_ms(left: Duration) -> u64 {
+    u64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
