@@ -10,6 +10,12 @@
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
+    // `UI_ONLY='ui/sig/*.rs'` checks only those cases (while writing new
+    // ones, as a glob of compile-fail cases).
+    if let Ok(only) = std::env::var("UI_ONLY") {
+        t.compile_fail(only);
+        return;
+    }
     t.pass("ui/pass/*.rs");
     t.compile_fail("ui/edges/*.rs");
     t.compile_fail("ui/attr/*.rs");
