@@ -180,12 +180,10 @@ impl PipelineError {
     }
 
     pub(crate) fn panicked(step: &'static str, payload: Box<dyn std::any::Any + Send>) -> Self {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic payload".to_string());
-        PipelineError::Panicked { step, message }
+        PipelineError::Panicked {
+            step,
+            message: panic_message(&*payload),
+        }
     }
 
     pub(crate) fn step_failed(step: &'static str, error: BoxError) -> Self {
@@ -194,6 +192,15 @@ impl PipelineError {
             error: StepError(Arc::from(error)),
         }
     }
+}
+
+/// What a panic said (its `&str` or `String` payload).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_string())
 }
 
 /// A step's own error, shared (cheap to clone). Its `source()` is the

@@ -131,7 +131,9 @@ async fn a_plain_nats_request_runs_and_a_malformed_call_header_is_refused() {
         let headers = answer.headers.expect("an error answer");
         let code = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE);
         assert_eq!(code.map(|c| c.as_str()), Some("400"), "{bad:?}");
-        let text = headers.get(async_nats::service::NATS_SERVICE_ERROR).unwrap();
+        let text = headers
+            .get(async_nats::service::NATS_SERVICE_ERROR)
+            .unwrap();
         assert!(
             text.as_str().contains("`<call id> <timeout ms> <digest>`"),
             "{text:?}"

@@ -18,6 +18,22 @@ use crate::runtime::metrics::StepCounters;
 use crate::runtime::runner::{call_once, call_sync};
 use crate::step::{BatchPolicy, Drained, ReplicaContext, StepFn};
 
+/// Runs the constructor once; a panic in it is a failed build like an
+/// `Err` (retried with backoff when rebuilding or scaling up, a
+/// `DeployError::Build` at deploy), whichever thread it runs on: uncaught,
+/// it ended a thread replica for good, its mailbox still in the router.
+fn build_caught<S: StepFn>(ctx: &ReplicaContext, init: &S::Init) -> Result<S::State, BoxError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| S::build(ctx, init))).unwrap_or_else(
+        |payload| {
+            Err(format!(
+                "the constructor panicked: {}",
+                crate::error::panic_message(&*payload)
+            )
+            .into())
+        },
+    )
+}
+
 /// Everything one replica needs, before and after it is built.
 pub(crate) struct ReplicaWorker<S: StepFn> {
     pub(crate) ctx: ReplicaContext,
@@ -41,7 +57,7 @@ pub(crate) struct ReplicaWorker<S: StepFn> {
 impl<S: StepFn> ReplicaWorker<S> {
     /// Runs the constructor once.
     pub(crate) fn build(&self) -> Result<S::State, BoxError> {
-        blocking(self.in_task, || S::build(&self.ctx, &self.init))
+        blocking(self.in_task, || build_caught::<S>(&self.ctx, &self.init))
     }
 
     /// Runs the constructor off the runtime's threads when the replica is
@@ -53,9 +69,9 @@ impl<S: StepFn> ReplicaWorker<S> {
             return self.build();
         }
         let (ctx, init) = (self.ctx.clone(), self.init.clone());
-        tokio::task::spawn_blocking(move || S::build(&ctx, &init))
+        tokio::task::spawn_blocking(move || build_caught::<S>(&ctx, &init))
             .await
-            .unwrap_or_else(|e| Err(format!("the constructor panicked: {e}").into()))
+            .unwrap_or_else(|e| Err(format!("the constructor did not finish: {e}").into()))
     }
 
     /// Runs the constructor until it works, waiting longer after each
