@@ -1527,7 +1527,7 @@ async fn streams_dropped_midway_through_actors_settle() {
                         }
                     }
                     _ => {
-                        let _ = (&mut items).next().now_or_never();
+                        let _ = items.next().now_or_never();
                     }
                 }
             })
