@@ -181,9 +181,7 @@ fn typed_names<'a>(args: impl Iterator<Item = &'a FnArg>) -> Vec<(Ident, Type)> 
     .enumerate()
     .map(|(i, t)| {
         let name = match &*t.pat {
-            Pat::Ident(p) if p.subpat.is_none() && p.ident != "self" => {
-                Ident::new(&p.ident.to_string(), p.ident.span())
-            }
+            Pat::Ident(p) if p.subpat.is_none() && p.ident != "self" => p.ident.clone(),
             _ => Ident::new(&format!("__in{i}"), Span::call_site()),
         };
         (name, (*t.ty).clone())

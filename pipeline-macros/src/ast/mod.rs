@@ -267,7 +267,7 @@ fn typed_inputs<'a>(
             }
         }
         let name = match &*t.pat {
-            Pat::Ident(p) if p.subpat.is_none() => Ident::new(&p.ident.to_string(), p.ident.span()),
+            Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
             _ => Ident::new(&format!("input{i}"), Span::call_site()),
         };
         out.push(StepInput {

@@ -23,7 +23,8 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
     } = &step.item;
     let p = quote!(::pipeline_core::__private);
     let name = &sig.ident;
-    let name_str = name.to_string();
+    // `r#match` is the step `match`.
+    let name_str = name.unraw().to_string();
     // The graph's view: a batched step's item types.
     let (inputs, out_ty) = match batched {
         Some(b) => (std::slice::from_ref(&b.input), &b.out),
@@ -46,7 +47,8 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
     // The import's name is spanned where the constructor's item is (the
     // attribute), so that a second definition of the step clashes in both
     // namespaces at one span, which rustc reports once.
-    let import = Ident::new(&name.to_string(), proc_macro2::Span::call_site());
+    let mut import = name.clone();
+    import.set_span(proc_macro2::Span::call_site());
     let edges = edges_type(&quote!(__I), inputs);
     let inputs_tuple = inputs_tuple(&tys);
     let edges_value = edges_value(&args, inputs);
@@ -71,13 +73,33 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         syn::FnArg::Typed(t) => matches!(&*t.pat, syn::Pat::Ident(p) if p.ident == *name),
         syn::FnArg::Receiver(_) => false,
     });
+    // The name is a fn item of the block (not a `let`), so that items
+    // nested in the body (a helper `fn`) see it too.
     let block = if shadows {
         quote!(#block)
     } else {
         let stmts = &block.stmts;
+        let params: Vec<_> = sig
+            .inputs
+            .iter()
+            .filter_map(|a| match a {
+                syn::FnArg::Typed(t) => Some(&t.ty),
+                syn::FnArg::Receiver(_) => None,
+            })
+            .enumerate()
+            .map(|(i, ty)| (quote::format_ident!("__arg{}", i), ty))
+            .collect();
+        let (args, arg_tys): (Vec<_>, Vec<_>) = params.into_iter().unzip();
+        let (asyncness, output) = (&sig.asyncness, &sig.output);
+        let answer = match sig.asyncness {
+            Some(_) => quote!(<#marker>::call(#(#args),*).await),
+            None => quote!(<#marker>::call(#(#args),*)),
+        };
         quote!({
-            #[allow(unused_variables, clippy::redundant_locals)]
-            let #name = <#marker>::call;
+            #[allow(dead_code, clippy::too_many_arguments)]
+            #asyncness fn #name(#(#args: #arg_tys),*) #output {
+                #answer
+            }
             #(#stmts)*
         })
     };
