@@ -320,32 +320,42 @@ async fn cancelled_calls_along_four_actor_steps_settle_every_counter() {
 
 // ------------------------------------- a constructor that panics on rebuild
 
-/// Builds fine the first time; every later build panics (a model file gone
-/// and an `unwrap` on loading it), until `ok` is raised again.
-struct RebuildPanics;
-
 #[derive(Clone)]
 struct RebuildInit {
     builds: Arc<AtomicUsize>,
     ok: Arc<std::sync::atomic::AtomicBool>,
 }
 
-#[step(mode = "actors")]
-impl RebuildPanics {
-    fn new(init: RebuildInit) -> Self {
-        let n = init.builds.fetch_add(1, Ordering::SeqCst);
-        if n > 0 && !init.ok.load(Ordering::SeqCst) {
-            panic!("weights file vanished (build {n})");
+/// A model step, placed as `$placement` says, that builds fine the first
+/// time; every later build panics (a model file gone and an `unwrap` on
+/// loading it) until `ok` is raised again. Made by `macro_rules!`, as a
+/// user would make the same model twice: the attribute's value arrives in
+/// an invisible group.
+macro_rules! rebuild_panics {
+    ($model:ident, $placement:literal) => {
+        struct $model;
+
+        #[step(mode = "actors", placement = $placement)]
+        impl $model {
+            fn new(init: RebuildInit) -> Self {
+                let n = init.builds.fetch_add(1, Ordering::SeqCst);
+                if n > 0 && !init.ok.load(Ordering::SeqCst) {
+                    panic!("weights file vanished (build {n})");
+                }
+                $model
+            }
+            fn call(&self, x: i64) -> i64 {
+                if x < 0 {
+                    panic!("bad state for {x}");
+                }
+                x + 1
+            }
         }
-        RebuildPanics
-    }
-    fn call(&self, x: i64) -> i64 {
-        if x < 0 {
-            panic!("bad state for {x}");
-        }
-        x + 1
-    }
+    };
 }
+
+rebuild_panics!(RebuildPanics, "thread");
+rebuild_panics!(RebuildPanicsTask, "task");
 
 // Found by an outside review (fixed): a thread-placed replica whose
 // constructor panicked while it was rebuilt after a panic died with its
@@ -355,105 +365,54 @@ impl RebuildPanics {
 // backoff while the step reports degraded.
 #[test]
 fn a_constructor_panicking_in_a_thread_replicas_rebuild_is_retried() {
-    let init = RebuildInit {
-        builds: Arc::new(AtomicUsize::new(0)),
-        ok: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    };
+    let init = RebuildInit::failing();
     let p = RebuildPanics::bind(init.clone(), Input::<i64>::new())
         .deploy()
         .unwrap();
+    rebuild_is_retried(&p, &init, "RebuildPanics");
+}
+
+impl RebuildInit {
+    /// A constructor that works once, then panics until told `ok`.
+    fn failing() -> Self {
+        RebuildInit {
+            builds: Arc::new(AtomicUsize::new(0)),
+            ok: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+}
+
+/// A panicking call makes the replica rebuild; its constructor panics
+/// twice (the step degraded meanwhile), then works: a call queued behind
+/// the rebuild is answered, and the step is healthy with one rebuild.
+fn rebuild_is_retried(p: &Pipeline<i64, i64>, init: &RebuildInit, step: &str) {
     assert_eq!(p.call(1).unwrap(), 2);
     let err = p.call(-1).unwrap_err();
     assert!(
-        matches!(
-            err,
-            PipelineError::Panicked {
-                step: "RebuildPanics",
-                ..
-            }
-        ),
+        matches!(&err, PipelineError::Panicked { step: s, .. } if *s == step),
         "{err}"
     );
-    wait_until("the rebuild was tried", || {
-        init.builds.load(Ordering::SeqCst) >= 2
-    });
-    // The constructor works again: the replica must come back.
-    init.ok.store(true, Ordering::SeqCst);
-    let mut errors = Vec::new();
-    let start = std::time::Instant::now();
-    loop {
-        match p.call(5) {
-            Ok(v) => {
-                assert_eq!(v, 6);
-                break;
-            }
-            Err(e) => {
-                assert!(
-                    !matches!(e, PipelineError::ShuttingDown),
-                    "a pipeline nobody shut down answers ShuttingDown; health: {:?}; builds: {}",
-                    p.health().steps[0],
-                    init.builds.load(Ordering::SeqCst)
-                );
-                errors.push(e);
-            }
-        }
-        assert!(
-            start.elapsed() < GUARD,
-            "never served again: {:?}",
-            errors.last()
-        );
-        std::thread::yield_now();
-    }
-    assert_settled(&p);
-}
-
-/// The same constructor on a task-placed replica: the panic is a failed
-/// build, retried until it works.
-struct RebuildPanicsTask;
-
-#[step(mode = "actors", placement = "task")]
-impl RebuildPanicsTask {
-    fn new(init: RebuildInit) -> Self {
-        let n = init.builds.fetch_add(1, Ordering::SeqCst);
-        if n > 0 && !init.ok.load(Ordering::SeqCst) {
-            panic!("weights file vanished (build {n})");
-        }
-        RebuildPanicsTask
-    }
-    fn call(&self, x: i64) -> i64 {
-        if x < 0 {
-            panic!("bad state for {x}");
-        }
-        x + 1
-    }
-}
-
-#[test]
-fn a_constructor_panicking_in_a_task_replicas_rebuild_is_retried() {
-    let init = RebuildInit {
-        builds: Arc::new(AtomicUsize::new(0)),
-        ok: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    };
-    let p = RebuildPanicsTask::bind(init.clone(), Input::<i64>::new())
-        .deploy()
-        .unwrap();
-    assert!(matches!(
-        p.call(-1).unwrap_err(),
-        PipelineError::Panicked {
-            step: "RebuildPanicsTask",
-            ..
-        }
-    ));
     wait_until("the rebuild failed twice", || {
         init.builds.load(Ordering::SeqCst) >= 3
     });
-    assert_eq!(p.health().degraded(), ["RebuildPanicsTask"]);
+    assert_eq!(p.health().degraded(), [step]);
     init.ok.store(true, Ordering::SeqCst);
     // Queued behind the rebuild, then answered.
     assert_eq!(p.call(5).unwrap(), 6);
     wait_until("healthy again", || p.health().is_healthy());
     assert_eq!(p.health().steps[0].rebuilds, 1);
-    assert_settled(&p);
+    assert_settled(p);
+}
+
+/// The same constructor on a task-placed replica (run on the blocking
+/// pool): the panic is a failed build, retried until it works.
+#[test]
+fn a_constructor_panicking_in_a_task_replicas_rebuild_is_retried() {
+    let init = RebuildInit::failing();
+    let p = RebuildPanicsTask::bind(init.clone(), Input::<i64>::new())
+        .deploy()
+        .unwrap();
+    rebuild_is_retried(&p, &init, "RebuildPanicsTask");
 }
 
 // ------------------------------------------ panics in the middle of a chain

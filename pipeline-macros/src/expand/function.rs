@@ -68,36 +68,35 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
     call_sig.ident = Ident::new("call", sig.ident.span());
     // Inside the body the step's name is the body itself, so a recursive
     // step (`fact(x - 1)`) calls itself rather than making a node (unless a
-    // parameter has the name).
+    // parameter has the name: an item of the block would hide the
+    // parameter). It is a fn item of the block (not a `let`), so that items
+    // nested in the body (a helper `fn`) see it too.
     let shadows = sig.inputs.iter().any(|a| match a {
         syn::FnArg::Typed(t) => matches!(&*t.pat, syn::Pat::Ident(p) if p.ident == *name),
         syn::FnArg::Receiver(_) => false,
     });
-    // The name is a fn item of the block (not a `let`), so that items
-    // nested in the body (a helper `fn`) see it too.
+    let arg_tys: Vec<_> = sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            syn::FnArg::Typed(t) => Some(&t.ty),
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let shim_args: Vec<_> = (0..arg_tys.len())
+        .map(|i| quote::format_ident!("__arg{}", i))
+        .collect();
+    let (asyncness, output, stmts) = (&sig.asyncness, &sig.output, &block.stmts);
+    let answer = match sig.asyncness {
+        Some(_) => quote!(<#marker>::call(#(#shim_args),*).await),
+        None => quote!(<#marker>::call(#(#shim_args),*)),
+    };
     let block = if shadows {
         quote!(#block)
     } else {
-        let stmts = &block.stmts;
-        let params: Vec<_> = sig
-            .inputs
-            .iter()
-            .filter_map(|a| match a {
-                syn::FnArg::Typed(t) => Some(&t.ty),
-                syn::FnArg::Receiver(_) => None,
-            })
-            .enumerate()
-            .map(|(i, ty)| (quote::format_ident!("__arg{}", i), ty))
-            .collect();
-        let (args, arg_tys): (Vec<_>, Vec<_>) = params.into_iter().unzip();
-        let (asyncness, output) = (&sig.asyncness, &sig.output);
-        let answer = match sig.asyncness {
-            Some(_) => quote!(<#marker>::call(#(#args),*).await),
-            None => quote!(<#marker>::call(#(#args),*)),
-        };
         quote!({
             #[allow(dead_code, clippy::too_many_arguments)]
-            #asyncness fn #name(#(#args: #arg_tys),*) #output {
+            #asyncness fn #name(#(#shim_args: #arg_tys),*) #output {
                 #answer
             }
             #(#stmts)*
