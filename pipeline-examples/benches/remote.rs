@@ -13,7 +13,11 @@
 //!   connection lives on another runtime (as the pipeline's does), and
 //!   sent straight to the `inc` worker's subject (the worker's whole cost,
 //!   without the pipeline's client side).
-//! - Throughput at 1, 8 and 64 calls in flight, raw and remote.
+//! - Throughput at 1, 8 and 64 calls in flight, raw and remote, and the
+//!   remote/raw ratio at each; also against "the protocol's floor": a raw
+//!   request carrying the pipeline's header to an async-nats service
+//!   endpoint that answers at once (what any worker answering through the
+//!   service API, with deadlines in headers, pays before doing anything).
 //! - A tensor-sized hop: `bytes_sum` with 602,112 bytes (a [3,224,224] f32
 //!   tensor) against a raw request with the same payload, a raw request
 //!   of the encoded input straight to the worker, and what encoding and
@@ -35,7 +39,7 @@
 //! (`... --bench remote -- throughput`) runs only the sections whose name
 //! contains it (hop, throughput, tensor, crunch); for profiling, the
 //! throughput section takes `REMOTE_BENCH_ROWS` (runner indices, e.g.
-//! `0,6`), `REMOTE_BENCH_K` (in-flight counts, e.g. `64`) and
+//! `0,7`), `REMOTE_BENCH_K` (in-flight counts, e.g. `64`) and
 //! `REMOTE_BENCH_TOTAL` (calls per cell) from the environment, and prints
 //! each process's CPU time per call.
 
@@ -607,6 +611,16 @@ fn bench(filter: Option<&str>) {
             raw(&client, RAW_SERVICE, inc_payload.clone(), None, n_inc),
         ),
         (
+            "  raw + headers to a service endpoint (the protocol's floor)",
+            raw(
+                &client,
+                RAW_SERVICE,
+                inc_payload.clone(),
+                inc_headers(),
+                n_inc,
+            ),
+        ),
+        (
             "  raw, client's connection on another runtime",
             raw(&other_client, RAW_ECHO, inc_payload.clone(), None, n_inc),
         ),
@@ -639,7 +653,7 @@ fn bench(filter: Option<&str>) {
             via(&local_inc, |x| x),
         ),
     ];
-    let (remote_row, local_row) = (6, 7);
+    let (remote_row, local_row) = (7, 8);
     let runners = if !run("hop") {
         runners
     } else {
@@ -690,7 +704,7 @@ fn bench(filter: Option<&str>) {
             "runner", "1 in flight", "8 in flight", "64 in flight"
         );
         let keep: Vec<usize> = std::env::var("REMOTE_BENCH_ROWS").ok().map_or_else(
-            || vec![0, 2, 4, 5, remote_row, local_row],
+            || vec![0, 1, 2, 3, 5, remote_row, local_row],
             |v| v.split(',').filter_map(|x| x.parse().ok()).collect(),
         );
         let ks: Vec<usize> = std::env::var("REMOTE_BENCH_K").ok().map_or_else(
@@ -705,6 +719,7 @@ fn bench(filter: Option<&str>) {
             step_worker.pid(),
             nats.child.id(),
         ];
+        let ks_used = ks.clone();
         let keep2 = keep.clone();
         let (runners, rates, cpus) = rt
             .block_on(rt.spawn(async move {
@@ -736,6 +751,25 @@ fn bench(filter: Option<&str>) {
             json_rows.push(
                 json!({"section": "throughput", "runner": label, "calls": total, "calls_per_s": r}),
             );
+        }
+        // The target's ratio, and the same against the floor that the
+        // protocol itself sets (a header and a service endpoint, with
+        // nothing behind them), when both rows ran.
+        let rate_of = |row: usize| keep.iter().position(|&i| i == row).map(|at| &rates[at]);
+        if let (Some(remote), Some(raw)) = (rate_of(remote_row), rate_of(0)) {
+            let floor = rate_of(3);
+            for (j, k) in ks_used.iter().enumerate() {
+                let vs_raw = raw[j] / remote[j];
+                let vs_floor = floor.map(|f| f[j] / remote[j]);
+                println!(
+                    "remote vs raw at {k} in flight: {vs_raw:.2}x (target 1.3x: {}){}",
+                    met(vs_raw, 1.3),
+                    vs_floor.map_or(String::new(), |v| format!(
+                        "; vs the protocol's floor: {v:.2}x"
+                    ))
+                );
+                json_rows.push(json!({"target": format!("remote vs raw throughput, {k} in flight"), "ratio": vs_raw, "limit": 1.3, "met": vs_raw <= 1.3, "ratio_to_floor": vs_floor}));
+            }
         }
         println!("\nCPU us per call (this process / raw responder / step worker / nats-server)");
         for (&i, c) in keep.iter().zip(&cpus) {
