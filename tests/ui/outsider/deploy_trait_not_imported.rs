@@ -1,0 +1,10 @@
+use pipeline_core::{step, Input};
+
+#[step]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+fn main() {
+    let _ = add_one(Input::<i64>::new()).deploy();
+}

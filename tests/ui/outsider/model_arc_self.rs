@@ -1,0 +1,20 @@
+use pipeline_core::prelude::*;
+use std::sync::Arc;
+
+struct Model {
+    k: i64,
+}
+
+#[step(mode = "tasks")]
+impl Model {
+    fn new(k: i64) -> Self {
+        Model { k }
+    }
+    fn call(self: Arc<Self>, x: i64) -> i64 {
+        x + self.k
+    }
+}
+
+fn main() {
+    let _ = Model::bind(1, Input::<i64>::new()).deploy();
+}

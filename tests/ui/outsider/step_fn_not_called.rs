@@ -1,0 +1,15 @@
+use pipeline_core::prelude::*;
+
+#[step]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+#[step]
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+fn main() {
+    let _ = square(add_one).deploy();
+}

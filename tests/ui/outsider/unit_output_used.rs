@@ -1,0 +1,15 @@
+use pipeline_core::prelude::*;
+
+#[step]
+fn log(x: i64) {
+    println!("{x}");
+}
+
+#[step]
+fn add_one(x: i64) -> i64 {
+    x + 1
+}
+
+fn main() {
+    let _ = add_one(log(Input::<i64>::new())).deploy();
+}
