@@ -276,10 +276,12 @@ fn parse_answer(buf: &[u8]) -> Option<Raw> {
     }
 }
 
-/// Sends `request` as is on a new connection and reads the answer.
+/// Sends `request` as is on a new connection and reads the answer. The
+/// server may answer and close before it has read everything (a refusal):
+/// a failed write still reads what came back.
 fn raw(addr: SocketAddr, request: &[u8]) -> Option<Raw> {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(request).expect("write");
+    let _ = s.write_all(request);
     read_answer(&mut s)
 }
 
@@ -381,7 +383,6 @@ fn each_bad_body_gets_its_exact_status_and_kind() {
 /// route taking a number is judged on its first byte ("invalid type:
 /// map") and answered 422 `wrong_shape`, though it is not JSON at all.
 #[test]
-#[ignore = "BUG: malformed JSON whose first token is `{` or `[` gets 422 wrong_shape (not 400) on a route whose input is a scalar"]
 fn truncated_json_is_malformed_whatever_the_input_type() {
     let p = ident(Input::<i64>::new()).deploy().expect("deploy");
     let server = Server::start(Ingress::new().json("/ident", p));
@@ -510,7 +511,6 @@ fn body_limits_above_the_default_and_of_zero_are_honoured() {
 /// (or lingering over) the rest: the client's write fails with a broken
 /// pipe or reset, and it never sees the 413.
 #[test]
-#[ignore = "BUG: a body far over the limit makes an ordinary client (ureq) fail with a broken pipe: the 413 is sent and the connection closed while the client still writes"]
 fn a_huge_body_gets_a_clean_413_and_the_server_stays_up() {
     let p = ident(Input::<i64>::new()).deploy().expect("deploy");
     let server = Server::start(Ingress::new().json("/ident", p).body_limit(64 * 1024));
@@ -555,16 +555,14 @@ fn a_huge_body_from_a_client_reading_as_it_writes_sees_the_413() {
 /// refuse. A client that announces 100 MB and sends nothing otherwise
 /// holds the connection for as long as it likes.
 #[test]
-#[ignore = "BUG: an over-limit content-length is not refused up front; the server waits for body bytes it will refuse (for ever if none come)"]
 fn an_announced_over_limit_body_is_refused_before_it_arrives() {
     let p = ident(Input::<i64>::new()).deploy().expect("deploy");
     let server = Server::start(Ingress::new().json("/ident", p).body_limit(1024));
-    let mut s = TcpStream::connect(server.addr).expect("connect");
-    s.write_all(
+    let answer = raw(
+        server.addr,
         b"POST /ident HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 104857600\r\n\r\n",
     )
-    .expect("write");
-    let answer = read_answer(&mut s).expect("an answer");
+    .expect("an answer");
     assert_eq!(answer.status, 413);
     assert_eq!(answer.json()["kind"], "body_too_large");
 }
@@ -574,7 +572,6 @@ fn an_announced_over_limit_body_is_refused_before_it_arrives() {
 /// `timeout` and `body_limit`". With a 200 ms timeout the server must
 /// answer (408 / 504) or close, not hold the connection for ever.
 #[test]
-#[ignore = "BUG: Ingress::timeout does not cover reading the body: a stalled body holds its connection (and task) for ever"]
 fn a_stalled_body_is_bounded_by_the_timeout() {
     let p = ident(Input::<i64>::new()).deploy().expect("deploy");
     let server = Server::start(
@@ -582,11 +579,12 @@ fn a_stalled_body_is_bounded_by_the_timeout() {
             .json("/ident", p)
             .timeout(Duration::from_millis(200)),
     );
-    let mut s = TcpStream::connect(server.addr).expect("connect");
-    s.write_all(b"POST /ident HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n12")
-        .expect("write");
     // Either an error answer or a close; read_answer fails on the guard.
-    if let Some(answer) = read_answer(&mut s) {
+    let stalled = raw(
+        server.addr,
+        b"POST /ident HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n12",
+    );
+    if let Some(answer) = stalled {
         assert!(
             matches!(answer.status, 408 | 504),
             "status {}",
@@ -603,7 +601,6 @@ fn a_stalled_body_is_bounded_by_the_timeout() {
 /// every other error (the 404 included), a JSON error body with the
 /// request id.
 #[test]
-#[ignore = "BUG: 405 (wrong method on a route) answers an empty body, not the JSON error body every other error has"]
 fn a_wrong_method_is_a_405_with_a_json_error_body() {
     let p = ident(Input::<i64>::new()).deploy().expect("deploy");
     let server = Server::start(Ingress::new().json("/ident", p));
@@ -834,11 +831,7 @@ fn transport_abuse_is_refused_and_the_server_stays_up() {
         ("not http", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec()),
     ];
     for (what, request) in cases {
-        let mut s = TcpStream::connect(server.addr).expect("connect");
-        // The server may close before it has read everything: a failed
-        // write is a refusal too.
-        let _ = s.write_all(&request);
-        let answer = read_answer(&mut s);
+        let answer = raw(server.addr, &request);
         if let Some(a) = &answer {
             assert!(
                 (400..500).contains(&a.status),
@@ -898,8 +891,8 @@ fn degenerate_ingresses_serve_every_endpoint() {
 // HTTP: request ids
 // ---------------------------------------------------------------------------
 
-/// Request ids a client sends that the README's rule (1 to 128 characters)
-/// does not keep, or that could not be echoed as they came, are replaced
+/// Request ids a client sends that the README's rule (1 to 128 visible
+/// ASCII characters, no spaces) does not keep, or that could not be echoed as they came, are replaced
 /// by a fresh id; those it keeps come back byte for byte, once, in the
 /// header and the body alike.
 #[test]
@@ -915,7 +908,8 @@ fn hostile_request_ids_are_replaced_or_echoed_exactly() {
         assert_error_body(&r.json(), Some(&id));
         id
     };
-    // Replaced: empty, only spaces, over 128 bytes, non-ASCII bytes.
+    // Replaced: empty, only spaces, over 128 bytes, non-ASCII bytes,
+    // inner spaces or tabs (a space could forge a field in the logs).
     let long = format!("x-request-id: {}", "a".repeat(129));
     let non_ascii = "x-request-id: caf\u{e9}-\u{1F600}".to_string();
     let latin1: &[u8] = b"x-request-id: caf\xe9";
@@ -925,6 +919,9 @@ fn hostile_request_ids_are_replaced_or_echoed_exactly() {
         long.as_bytes(),
         non_ascii.as_bytes(),
         latin1,
+        b"x-request-id: id with spaces",
+        b"x-request-id: x=1 route=/admin status=200",
+        b"x-request-id: tab\tinside",
     ] {
         let id = send(&[h]);
         assert!(is_fresh_id(&id), "{:?} -> {id}", String::from_utf8_lossy(h));
@@ -934,9 +931,8 @@ fn hostile_request_ids_are_replaced_or_echoed_exactly() {
     for id in [
         "a",
         "\"}{\"kind\":\"ok\"",
-        "id with spaces",
         "<script>alert(1)</script>",
-        "x=1 route=/admin status=200",
+        "x=1,route=/admin",
         "../../etc/passwd",
     ] {
         let header = format!("x-request-id:   {id}  ");
@@ -963,13 +959,11 @@ fn hostile_request_ids_are_replaced_or_echoed_exactly() {
     assert_eq!(post(&server.url("/ident"), b"2").1, serde_json::json!(2));
 }
 
-/// A kept request id may hold spaces and `=` (visible ASCII), and the
-/// request span logs it unquoted (`id = %id`), so a client can forge log
-/// fields: `x-request-id: x status=200 route=/admin` writes a line with
-/// two `route=` and two `status=`. The id should be logged quoted (as the
-/// step span's names are) or such ids replaced.
+/// The request span logs the id as it is (`id = %id`), so an id with
+/// spaces could forge log fields: `x-request-id: x status=200
+/// route=/admin` would write a line with two `route=` and two `status=`.
+/// Such an id is replaced by a fresh one, and the line has one of each.
 #[test]
-#[ignore = "BUG: a client's request id is logged unquoted in the request span, so ids with spaces and `=` forge log fields"]
 fn a_hostile_request_id_cannot_forge_log_fields() {
     let capture = Capture::default();
     let writer = capture.clone();
@@ -993,10 +987,11 @@ fn a_hostile_request_id_cannot_forge_log_fields() {
     let text = capture.text();
     let line = text
         .lines()
-        .find(|l| l.contains(": answered") && l.contains("forged"))
+        .find(|l| l.contains(": answered") && l.contains("/forge"))
         .unwrap_or_else(|| panic!("no answered line in:\n{text}"));
     assert_eq!(line.matches("route=").count(), 1, "{line}");
     assert_eq!(line.matches("status=").count(), 1, "{line}");
+    assert!(!line.contains("forged"), "{line}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1043,7 +1038,6 @@ fn a_panicking_step_is_a_500_in_every_mode_and_the_server_stays_up() {
 /// the answer is a 4xx (as `client_error` clamps anything else to 400),
 /// never a 2xx, 3xx or 5xx with an error body.
 #[test]
-#[ignore = "BUG: a step's BadRequest with a non-4xx status (999, 200, 302, 500) is answered with that very status, e.g. an error body under 200 OK"]
 fn a_bad_request_with_a_non_4xx_status_is_still_a_4xx() {
     let p = refuse(Input::<u16>::new()).deploy().expect("deploy");
     let server = Server::start(Ingress::new().json("/refuse", p));
@@ -1063,6 +1057,7 @@ fn a_bad_request_with_a_non_4xx_status_is_still_a_4xx() {
             json["error"].as_str().unwrap().contains("refused"),
             "{json}"
         );
+        assert_eq!(json["step"], "refuse", "the step that refused: {json}");
     }
 }
 
@@ -1287,7 +1282,6 @@ fn shutdown_answers_the_queued_calls_too() {
 /// serving: `Duration::MAX` for the call timeout, the header read timeout
 /// and the shutdown grace.
 #[test]
-#[ignore = "BUG: header_read_timeout(Duration::MAX) panics in every connection task (Instant overflow in hyper): every request is dropped unanswered"]
 fn extreme_durations_do_not_break_serving() {
     let p = ident(Input::<i64>::new()).deploy().expect("deploy");
     let server = Server::start(
@@ -1492,9 +1486,14 @@ fn wrong_value_types_are_typed_parse_errors() {
 /// the defaults and `[true, 5]` as `local = true, queue_bound = 5`: a
 /// file that is not what the README documents is silently taken.
 #[test]
-#[ignore = "BUG: a JSON deploy file that is an array is accepted positionally ([] = defaults, [true, 5] = local with queue_bound 5)"]
 fn a_json_array_is_not_a_deploy_file() {
-    for json in ["[]", "[true, 5]", "[false, null, {}]"] {
+    for json in [
+        "[]",
+        "[true, 5]",
+        "[false, null, {}]",
+        r#"{"steps": {"scorer": [2]}}"#,
+        r#"{"steps": {"scorer": {"autoscale": [1, 4]}}}"#,
+    ] {
         let msg = json_err(json);
         assert!(msg.contains("invalid type: sequence"), "{json}: {msg}");
     }
@@ -1504,7 +1503,6 @@ fn a_json_array_is_not_a_deploy_file() {
 /// step, as "bad values fail deploy with a clear error" promises, rather
 /// than panicking (or trying to start that many replicas).
 #[test]
-#[ignore = "BUG: replicas = usize::MAX (or i64::MAX from TOML) panics in deploy (`capacity overflow`) instead of an InvalidOption error"]
 fn absurd_replica_counts_fail_deploy_with_a_typed_error() {
     for opts in [
         DeployOptions::from_json_str(&format!(
@@ -1530,7 +1528,6 @@ fn absurd_replica_counts_fail_deploy_with_a_typed_error() {
 /// An absurd queue bound fails `deploy` with a typed error naming the step
 /// (or `*` for the pipeline-wide one) rather than panicking.
 #[test]
-#[ignore = "BUG: queue_bound above tokio's semaphore limit (usize::MAX >> 3; e.g. i64::MAX in TOML) panics in deploy instead of an InvalidOption error"]
 fn absurd_queue_bounds_fail_deploy_with_a_typed_error() {
     for (text, step) in [
         (
@@ -1743,7 +1740,6 @@ fn deploy_files_empty_misnamed_and_unreadable() {
 /// (JSON's objects allow repeated keys; the last silently winning would
 /// hide a typo'd copy-paste).
 #[test]
-#[ignore = "BUG: a JSON deploy file naming a step twice is accepted, the last entry silently winning (TOML refuses it)"]
 fn a_step_named_twice_is_refused_in_both_formats() {
     let msg = toml_err("[steps.scorer]\nreplicas = 2\n[steps.scorer]\nreplicas = 3\n");
     assert!(

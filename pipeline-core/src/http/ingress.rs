@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
-use super::request::{BadRequest, HttpRequest};
-use super::respond::{error_response, handle};
+use super::request::{from_json, BadRequest, HttpRequest};
+use super::respond::{client_status, error_response, handle};
 use super::stream::handle_stream;
 use super::{expose, metrics, request_id, serve};
 use super::{
@@ -191,9 +191,7 @@ impl Ingress {
         In: DeserializeOwned + Send + 'static,
         Out: Serialize + Send + 'static,
     {
-        self.add(path, pipeline, |body, _| {
-            serde_json::from_slice::<In>(&body).map_err(BadRequest::from)
-        })
+        self.add(path, pipeline, |body, _| from_json::<In>(&body))
     }
 
     /// Serves `pipeline` at `POST path` with the whole request as its input
@@ -213,7 +211,11 @@ impl Ingress {
         })
     }
 
-    /// The largest request body accepted (413 above it).
+    /// The largest request body accepted (413 above it, at once when the
+    /// `content-length` says so). The rest of a refused body is read and
+    /// thrown away while the 413 goes out (for at most the
+    /// [`timeout`](Ingress::timeout), and 30 s), so a client that sends its
+    /// whole body before it reads sees the 413, not a broken pipe.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.limits.body = bytes;
         self
@@ -245,18 +247,16 @@ impl Ingress {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn client_error<E: std::error::Error + 'static>(mut self, status: u16) -> Self {
-        let status = StatusCode::from_u16(status)
-            .ok()
-            .filter(StatusCode::is_client_error)
-            .unwrap_or(StatusCode::BAD_REQUEST);
         self.client_errors.push(ClientError {
             is: is_a::<E>,
-            status,
+            status: client_status(status),
         });
         self
     }
 
-    /// How long a call may take (504 after it).
+    /// How long a request's body may take to arrive (408 after it, the
+    /// connection closed), and then how long the call may take (504 after
+    /// it). A client that stalls mid-body holds its connection no longer.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.limits.timeout = timeout;
         self
@@ -304,6 +304,7 @@ impl Ingress {
     /// `client_header_timeout` defaults to 60 s, HAProxy's examples use
     /// 10 s for `timeout http-request`). The body is bounded by
     /// [`timeout`](Ingress::timeout) and [`body_limit`](Ingress::body_limit).
+    /// Anything over a year counts as a year.
     ///
     /// ```
     /// use std::time::Duration;
@@ -319,7 +320,9 @@ impl Ingress {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.serving.header_read = timeout;
+        // hyper adds it to the time now, which overflows near
+        // `Duration::MAX`; a year is for ever for a request head.
+        self.serving.header_read = timeout.min(Duration::from_secs(365 * 24 * 3600));
         self
     }
 
@@ -350,9 +353,7 @@ impl Ingress {
         In: DeserializeOwned + Send + 'static,
         T: Serialize + Send + 'static,
     {
-        let parse = |body: Bytes, _: &axum::http::request::Parts| {
-            serde_json::from_slice::<In>(&body).map_err(BadRequest::from)
-        };
+        let parse = |body: Bytes, _: &axum::http::request::Parts| from_json::<In>(&body);
         self.add_with(
             path,
             pipeline,
@@ -421,8 +422,9 @@ impl Ingress {
     }
 
     /// The axum router: the routes plus `/healthz`, `/readyz`, `/metrics`,
-    /// `/graph` and the [dashboard](Ingress::dashboard), every answer with an `x-request-id` (the client's own
-    /// if it sent one of 1 to 128 characters, else a fresh one).
+    /// `/graph` and the [dashboard](Ingress::dashboard), every answer with
+    /// an `x-request-id` (the client's own if it sent one of 1 to 128
+    /// visible ASCII characters without spaces, else a fresh one).
     pub fn into_router(self) -> Router {
         self.into_parts().0
     }
@@ -448,13 +450,26 @@ impl Ingress {
             .route("/readyz", get(expose::readyz))
             .route("/metrics", get(metrics::metrics))
             .route("/graph", get(expose::graph))
+            // axum answers these with an empty body: every error here is JSON.
+            .method_not_allowed_fallback(|request: Request| async move {
+                let message = format!(
+                    "{} is not allowed on {} (the allow header says what is)",
+                    request.method(),
+                    request.uri().path()
+                );
+                refuse(
+                    &request,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    &message,
+                )
+            })
             .fallback(|request: Request| async move {
-                let id = request_id::of(&request);
-                error_response(
+                refuse(
+                    &request,
                     StatusCode::NOT_FOUND,
                     "not_found",
                     "no such route",
-                    Some(&id),
                 )
             })
             .with_state(Arc::clone(&shared));
@@ -495,6 +510,11 @@ impl Ingress {
         }
         Ok(())
     }
+}
+
+/// The JSON error answer to a request no route takes.
+fn refuse(request: &Request, status: StatusCode, kind: &str, message: &str) -> Response {
+    error_response(status, kind, message, Some(&request_id::of(request)))
 }
 
 /// Ctrl-C, or SIGTERM on Unix; the handlers are installed now, the

@@ -13,12 +13,16 @@
 //!
 //! Errors answer with a JSON body `{"error": .., "kind": .., "step": ..,
 //! "request_id": ..}`: malformed JSON 400, the wrong shape 422 (serde's
-//! message), a body over the limit 413, overload 503 with `Retry-After`, a
+//! message), a body over the limit 413 (at once when its `content-length`
+//! says so), a body that does not arrive within [`Ingress::timeout`] 408, a
+//! method a route does not take 405 (with `Allow`), overload 503 with
+//! `Retry-After`, a
 //! step error 500 naming the step (or the 4xx given for its error type
 //! with [`Ingress::client_error`]), a deadline passed 504. `"error"` is the
 //! whole cause chain (the error, then each `source()`, joined with ": ").
 //! Every answer carries an `x-request-id` (the client's own if it sent one
-//! of 1 to 128 characters, else a fresh 16-hex-digit one).
+//! of 1 to 128 visible ASCII characters without spaces, else a fresh
+//! 16-hex-digit one).
 //!
 //! Connections: a client has [`Ingress::header_read_timeout`] (10 s) to send
 //! a request's head, or its connection is closed. On shutdown the server

@@ -95,7 +95,7 @@ impl HttpRequest {
     /// The body parsed as JSON into `T`. Its error answers 400 (not JSON)
     /// or 422 (the wrong shape) when a step returns it.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, BadRequest> {
-        serde_json::from_slice(&self.body).map_err(BadRequest::from)
+        from_json(&self.body)
     }
 }
 
@@ -170,4 +170,20 @@ impl From<serde_json::Error> for BadRequest {
             }
         }
     }
+}
+
+/// `body` parsed as JSON into `T`: 400 when it is not JSON at all, 422
+/// when it is JSON of the wrong shape. serde stops at the first token `T`
+/// cannot take, so `{"x": [1` sent where a number is expected reads as a
+/// wrong shape ("invalid type: map") though it is not JSON: on such an
+/// error the body is checked for being JSON at all.
+pub(super) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return BadRequest::from(syntax);
+            }
+        }
+        BadRequest::from(e)
+    })
 }

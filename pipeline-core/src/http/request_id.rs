@@ -1,6 +1,7 @@
 //! Request ids through tower-http's request-id layers: an incoming
-//! `x-request-id` of 1..=128 visible ASCII characters is honoured, any
-//! other is replaced by the next value of a 16-hex-digit counter; the
+//! `x-request-id` of 1..=128 visible ASCII characters (no spaces: an id is
+//! logged as it is, and a space in it could forge a log field) is
+//! honoured, any other is replaced by the next value of a 16-hex-digit counter; the
 //! answer carries the id back.
 //!
 //! tower-http's `SetRequestId` keeps any incoming id as it is (empty, or
@@ -40,11 +41,9 @@ pub(super) fn of(request: &Request) -> String {
 }
 
 async fn drop_unusable_id(mut request: Request) -> Request {
-    let usable = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| (1..=MAX_LEN).contains(&v.len()));
+    let usable = request.headers().get("x-request-id").is_some_and(|v| {
+        (1..=MAX_LEN).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic)
+    });
     if !usable {
         request.headers_mut().remove("x-request-id");
     }

@@ -2,10 +2,13 @@
 //! outcome to a status and a JSON body (an error's body carries the whole
 //! cause chain).
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::ingress::{ClientError, Limits, Shared};
@@ -51,9 +54,8 @@ where
     }
 }
 
-/// `axum::body::to_bytes` reports an over-limit body with this error type.
-/// Reads the body (within the limit) and parses it into the pipeline's
-/// input; the error answer if either fails.
+/// Reads the body (within the size limit and the timeout) and parses it
+/// into the pipeline's input; the error answer if either fails.
 pub(super) async fn read_input<In>(
     request: Request,
     limits: Limits,
@@ -61,39 +63,124 @@ pub(super) async fn read_input<In>(
     id: &str,
 ) -> Result<In, Response> {
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, limits.body).await {
+    let body = match read_body(&parts, body, limits).await {
         Ok(body) => body,
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            return Err(if too_large {
-                error_response(
+        Err(unread) => {
+            let mut response = match unread {
+                Unread::TooLarge => error_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     &format!("the body is over the limit of {} bytes", limits.body),
                     Some(id),
-                )
-            } else {
-                error_response(StatusCode::BAD_REQUEST, "bad_body", &chain(&e), Some(id))
-            });
+                ),
+                Unread::TimedOut => error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    &format!("the body did not arrive within {:?}", limits.timeout),
+                    Some(id),
+                ),
+                Unread::Failed(e) => {
+                    error_response(StatusCode::BAD_REQUEST, "bad_body", &chain(&e), Some(id))
+                }
+            };
+            // What is left of the body is not read: the connection cannot
+            // carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(response);
         }
     };
-    parse(body, &parts).map_err(|bad| bad_request(&bad, id))
+    parse(body, &parts).map_err(|bad| bad_request(&bad, None, id))
 }
 
-mod http_body_util_limit {
-    pub(super) use axum::extract::rejection::LengthLimitError;
+/// Why a body was not read.
+enum Unread {
+    TooLarge,
+    TimedOut,
+    Failed(axum::Error),
 }
 
-fn bad_request(bad: &BadRequest, id: &str) -> Response {
-    let status = StatusCode::from_u16(bad.status).unwrap_or(StatusCode::BAD_REQUEST);
+/// The longest a refused body is read on and thrown away (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(30);
+
+/// The whole body, if it is within `limits.body` bytes (a `content-length`
+/// over it is refused before any byte is read) and arrives within
+/// `limits.timeout` (a client that stalls mid-body holds its connection
+/// no longer).
+async fn read_body(
+    parts: &axum::http::request::Parts,
+    body: Body,
+    limits: Limits,
+) -> Result<Bytes, Unread> {
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut chunks = body.into_data_stream();
+    if announced.is_some_and(|n| n > limits.body as u64) {
+        linger(chunks, limits.timeout);
+        return Err(Unread::TooLarge);
+    }
+    // Most bodies come in one chunk: kept as it is, not copied.
+    let mut got: Vec<Bytes> = Vec::new();
+    let mut len = 0;
+    let deadline = tokio::time::sleep(limits.timeout);
+    tokio::pin!(deadline);
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            chunk = chunks.next() => chunk,
+            () = &mut deadline => return Err(Unread::TimedOut),
+        };
+        match chunk {
+            None if got.len() == 1 => return Ok(got.swap_remove(0)),
+            None => return Ok(Bytes::from(got.concat())),
+            Some(Err(e)) => return Err(Unread::Failed(e)),
+            Some(Ok(chunk)) if len + chunk.len() > limits.body => {
+                linger(chunks, limits.timeout);
+                return Err(Unread::TooLarge);
+            }
+            Some(Ok(chunk)) => {
+                len += chunk.len();
+                got.push(chunk);
+            }
+        }
+    }
+}
+
+/// Reads the rest of a refused body and throws it away, for at most the
+/// request timeout (and [`LINGER`]), while the 413 goes out. Closing at
+/// once would reset the connection under a client that sends its whole
+/// body before it reads (most do), and it would see a broken pipe instead
+/// of the 413: nginx's "lingering close".
+fn linger(mut chunks: axum::body::BodyDataStream, timeout: Duration) {
+    tokio::spawn(async move {
+        let drain = async { while let Some(Ok(_)) = chunks.next().await {} };
+        let _ = tokio::time::timeout(timeout.min(LINGER), drain).await;
+    });
+}
+
+/// The answer to a [`BadRequest`], from the ingress's own parsing or from
+/// `step`.
+fn bad_request(bad: &BadRequest, step: Option<&str>, id: &str) -> Response {
+    let status = client_status(bad.status);
     let kind = if status == StatusCode::UNPROCESSABLE_ENTITY {
         "wrong_shape"
     } else {
         "malformed"
     };
-    error_response(status, kind, &bad.message, Some(id))
+    error_body(status, kind, &bad.message, step, Some(id))
+}
+
+/// `status` if it is a 4xx, else 400: an error the client is to blame for
+/// never answers 2xx, 3xx or 5xx.
+pub(super) fn client_status(status: u16) -> StatusCode {
+    StatusCode::from_u16(status)
+        .ok()
+        .filter(StatusCode::is_client_error)
+        .unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 /// The status for a pipeline error (see the module docs).
@@ -111,7 +198,7 @@ pub(super) fn pipeline_error(
             return pipeline_error(inner, client_errors, id);
         }
         if let Some(bad) = source.and_then(|s| s.downcast_ref::<BadRequest>()) {
-            return bad_request(bad, id);
+            return bad_request(bad, e.step(), id);
         }
         if let Some(client) = source.and_then(|s| client_errors.iter().find(|c| (c.is)(s))) {
             return error_body(client.status, "bad_input", &chain(e), e.step(), Some(id));

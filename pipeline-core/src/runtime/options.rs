@@ -6,7 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::admission::DEFAULT_QUEUE_BOUND;
 use crate::error::{DeployError, OptionsError};
@@ -39,7 +43,7 @@ pub struct DeployOptions {
     #[serde(default)]
     queue_bound: Option<usize>,
     /// Per-step settings, by step name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "steps_table")]
     steps: BTreeMap<String, StepOptions>,
     /// The runtime to run on, if not the default (never from a file).
     #[serde(skip)]
@@ -84,6 +88,7 @@ pub struct StepOptions {
     pub replicas: Option<usize>,
     /// Autoscaling for an actor step: each field set here replaces the
     /// attribute's (or [`AutoscalePolicy::DEFAULT`]'s) value.
+    #[serde(default, deserialize_with = "optional_table")]
     pub autoscale: Option<AutoscaleOptions>,
     /// Mailbox bound per replica (actors) or in-flight bound (tasks).
     pub queue_bound: Option<usize>,
@@ -139,6 +144,58 @@ fn intern(text: &str) -> &'static str {
     let k: &'static str = Box::leak(text.to_owned().into_boxed_str());
     kept.insert(k);
     k
+}
+
+/// Options read only from a table (a JSON object). serde's derive also
+/// reads a struct from a sequence of its fields in order, so a file that
+/// is `[true, 5]` would load as `local = true, queue_bound = 5`.
+struct Table<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of options")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Visit(PhantomData)).map(Table)
+    }
+}
+
+/// An optional [`Table`] (`null` in JSON is none).
+fn optional_table<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Table<T>>::deserialize(d)?.map(|t| t.0))
+}
+
+/// The per-step tables, by name; a name given twice is refused (JSON
+/// allows repeated keys, and the last silently winning would hide a
+/// copy-paste slip; TOML refuses them itself).
+fn steps_table<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, StepOptions>, D::Error> {
+    struct Visit;
+    impl<'de> Visitor<'de> for Visit {
+        type Value = BTreeMap<String, StepOptions>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table of step options by step name")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut steps = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let Table(step) = map.next_value()?;
+                if steps.insert(name.clone(), step).is_some() {
+                    return Err(serde::de::Error::custom(format!("duplicate step `{name}`")));
+                }
+            }
+            Ok(steps)
+        }
+    }
+    d.deserialize_map(Visit)
 }
 
 /// Autoscaling settings for one step in deploy options (see
@@ -366,7 +423,7 @@ impl DeployOptions {
 
     /// Parses options from TOML (see the type's example).
     pub fn from_toml_str(text: &str) -> Result<Self, DeployError> {
-        toml::from_str(text).map_err(|e| DeployError::options(None, e.into()))
+        parse_toml(text).map_err(|e| DeployError::options(None, e))
     }
 
     /// Parses options from JSON: `{"queue_bound": 512, "steps": {"Classifier": {"replicas": 4}}}`.
@@ -386,7 +443,7 @@ impl DeployOptions {
     /// # Ok::<(), pipeline_core::DeployError>(())
     /// ```
     pub fn from_json_str(text: &str) -> Result<Self, DeployError> {
-        serde_json::from_str(text).map_err(|e| DeployError::options(None, e.into()))
+        parse_json(text).map_err(|e| DeployError::options(None, e))
     }
 
     /// Reads options from a `.toml` or `.json` file.
@@ -395,11 +452,19 @@ impl DeployOptions {
         let fail = |e: OptionsError| DeployError::options(Some(path), e);
         let parse: fn(&str) -> Result<Self, OptionsError> =
             match path.extension().and_then(|e| e.to_str()) {
-                Some("toml") => |t| Ok(toml::from_str(t)?),
-                Some("json") => |t| Ok(serde_json::from_str(t)?),
+                Some("toml") => parse_toml,
+                Some("json") => parse_json,
                 _ => return Err(fail(OptionsError::Extension)),
             };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.into()))?;
         parse(&text).map_err(fail)
     }
+}
+
+fn parse_toml(text: &str) -> Result<DeployOptions, OptionsError> {
+    Ok(toml::from_str::<Table<DeployOptions>>(text)?.0)
+}
+
+fn parse_json(text: &str) -> Result<DeployOptions, OptionsError> {
+    Ok(serde_json::from_str::<Table<DeployOptions>>(text)?.0)
 }

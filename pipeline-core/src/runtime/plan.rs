@@ -85,12 +85,16 @@ pub(crate) fn plan(
     }
     let own = options.instance(node, info.name);
     let queue_bound = options.queue_bound_for(node, info.name);
-    if queue_bound == 0 {
+    if !(1..=MAX_QUEUE_BOUND).contains(&queue_bound) {
         // The pipeline-wide bound is named `*`, not after the first step.
         let step = if own.queue_bound.is_some() { node } else { "*" };
         return Err(DeployError::InvalidOption {
             step: step.to_string(),
-            message: "queue_bound must be at least 1".into(),
+            message: if queue_bound == 0 {
+                "queue_bound must be at least 1".into()
+            } else {
+                format!("queue_bound must be at most {MAX_QUEUE_BOUND}, got {queue_bound}")
+            },
         });
     }
     let mode = if options.is_local() {
@@ -128,6 +132,11 @@ pub(crate) fn plan(
     }
     if own.replicas == Some(0) {
         return Err(invalid("replicas must be at least 1".into()));
+    }
+    if let Some(n) = own.replicas.filter(|&n| n > MAX_REPLICAS) {
+        return Err(invalid(format!(
+            "replicas must be at most {MAX_REPLICAS}, got {n}"
+        )));
     }
     // Options' `replicas` fixes the count (autoscaling off); options'
     // `autoscale` starts from the attribute's policy, else the default.
@@ -216,10 +225,26 @@ pub(crate) fn cuda_device_count() -> usize {
     }
 }
 
+/// The most replicas a step starts with (a fixed count, or autoscaling's
+/// minimum): each replica is a thread or task holding its own model, so
+/// more than this in one process is a typo, not a plan. An autoscaling
+/// ceiling above it is fine (replicas are added one by one, under load).
+pub(crate) const MAX_REPLICAS: usize = 4096;
+
+/// The largest queue bound: tokio's semaphores and bounded channels hold
+/// at most this many permits (`usize::MAX >> 3`).
+pub(crate) const MAX_QUEUE_BOUND: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 /// What makes an autoscale policy unusable, in the user's words.
 fn check_autoscale(p: &AutoscalePolicy) -> Result<(), String> {
     if p.min_replicas == 0 {
         return Err("autoscale min_replicas must be at least 1".into());
+    }
+    if p.min_replicas > MAX_REPLICAS {
+        return Err(format!(
+            "autoscale min_replicas must be at most {MAX_REPLICAS}, got {}",
+            p.min_replicas
+        ));
     }
     if p.max_replicas < p.min_replicas {
         return Err(format!(
