@@ -57,10 +57,14 @@ fn function(item: ItemFn, batched: bool) -> TokenStream {
     // impl, a returned reference with no lifetime): rustc would report it
     // again.
     let elided_output = match &item.sig.output {
-        ReturnType::Type(_, ty) => matches!(&**ty, Type::Reference(r) if r.lifetime.is_none()),
+        ReturnType::Type(_, ty) => elides(ty),
         ReturnType::Default => false,
     };
-    let body = if elided_output {
+    let unsized_input = item.sig.inputs.iter().any(|a| match a {
+        FnArg::Typed(t) => is_unsized(&t.ty),
+        FnArg::Receiver(_) => false,
+    });
+    let body = if elided_output || unsized_input {
         TokenStream::new()
     } else {
         quote!(const _: () = { #[allow(dead_code, unused, clippy::all)] #item };)
@@ -172,11 +176,49 @@ fn constructor_params(
     (gens, params, quote!(__I))
 }
 
-/// Each typed argument's name (or `__inN`) and type.
+/// Whether `ty` has a reference with an elided lifetime (`&T`,
+/// `Option<&T>`): a return type rustc rejects on its own.
+fn elides(ty: &Type) -> bool {
+    struct Find(bool);
+    impl Visit<'_> for Find {
+        fn visit_type_reference(&mut self, r: &syn::TypeReference) {
+            self.0 |= r.lifetime.as_ref().is_none_or(|l| l.ident == "_");
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let mut find = Find(false);
+    find.visit_type(ty);
+    find.0
+}
+
+/// `str`, `[T]`, `dyn Trait` by value: a parameter rustc rejects on its own.
+fn is_unsized(ty: &Type) -> bool {
+    match ty {
+        Type::Slice(_) | Type::TraitObject(_) => true,
+        Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
+        _ => false,
+    }
+}
+
+/// Each typed argument's name (or `__inN`) and type; a `#[cfg]`'d one is
+/// left out (the call was most likely written without it).
 fn typed_names<'a>(args: impl Iterator<Item = &'a FnArg>) -> Vec<(Ident, Type)> {
     args.filter_map(|a| match a {
-        FnArg::Typed(t) => Some(t),
-        FnArg::Receiver(_) => None,
+        FnArg::Typed(t)
+            if !t
+                .attrs
+                .iter()
+                .any(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr")) =>
+        {
+            Some(t)
+        }
+        _ => None,
     })
     .enumerate()
     .map(|(i, t)| {

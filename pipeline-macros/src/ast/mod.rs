@@ -17,7 +17,10 @@ use model::model_step;
 mod types;
 
 pub(crate) use types::not_send;
-use types::{check_output, check_owned, check_send};
+use types::{
+    check_cfg, check_nested_impl_trait, check_no_self, check_output, check_owned, check_send,
+    check_sized,
+};
 
 /// The most inputs a step may take (pipeline-core implements edge tuples up
 /// to this arity).
@@ -155,7 +158,10 @@ fn fn_step(item: &ItemFn, cx: &Ctxt) -> Option<FnStep> {
     }
     let inputs = step_inputs(sig.inputs.iter(), sig, Place::Fn, cx);
     let output = output_of(&sig.output);
-    check_output(&sig.output, cx);
+    match &sig.output {
+        ReturnType::Type(_, ty) if check_no_self(ty, cx) => {}
+        ret => check_output(ret, cx),
+    }
     (cx_errors(cx) == before).then(|| FnStep {
         item: item.clone(),
         inputs,
@@ -261,9 +267,12 @@ fn typed_inputs<'a>(
             ),
             Type::ImplTrait(it) => cx.error_spanned(it, format!("a {what} needs a concrete type, not `impl Trait`")),
             ty => {
-                if !check_owned(ty, what, cx) {
-                    check_send(ty, what, cx);
-                }
+                let _ = check_sized(ty, what, "take", cx)
+                    || check_cfg(&t.attrs, cx)
+                    || check_nested_impl_trait(ty, what, cx)
+                    || (place == Place::Fn && check_no_self(ty, cx))
+                    || check_owned(ty, what, cx)
+                    || check_send(ty, what, cx);
             }
         }
         let name = match &*t.pat {

@@ -20,10 +20,19 @@ pub(super) fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
         return None;
     }
     if !item.generics.params.is_empty() {
+        let only_lifetimes = item.generics.type_params().next().is_none()
+            && item.generics.const_params().next().is_none();
         cx.error_spanned(
             &item.generics,
-            "generic model steps are not supported; make the model type concrete",
+            if only_lifetimes {
+                "a model cannot borrow (a lifetime parameter): each replica owns its model on its own thread; \
+                 make the model own its data (`String`, `Vec<T>`, `Arc<T>`) and drop the lifetime"
+            } else {
+                "generic model steps are not supported; make the model type concrete"
+            },
         );
+        // Its methods' types name the parameters: not judged on top.
+        return None;
     }
     let self_ty = (*item.self_ty).clone();
     let name = match &self_ty {
@@ -37,6 +46,28 @@ pub(super) fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
         );
         return None;
     };
+    // A cfg'd `new` or `call` (or two, one per configuration): the macro
+    // reads the methods before cfg is applied, so it cannot know which
+    // one the build keeps.
+    let cfgd = item.items.iter().find_map(|i| match i {
+        ImplItem::Fn(f) if f.sig.ident == "new" || f.sig.ident == "call" => f
+            .attrs
+            .iter()
+            .find(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+            .map(|a| (a, &f.sig.ident)),
+        _ => None,
+    });
+    if let Some((attr, method)) = cfgd {
+        cx.error_spanned(
+            attr,
+            format!(
+                "`#[cfg]` on `{method}` inside a `#[step]` impl is not supported: the macro reads `new` and \
+                 `call` before cfg applies; put `#[cfg]` on the whole `#[step] impl` (one per configuration), \
+                 or branch inside `{method}`'s body"
+            ),
+        );
+        return None;
+    }
     let method = |wanted: &str| {
         item.items.iter().find_map(|i| match i {
             ImplItem::Fn(f) if f.sig.ident == wanted => Some(f),

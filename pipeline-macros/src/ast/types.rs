@@ -44,11 +44,130 @@ pub(super) fn check_output(ret: &ReturnType, cx: &Ctxt) {
                 ),
             ),
         ty => {
-            if !check_owned(ty, "step output", cx) {
-                check_send(ty, "step output", cx);
+            let _ = check_sized(ty, "step output", "return", cx)
+                || check_nested_impl_trait(ty, "step output", cx)
+                || check_boxed_future(ty, cx)
+                || check_owned(ty, "step output", cx)
+                || check_send(ty, "step output", cx);
+        }
+    }
+}
+
+/// A function step's parameters and output cannot name `Self`; each
+/// check below reports at most once and says whether it did.
+pub(super) fn check_no_self(ty: &Type, cx: &Ctxt) -> bool {
+    struct Find(Option<proc_macro2::Span>);
+    impl syn::visit::Visit<'_> for Find {
+        fn visit_ident(&mut self, i: &proc_macro2::Ident) {
+            if self.0.is_none() && i == "Self" {
+                self.0 = Some(i.span());
             }
         }
     }
+    let mut find = Find(None);
+    syn::visit::Visit::visit_type(&mut find, ty);
+    let Some(span) = find.0 else { return false };
+    cx.push(syn::Error::new(
+        span,
+        "a function step is no method: there is no `Self` here; name the type (`i64`, `MyType`)",
+    ));
+    true
+}
+
+/// A type without a size known at compile time (`str`, `[T]`, `dyn
+/// Trait`) cannot be passed by value: suggest the owned type that holds
+/// one.
+pub(super) fn check_sized(ty: &Type, what: &str, verb: &str, cx: &Ctxt) -> bool {
+    let fix = match ty {
+        Type::Slice(_) => super::owned(ty),
+        Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => "String".into(),
+        Type::TraitObject(t) => {
+            let bounds = type_text(&t.bounds);
+            if bounds.contains("Send") {
+                format!("Box<dyn {bounds}>")
+            } else {
+                format!("Box<dyn {bounds} + Send>")
+            }
+        }
+        _ => return false,
+    };
+    cx.error_spanned(
+        ty,
+        format!(
+            "a {what} needs a size known at compile time, and `{}` has none: {verb} `{fix}` instead",
+            type_text(ty)
+        ),
+    );
+    true
+}
+
+/// `impl Trait` inside a type (`Vec<impl Display>`): the top level is
+/// checked by the caller.
+pub(super) fn check_nested_impl_trait(ty: &Type, what: &str, cx: &Ctxt) -> bool {
+    struct Find(Option<syn::TypeImplTrait>);
+    impl syn::visit::Visit<'_> for Find {
+        fn visit_type_impl_trait(&mut self, it: &syn::TypeImplTrait) {
+            if self.0.is_none() {
+                self.0 = Some(it.clone());
+            }
+        }
+        // `Box<dyn Fn(impl ..)>` is not valid Rust anyway; rustc says so.
+        fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
+    }
+    let mut find = Find(None);
+    syn::visit::Visit::visit_type(&mut find, ty);
+    let Some(it) = find.0 else { return false };
+    cx.error_spanned(
+        &it,
+        format!(
+            "a {what} needs a concrete type, not `impl Trait` (here inside `{}`): name the type, \
+             e.g. `Vec<i64>`, or use `Box<dyn Trait + Send>`",
+            type_text(ty)
+        ),
+    );
+    true
+}
+
+/// An output that is a boxed future (`Pin<Box<dyn Future<..>>>`): the
+/// graph would pass the future on instead of waiting for it.
+fn check_boxed_future(ty: &Type, cx: &Ctxt) -> bool {
+    let Some(inner) = super::first_type_arg(ty, "Pin", Some(1)) else {
+        return false;
+    };
+    let Some(Type::TraitObject(t)) = super::first_type_arg(&inner, "Box", Some(1)) else {
+        return false;
+    };
+    let is_future = t.bounds.iter().any(|b| {
+        matches!(b, syn::TypeParamBound::Trait(t)
+            if t.path.segments.last().is_some_and(|s| s.ident == "Future"))
+    });
+    if !is_future {
+        return false;
+    }
+    cx.error_spanned(
+        ty,
+        "a step that waits is an `async fn`: make the step `async fn` and return the future's \
+         `Output` type, not a boxed future (the next step would receive the future itself)",
+    );
+    true
+}
+
+/// `#[cfg]` (or `#[cfg_attr]`) on a step's parameter: the macro sees the
+/// parameter before cfg is applied, so the node's constructor would not
+/// agree with the function.
+pub(super) fn check_cfg(attrs: &[syn::Attribute], cx: &Ctxt) -> bool {
+    let Some(attr) = attrs
+        .iter()
+        .find(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+    else {
+        return false;
+    };
+    cx.error_spanned(
+        attr,
+        "`#[cfg]` on a step's parameter is not supported: the graph's node takes every input; \
+         put `#[cfg]` on the whole `#[step]` item (one version per configuration), or branch inside the body",
+    );
+    true
 }
 
 /// A type that borrows (a lifetime other than `'static`) cannot move
@@ -106,9 +225,9 @@ pub(super) const NOT_SEND: &[(&str, &str)] = &[
     ),
 ];
 
-pub(super) fn check_send(ty: &Type, what: &str, cx: &Ctxt) {
+pub(super) fn check_send(ty: &Type, what: &str, cx: &Ctxt) -> bool {
     let Some((culprit, fix)) = not_send(ty) else {
-        return;
+        return false;
     };
     let text = type_text(&culprit);
     cx.error_spanned(
@@ -118,6 +237,7 @@ pub(super) fn check_send(ty: &Type, what: &str, cx: &Ctxt) {
              the caller's thread): {fix}"
         ),
     );
+    true
 }
 
 /// Standard traits whose objects are not `Send` unless they add `+ Send`.

@@ -91,6 +91,23 @@ pub(crate) struct Batch {
     pub(crate) span: Span,
 }
 
+/// `key: value` written for `key = value` (as in a struct literal or
+/// YAML): the key and the colon. A path's `::` is no such colon.
+fn colon_after_key(args: &TokenStream) -> Option<(proc_macro2::Ident, Span)> {
+    use proc_macro2::{Spacing, TokenTree};
+    let tokens: Vec<TokenTree> = args.clone().into_iter().collect();
+    tokens.windows(3).find_map(|w| match w {
+        [TokenTree::Ident(key), TokenTree::Punct(colon), next]
+            if colon.as_char() == ':'
+                && colon.spacing() == Spacing::Alone
+                && !matches!(next, TokenTree::Punct(p) if p.as_char() == ':') =>
+        {
+            Some((key.clone(), colon.span()))
+        }
+        _ => None,
+    })
+}
+
 pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
     let mut attr = StepAttr {
         mode: Mode::Local,
@@ -101,6 +118,13 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
         remote: false,
         concurrent: None,
     };
+    if let Some((key, colon)) = colon_after_key(&args) {
+        cx.push(syn::Error::new(
+            colon,
+            format!("a step attribute's key takes `=`, not `:`: write `{key} = ..`, e.g. `#[step(mode = \"actors\", replicas = 2)]`"),
+        ));
+        return attr;
+    }
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
         Ok(metas) => metas,
         Err(e) => {
@@ -157,6 +181,19 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                 ) {
                     attr.concurrent = Some(meta.span());
                 }
+            }
+            other if matches!(meta, Meta::Path(_))
+                && ["local", "tasks", "actors"].contains(&other.to_ascii_lowercase().as_str()) =>
+            {
+                // `#[step(actors)]`: a mode written without its key. Taken
+                // as that mode (once the key is added, nothing else changes),
+                // so keys that need it are not reported on top.
+                let mode = other.to_ascii_lowercase();
+                cx.error_spanned(
+                    path,
+                    format!("a mode is given with its key: write `mode = \"{mode}\"`"),
+                );
+                mode_failed = true;
             }
             other => {
                 let batchy = other.contains("batch") || other == "max_size" || other == "wait_ms";
