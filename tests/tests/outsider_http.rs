@@ -567,6 +567,41 @@ fn an_announced_over_limit_body_is_refused_before_it_arrives() {
     assert_eq!(answer.json()["kind"], "body_too_large");
 }
 
+/// A client that announces an over-limit body and waits for `100
+/// Continue` before sending it (as curl does for large bodies) gets the
+/// 413 straight away and is never invited to send the body.
+#[test]
+fn an_over_limit_body_behind_expect_100_continue_is_never_invited() {
+    let p = ident(Input::<i64>::new()).deploy().expect("deploy");
+    let server = Server::start(Ingress::new().json("/ident", p).body_limit(1024));
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.write_all(
+        b"POST /ident HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 104857600\r\n\r\n",
+    )
+    .expect("write");
+    s.set_read_timeout(Some(GUARD)).expect("read timeout");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("the answer, then the close");
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    let answer = parse_answer(&all).expect("a whole answer");
+    assert_eq!(answer.json()["kind"], "body_too_large");
+    // Within the limit, the client is invited and served.
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.write_all(
+        b"POST /ident HTTP/1.1\r\nhost: x\r\nconnection: close\r\nexpect: 100-continue\r\ncontent-length: 1\r\n\r\n",
+    )
+    .expect("write");
+    s.set_read_timeout(Some(GUARD)).expect("read timeout");
+    let mut invited = [0u8; 25];
+    s.read_exact(&mut invited).expect("100 Continue");
+    assert_eq!(&invited, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"8").expect("write the body");
+    let answer = read_answer(&mut s).expect("an answer");
+    assert_eq!((answer.status, answer.json()), (200, serde_json::json!(8)));
+}
+
 /// A client that sends its head and part of a body, then stalls, is
 /// bounded: `header_read_timeout`'s docs say "the body is bounded by
 /// `timeout` and `body_limit`". With a 200 ms timeout the server must

@@ -38,17 +38,41 @@ use crate::eval::{CallCx, DynEval, Eval};
 /// assert!(p.call(Req { model: "huge", x: 2 }).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn route<K>(key: K) -> RouteStart<K>
+pub fn route<K>(key: K) -> RouteStart<K::Node>
 where
-    K: Upstream,
-    K::Output: RouteKey,
+    K: RouteOn,
+    <K::Node as Upstream>::Output: RouteKey,
 {
     RouteStart {
-        key,
+        key: key.node(),
         keys: KeyFns {
-            eq: <K::Output as PartialEq>::eq,
-            fmt: <K::Output as Debug>::fmt,
+            eq: <<K::Node as Upstream>::Output as PartialEq>::eq,
+            fmt: <<K::Node as Upstream>::Output as Debug>::fmt,
         },
+    }
+}
+
+/// What [`route`] takes: any node. A trait of its own so that `route`'s
+/// return type goes through it: given something that is no node, the one
+/// error is at `route(..)`, and the `.branch(..)` calls chained on it add
+/// none (their receiver's type is unknown, not `RouteStart<bool>`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pipeline node",
+    label = "not a node: `route` takes the node whose output picks the branch",
+    note = "route on a step's node, e.g. `route(pick(input.clone()))`; a value known when the graph is built needs no route: pick the branch in Rust"
+)]
+pub trait RouteOn {
+    /// The key node.
+    type Node: Upstream;
+    /// Itself.
+    fn node(self) -> Self::Node;
+}
+
+#[diagnostic::do_not_recommend]
+impl<K: Upstream> RouteOn for K {
+    type Node = K;
+    fn node(self) -> K {
+        self
     }
 }
 

@@ -120,7 +120,16 @@ async fn read_body(
         .and_then(|v| v.parse::<u64>().ok());
     let mut chunks = body.into_data_stream();
     if announced.is_some_and(|n| n > limits.body as u64) {
-        linger(chunks, limits.timeout);
+        // A client that waits for `100 Continue` before it sends the body
+        // (curl does, for large ones) is not invited to send it: hyper
+        // sends that only once the body is read.
+        let waits = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waits {
+            linger(chunks, limits.timeout);
+        }
         return Err(Unread::TooLarge);
     }
     // Most bodies come in one chunk: kept as it is, not copied.

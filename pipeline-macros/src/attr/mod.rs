@@ -182,8 +182,10 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                     attr.concurrent = Some(meta.span());
                 }
             }
-            other if matches!(meta, Meta::Path(_))
-                && ["local", "tasks", "actors"].contains(&other.to_ascii_lowercase().as_str()) =>
+            other
+                if matches!(meta, Meta::Path(_))
+                    && ["local", "tasks", "actors"]
+                        .contains(&other.to_ascii_lowercase().as_str()) =>
             {
                 // `#[step(actors)]`: a mode written without its key. Taken
                 // as that mode (once the key is added, nothing else changes),
@@ -221,6 +223,15 @@ pub(crate) fn parse(args: TokenStream, cx: &Ctxt) -> StepAttr {
                         " (batching settings go in `batch(..)`: write `batch(wait_ms = ..)`, in milliseconds)"
                             .to_string()
                     }
+                    "max_ongoing_requests" | "max_concurrent_queries" | "queue_bound" | "max_queued_requests" => {
+                        " (a replica's queue bound is a deploy setting: `queue_bound` in `DeployOptions` or the deploy file)"
+                            .to_string()
+                    }
+                    "ray_actor_options" | "num_gpus" | "num_cpus" | "device" | "devices" => {
+                        " (devices are chosen at deploy: `device = \"cuda:0\"` for a step in the deploy file, or `DeployOptions::device`; replicas spread over the GPUs by default)"
+                            .to_string()
+                    }
+                    "name" => " (a node is named where it is built: `node.named(\"..\")`)".to_string(),
                     _ => suggest(other, KEYS)
                         .map(|s| format!(" (did you mean `{s}`?)"))
                         .unwrap_or_default(),

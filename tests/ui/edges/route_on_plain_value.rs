@@ -1,3 +1,6 @@
+//! Routing on a value known when the graph is built (not a node): the
+//! error at `route(..)` says to pick the branch in Rust; rustc adds one at
+//! `.branch` (listed in the README as still two errors).
 use pipeline_core::prelude::*;
 
 #[step]
