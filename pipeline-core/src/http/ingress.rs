@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::request::{from_json, BadRequest, HttpRequest};
 use super::respond::{client_status, error_response, handle};
 use super::stream::handle_stream;
-use super::{expose, metrics, request_id, serve};
+use super::{expose, metrics, request_id, respond, serve};
 use super::{
     DEFAULT_BODY_LIMIT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
@@ -458,19 +458,14 @@ impl Ingress {
                     request.uri().path()
                 );
                 refuse(
-                    &request,
+                    request,
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
                     &message,
                 )
             })
             .fallback(|request: Request| async move {
-                refuse(
-                    &request,
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such route",
-                )
+                refuse(request, StatusCode::NOT_FOUND, "not_found", "no such route")
             })
             .with_state(Arc::clone(&shared));
         (request_id::with_request_ids(router), shared)
@@ -513,8 +508,15 @@ impl Ingress {
 }
 
 /// The JSON error answer to a request no route takes.
-fn refuse(request: &Request, status: StatusCode, kind: &str, message: &str) -> Response {
-    error_response(status, kind, message, Some(&request_id::of(request)))
+/// Its body is read and dropped while the answer goes out (see
+/// `respond::linger`), so a client that writes before it reads sees it.
+fn refuse(request: Request, status: StatusCode, kind: &str, message: &str) -> Response {
+    let id = request_id::of(&request);
+    let (parts, body) = request.into_parts();
+    if !respond::waits_to_continue(&parts.headers) {
+        respond::linger(body.into_data_stream(), respond::LINGER);
+    }
+    error_response(status, kind, message, Some(&id))
 }
 
 /// Ctrl-C, or SIGTERM on Unix; the handlers are installed now, the

@@ -101,8 +101,15 @@ enum Unread {
     Failed(axum::Error),
 }
 
+/// Whether the client waits for `100 Continue` before it sends its body.
+pub(super) fn waits_to_continue(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// The longest a refused body is read on and thrown away (see [`linger`]).
-const LINGER: Duration = Duration::from_secs(30);
+pub(super) const LINGER: Duration = Duration::from_secs(30);
 
 /// The whole body, if it is within `limits.body` bytes (a `content-length`
 /// over it is refused before any byte is read) and arrives within
@@ -123,11 +130,7 @@ async fn read_body(
         // A client that waits for `100 Continue` before it sends the body
         // (curl does, for large ones) is not invited to send it: hyper
         // sends that only once the body is read.
-        let waits = parts
-            .headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if !waits {
+        if !waits_to_continue(&parts.headers) {
             linger(chunks, limits.timeout);
         }
         return Err(Unread::TooLarge);
@@ -164,7 +167,7 @@ async fn read_body(
 /// once would reset the connection under a client that sends its whole
 /// body before it reads (most do), and it would see a broken pipe instead
 /// of the 413: nginx's "lingering close".
-fn linger(mut chunks: axum::body::BodyDataStream, timeout: Duration) {
+pub(super) fn linger(mut chunks: axum::body::BodyDataStream, timeout: Duration) {
     tokio::spawn(async move {
         let drain = async { while let Some(Ok(_)) = chunks.next().await {} };
         let _ = tokio::time::timeout(timeout.min(LINGER), drain).await;
