@@ -210,14 +210,7 @@ fn is_unsized(ty: &Type) -> bool {
 /// left out (the call was most likely written without it).
 fn typed_names<'a>(args: impl Iterator<Item = &'a FnArg>) -> Vec<(Ident, Type)> {
     args.filter_map(|a| match a {
-        FnArg::Typed(t)
-            if !t
-                .attrs
-                .iter()
-                .any(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr")) =>
-        {
-            Some(t)
-        }
+        FnArg::Typed(t) if !t.attrs.iter().any(ast::is_cfg) => Some(t),
         _ => None,
     })
     .enumerate()

@@ -24,12 +24,9 @@ use pipeline_core::http::{BadRequest, HttpRequest, Ingress};
 use pipeline_core::prelude::*;
 use pipeline_core::{DeployError, OptionsError};
 use support::http::{agent, get, post, Server};
+use support::raw::{all_answers, next_answer, parse_answer, Raw, GUARD};
 use support::Capture;
 use tokio::sync::Semaphore;
-
-/// How long a test waits for something that should happen at once before
-/// it fails instead of hanging.
-const GUARD: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
 // Steps
@@ -185,95 +182,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A raw answer: status, headers (lower-case names), body.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "status {}: body is not JSON ({e}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-/// Reads one HTTP/1.1 answer from `s` (content-length or close-delimited;
-/// the requests these tests send ask for `connection: close`). `None` when
-/// the server closed without answering.
+/// Reads one answer from `s` (skipping a `100 Continue`); `None` when the
+/// server closed without answering.
 fn read_answer(s: &mut TcpStream) -> Option<Raw> {
-    s.set_read_timeout(Some(GUARD)).expect("read timeout");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                panic!(
-                    "no answer (and no close) within {GUARD:?}; read so far: {:?}",
-                    String::from_utf8_lossy(&buf)
-                )
-            }
-            // A reset after the answer was read is a close.
-            Err(_) => break,
-        }
-        if let Some(raw) = parse_answer(&buf) {
-            return Some(raw);
-        }
-    }
-    parse_answer(&buf).or_else(|| {
-        assert!(
-            buf.is_empty(),
-            "a partial answer: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        None
-    })
-}
-
-/// A whole answer in `buf`, if there is one yet.
-fn parse_answer(buf: &[u8]) -> Option<Raw> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).expect("ascii head");
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let body = &buf[end + 4..];
-    let len = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.parse::<usize>().expect("content-length"));
-    match len {
-        Some(len) if body.len() >= len => Some(Raw {
-            status,
-            headers,
-            body: body[..len].to_vec(),
-        }),
-        _ => None,
-    }
+    next_answer(s)
 }
 
 /// Sends `request` as is on a new connection and reads the answer. The
@@ -585,7 +497,7 @@ fn an_over_limit_body_behind_expect_100_continue_is_never_invited() {
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(!text.contains("100 Continue"), "{text}");
-    let answer = parse_answer(&all).expect("a whole answer");
+    let (_, answer) = parse_answer(&all, false).expect("a whole answer");
     assert_eq!(answer.json()["kind"], "body_too_large");
     // Within the limit, the client is invited and served.
     let mut s = TcpStream::connect(server.addr).expect("connect");
@@ -781,16 +693,7 @@ fn pipelined_requests_are_answered_in_order() {
           POST /ident HTTP/1.1\r\nhost: x\r\nx-request-id: three\r\nconnection: close\r\ncontent-length: 1\r\n\r\n3",
     )
     .expect("write");
-    s.set_read_timeout(Some(GUARD)).unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).expect("read");
-    let mut answers = Vec::new();
-    let mut rest = &all[..];
-    while let Some(a) = parse_answer(rest) {
-        let head = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        rest = &rest[head + a.body.len()..];
-        answers.push(a);
-    }
+    let answers = all_answers(&mut s);
     let got: Vec<(u16, String)> = answers
         .iter()
         .map(|a| (a.status, a.header("x-request-id")[0].to_string()))

@@ -405,3 +405,9 @@ pub(crate) fn type_text(ty: &dyn quote::ToTokens) -> String {
         .replace("* mut ", "*mut ")
         .replace(" (", "(")
 }
+
+/// `#[cfg(..)]` or `#[cfg_attr(..)]`: applied after the macro has read the
+/// item, so what it guards cannot be judged here.
+pub(crate) fn is_cfg(attr: &syn::Attribute) -> bool {
+    attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr")
+}

@@ -53,7 +53,7 @@ pub(super) fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
         ImplItem::Fn(f) if f.sig.ident == "new" || f.sig.ident == "call" => f
             .attrs
             .iter()
-            .find(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+            .find(|a| super::is_cfg(a))
             .map(|a| (a, &f.sig.ident)),
         _ => None,
     });

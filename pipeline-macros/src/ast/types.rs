@@ -156,10 +156,7 @@ fn check_boxed_future(ty: &Type, cx: &Ctxt) -> bool {
 /// parameter before cfg is applied, so the node's constructor would not
 /// agree with the function.
 pub(super) fn check_cfg(attrs: &[syn::Attribute], cx: &Ctxt) -> bool {
-    let Some(attr) = attrs
-        .iter()
-        .find(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
-    else {
+    let Some(attr) = attrs.iter().find(|a| super::is_cfg(a)) else {
         return false;
     };
     cx.error_spanned(

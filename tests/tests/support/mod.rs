@@ -7,6 +7,8 @@ pub(crate) mod browser;
 #[cfg(feature = "http")]
 pub(crate) mod http;
 pub(crate) mod nats;
+#[cfg(feature = "http")]
+pub(crate) mod raw;
 #[cfg(feature = "remote")]
 pub(crate) mod worker;
 
