@@ -82,7 +82,10 @@ pub(crate) struct Call {
 }
 
 /// `attr` is the attribute as written (`#[step(..)]`), quoted in advice.
-pub(crate) fn parse(item: Item, attr: &str, cx: &Ctxt) -> Result<Step, Box<Item>> {
+pub(crate) fn parse(mut item: Item, attr: &str, cx: &Ctxt) -> Result<Step, Box<Item>> {
+    // A type from a `macro_rules!` fragment (`$t:ty`) arrives in an
+    // invisible group: judged as what it holds (`&str`, `str`, `impl ..`).
+    syn::visit_mut::VisitMut::visit_item_mut(&mut Ungroup, &mut item);
     match item {
         Item::Fn(f) => match fn_step(&f, cx) {
             Some(step) => Ok(Step::Fn(Box::new(step))),
@@ -410,4 +413,16 @@ pub(crate) fn type_text(ty: &dyn quote::ToTokens) -> String {
 /// item, so what it guards cannot be judged here.
 pub(crate) fn is_cfg(attr: &syn::Attribute) -> bool {
     attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr")
+}
+
+/// Replaces each invisible-group type with the type it holds.
+struct Ungroup;
+
+impl syn::visit_mut::VisitMut for Ungroup {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        while let Type::Group(g) = ty {
+            *ty = (*g.elem).clone();
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
+    }
 }
