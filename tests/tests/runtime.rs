@@ -395,6 +395,36 @@ fn a_failing_constructor_fails_deploy_naming_step_and_replica() {
     assert!(cause.to_string().contains("weights unavailable"), "{cause}");
 }
 
+struct HalfBuilt;
+
+#[step(mode = "actors", replicas = 3)]
+impl HalfBuilt {
+    fn new(ctx: &ReplicaContext, failing: usize) -> Result<Self, String> {
+        if ctx.index() == failing {
+            return Err(format!("replica {failing} has no weights"));
+        }
+        Ok(HalfBuilt)
+    }
+    fn call(&self, x: u8) -> u8 {
+        x
+    }
+}
+
+#[test]
+fn a_replica_failing_beside_built_ones_fails_deploy_and_stops_them() {
+    // Replica 0 fails while 1 and 2 are built and serving on their threads
+    // (or 2 fails after 0 and 1 were): deploy reports it, and the built
+    // replicas' threads end (their mailboxes close with the failed pool).
+    for failing in [0, 2] {
+        let err = HalfBuilt::bind(failing, Input::new()).deploy().unwrap_err();
+        assert!(
+            matches!(err, DeployError::Build { step: "HalfBuilt", replica, .. } if replica == failing),
+            "{err}"
+        );
+        assert_eq!(threads_named("HalfBuilt-"), 0, "replica {failing} failing");
+    }
+}
+
 // ------------------------------------------------ cancellation, deadline
 
 static SEEN: Mutex<Vec<u32>> = Mutex::new(Vec::new());

@@ -1,18 +1,18 @@
 //! Per-step live counters: what `Pipeline::metrics` reports and the HTTP
-//! ingress exports. Updated with relaxed atomics on every step call (a few
-//! nanoseconds); read without stopping anything. A step call's latency is
-//! bucketed with integer compares on nanoseconds, smallest bucket first
-//! (step calls are mostly short), not a float binary search: on the hop
-//! path every nanosecond shows (see `benches/runtime.rs`). The clock is
+//! ingress exports. Updated with relaxed atomics (what every step call
+//! counts, with no locked instruction: `call_stats.rs`); read without
+//! stopping anything. On the hop path every nanosecond shows (see
+//! `benches/runtime.rs`). The clock is
 //! `quanta`'s, which reads the CPU's invariant TSC where the kernel trusts
 //! it (12 ns a read on these VMs, against 31 for `std::time::Instant`'s
 //! vDSO call) and falls back to the OS clock elsewhere.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use quanta::Instant;
+
+use super::call_stats::CallStats;
 
 /// Latency bucket bounds, seconds (Prometheus' `le`).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -26,8 +26,6 @@ pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0,
 #[derive(Debug)]
 pub(crate) struct Histogram {
     bounds: &'static [f64],
-    /// `bounds` in nanoseconds, for [`observe_duration`](Self::observe_duration).
-    bounds_ns: Box<[u64]>,
     /// Per bucket (not cumulative), plus one for `+Inf`.
     counts: Box<[AtomicU64]>,
     /// Sum of observations, in millionths.
@@ -38,7 +36,6 @@ impl Histogram {
     pub(crate) fn new(bounds: &'static [f64]) -> Self {
         Histogram {
             bounds,
-            bounds_ns: bounds.iter().map(|b| (b * 1e9).round() as u64).collect(),
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_micros: AtomicU64::new(0),
         }
@@ -49,19 +46,6 @@ impl Histogram {
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
-    }
-
-    /// Observes a duration (bounds in seconds): the same buckets as
-    /// `observe(d.as_secs_f64())`, found with integer compares.
-    pub(crate) fn observe_duration(&self, d: Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let i = self
-            .bounds_ns
-            .iter()
-            .position(|b| nanos <= *b)
-            .unwrap_or(self.bounds_ns.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(nanos / 1000, Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> HistogramSnapshot {
@@ -110,7 +94,8 @@ pub(crate) struct StepCounters {
     pub(crate) replicas_down: AtomicUsize,
     pub(crate) batches: AtomicU64,
     pub(crate) batched_calls: AtomicU64,
-    pub(crate) requests: AtomicU64,
+    /// Calls started, and the latencies of those ended.
+    calls: CallStats,
     pub(crate) errors: AtomicU64,
     /// Of `errors`: calls refused because a queue was full.
     pub(crate) overloaded: AtomicU64,
@@ -121,7 +106,6 @@ pub(crate) struct StepCounters {
     pub(crate) remote_retries: AtomicU64,
     /// Remote steps: refusals by workers (full or leaving), retried or not.
     pub(crate) remote_refused: AtomicU64,
-    pub(crate) latency: Histogram,
     pub(crate) batch_size: Histogram,
 }
 
@@ -137,13 +121,12 @@ impl Default for StepCounters {
             replicas_down: AtomicUsize::new(0),
             batches: AtomicU64::new(0),
             batched_calls: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
+            calls: CallStats::default(),
             errors: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
             queue_depth: std::sync::OnceLock::new(),
             remote_retries: AtomicU64::new(0),
             remote_refused: AtomicU64::new(0),
-            latency: Histogram::new(LATENCY_BUCKETS),
             batch_size: Histogram::new(BATCH_BUCKETS),
         }
     }
@@ -168,7 +151,7 @@ impl StepCounters {
     /// not twice (a clock read costs 20 to 50 ns on these VMs, a fifth of
     /// a bare same-worker round trip).
     pub(crate) fn start_after(&self, mark: u64, call: usize) -> CallGuard<'_> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.calls.started();
         let handed = HANDOFF.with(|h| h.get());
         let start = match handed.at {
             Some(at) if handed.seq != mark && handed.call == call => at,
@@ -188,8 +171,7 @@ impl StepCounters {
         // counter of its own is kept (two atomics fewer per step call).
         // The histogram is read first: calls ending meanwhile can only
         // raise `requests` above it, never the reverse.
-        let latency = self.latency.snapshot();
-        let requests = self.requests.load(Ordering::Relaxed);
+        let (requests, latency) = self.calls.snapshot();
         StepMetrics {
             step,
             replicas: self.replicas.load(Ordering::Relaxed),
@@ -286,8 +268,8 @@ impl CallGuard<'_> {
 
     fn end(&self, end: Instant) {
         self.counters
-            .latency
-            .observe_duration(end.saturating_duration_since(self.start));
+            .calls
+            .ended(end.saturating_duration_since(self.start));
     }
 }
 
@@ -358,20 +340,6 @@ pub struct StepMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_land_in_the_buckets_their_seconds_do() {
-        let by_float = Histogram::new(LATENCY_BUCKETS);
-        let by_nanos = Histogram::new(LATENCY_BUCKETS);
-        for nanos in [0, 1, 49_999, 50_001, 100_000, 123_456_789, 9_999_999_999] {
-            let d = Duration::from_nanos(nanos);
-            by_float.observe(d.as_secs_f64());
-            by_nanos.observe_duration(d);
-        }
-        by_nanos.observe_duration(Duration::from_secs(3600));
-        by_float.observe(3600.0);
-        assert_eq!(by_nanos.snapshot(), by_float.snapshot());
-    }
 
     #[test]
     fn a_call_is_in_flight_until_finished_or_dropped() {

@@ -11,11 +11,13 @@
 //! | `admission.rs` | backpressure: bounded queues, refusing a call with `Overloaded` |
 //! | `autoscale.rs` | replica targets from load, and the controller applying them |
 //! | `metrics.rs` | per-node live counters |
+//! | `call_stats.rs` | what every step call counts (starts, latency), per thread, with no locked instruction |
 //! | `executor.rs` | which tokio runtime the work runs on |
 
 mod actors;
 mod admission;
 mod autoscale;
+mod call_stats;
 mod closing;
 mod executor;
 mod local;

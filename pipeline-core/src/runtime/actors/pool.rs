@@ -9,7 +9,7 @@
 
 use crate::runtime::closing::Closing;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -21,6 +21,7 @@ use crate::runtime::autoscale::Scale;
 use crate::runtime::executor::{blocking, Runtimes};
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::plan::StepPlan;
+use crate::runtime::runner::Run;
 use crate::step::{Placement, ReplicaContext, StepFn};
 
 /// A built replica, as the router sees it.
@@ -38,6 +39,17 @@ impl<S: StepFn> Replica<S> {
     }
 }
 
+/// The replicas the router picks from.
+enum Live<S: StepFn> {
+    /// A fixed number (no autoscaling): set once, when all are built, and
+    /// read with no lock (a read lock is two locked instructions, about a
+    /// tenth of a same-worker hop). The mailboxes close when the pool is
+    /// dropped, which the runner does right after [`Pool::close`].
+    Fixed(OnceLock<Box<[Replica<S>]>>),
+    /// Autoscaled: replicas join once built and leave when scaled down.
+    Scaled(RwLock<Vec<Replica<S>>>),
+}
+
 /// A replica being built for the autoscaler, which may give up on it.
 struct Pending {
     index: usize,
@@ -52,7 +64,7 @@ pub(crate) struct Pool<S: StepFn> {
     handle: Handle,
     /// A runtime with a time driver.
     timer: Handle,
-    live: RwLock<Vec<Replica<S>>>,
+    live: Live<S>,
     /// What the replicas scaled down (draining) still hold, for the queue
     /// gauge.
     draining: Mutex<Vec<Left>>,
@@ -104,7 +116,10 @@ impl<S: StepFn> Pool<S> {
             init,
             handle,
             timer,
-            live: RwLock::new(Vec::with_capacity(plan.replicas)),
+            live: match plan.autoscale {
+                None => Live::Fixed(OnceLock::new()),
+                Some(_) => Live::Scaled(RwLock::new(Vec::with_capacity(plan.replicas))),
+            },
             draining: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
@@ -127,11 +142,16 @@ impl<S: StepFn> Pool<S> {
             match pool.start_at_deploy(index) {
                 Ok(wait) => built.push(wait),
                 Err(e) => {
-                    pool.close();
+                    // The started replicas' mailboxes close as `built`
+                    // goes, so their threads can be joined.
+                    drop(built);
+                    pool.shut();
                     return Err(plan.build_error(index, e));
                 }
             }
         }
+        let mut joined = Vec::with_capacity(plan.replicas);
+        let mut failed = None;
         for (index, wait) in built.into_iter().enumerate() {
             let outcome = match wait {
                 Built::Now(replica) => Ok(replica),
@@ -144,14 +164,45 @@ impl<S: StepFn> Pool<S> {
                 },
             };
             match outcome {
-                Ok(replica) => pool.join(replica),
+                Ok(replica) => joined.push(replica),
                 Err(e) => {
-                    pool.close();
-                    return Err(plan.build_error(index, e));
+                    failed = Some((index, e));
+                    break;
                 }
             }
         }
+        // Past the loop, the replicas not waited for are dropped too.
+        if let Some((index, e)) = failed {
+            drop(joined);
+            pool.shut();
+            return Err(plan.build_error(index, e));
+        }
+        match &pool.live {
+            Live::Fixed(fixed) => {
+                pool.counters
+                    .replicas
+                    .store(joined.len(), Ordering::Relaxed);
+                let _ = fixed.set(joined.into_boxed_slice());
+            }
+            Live::Scaled(_) => joined.into_iter().for_each(|r| pool.join(r)),
+        }
         Ok(pool)
+    }
+
+    /// The live replicas, for reading.
+    fn with_live<R>(&self, read: impl FnOnce(&[Replica<S>]) -> R) -> R {
+        match &self.live {
+            Live::Fixed(fixed) => read(fixed.get().map_or(&[], |r| &r[..])),
+            Live::Scaled(live) => read(&live.read().unwrap_or_else(PoisonError::into_inner)),
+        }
+    }
+
+    /// The live replicas of an autoscaled pool, for changing.
+    fn scaled(&self) -> Option<std::sync::RwLockWriteGuard<'_, Vec<Replica<S>>>> {
+        match &self.live {
+            Live::Fixed(_) => None,
+            Live::Scaled(live) => Some(live.write().unwrap_or_else(PoisonError::into_inner)),
+        }
     }
 
     fn worker(&self, index: usize) -> (ReplicaWorker<S>, Replica<S>) {
@@ -215,7 +266,9 @@ impl<S: StepFn> Pool<S> {
 
     /// Lets the router send calls to `replica`.
     fn join(&self, replica: Replica<S>) {
-        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(mut live) = self.scaled() else {
+            return;
+        };
         live.push(replica);
         self.counters.replicas.store(live.len(), Ordering::Relaxed);
     }
@@ -271,18 +324,31 @@ impl<S: StepFn> Pool<S> {
     /// returned future waits for its answer (no allocation beyond the
     /// answer's oneshot). Dropping it drops the answer's receiver; the
     /// replica then skips the job.
-    pub(crate) fn call(
-        &self,
-        inputs: S::Inputs,
-    ) -> crate::runtime::runner::Run<'static, S::Output> {
-        use crate::runtime::runner::Run;
+    pub(crate) fn call(&self, inputs: S::Inputs) -> Run<'static, S::Output> {
+        match &self.live {
+            Live::Fixed(fixed) => match fixed.get() {
+                Some(replicas) if !self.closed.load(Ordering::Relaxed) => {
+                    self.send(replicas, inputs)
+                }
+                _ => Run::Done(Some(Err(PipelineError::ShuttingDown))),
+            },
+            Live::Scaled(live) => {
+                self.send(&live.read().unwrap_or_else(PoisonError::into_inner), inputs)
+            }
+        }
+    }
+
+    fn send(&self, replicas: &[Replica<S>], inputs: S::Inputs) -> Run<'static, S::Output> {
         let name = self.plan.node;
-        let (reply, answer) = oneshot::channel();
-        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         // Ties go to the first.
-        let Some(replica) = live.iter().min_by_key(|r| r.outstanding()) else {
-            return Run::Done(Some(Err(PipelineError::ShuttingDown)));
+        let replica = match replicas {
+            [one] => one,
+            _ => match replicas.iter().min_by_key(|r| r.outstanding()) {
+                Some(least) => least,
+                None => return Run::Done(Some(Err(PipelineError::ShuttingDown))),
+            },
         };
+        let (reply, answer) = oneshot::channel();
         if let Err(e) = replica.mailbox.offer(name, Job { inputs, reply }) {
             return Run::Done(Some(Err(e)));
         }
@@ -291,34 +357,46 @@ impl<S: StepFn> Pool<S> {
 
     /// Calls waiting in the replicas' mailboxes now, draining ones too.
     fn queued(&self) -> usize {
-        let live: usize = self
-            .live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|r| r.mailbox.len())
-            .sum();
+        let live: usize = self.with_live(|live| live.iter().map(|r| r.mailbox.len()).sum());
         let mut draining = lock(&self.draining);
         draining.retain(Left::is_held);
         live + draining.iter().map(Left::get).sum::<usize>()
     }
 
-    /// Stops taking calls: closes every mailbox (each replica answers what
-    /// it holds, then stops), gives up on replicas being built, and joins
-    /// the replica threads.
-    pub(crate) fn close(&self) {
+    /// Stops taking calls and gives up on replicas being built. An
+    /// autoscaled pool closes its mailboxes here, a fixed one when it is
+    /// dropped (each replica then answers what it holds, and stops). The
+    /// replica threads are returned, to be joined once the pool is gone.
+    #[must_use = "join the replica threads once the pool is dropped"]
+    pub(crate) fn close(&self) -> Threads {
         self.closed.store(true, Ordering::SeqCst);
         self.closing.close();
         for p in lock(&self.pending).drain(..) {
             p.cancelled.store(true, Ordering::SeqCst);
         }
-        self.live
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        if let Some(mut live) = self.scaled() {
+            live.clear();
+        }
         self.counters.replicas.store(0, Ordering::Relaxed);
-        let threads = std::mem::take(&mut *lock(&self.threads));
-        for thread in threads {
+        Threads(std::mem::take(&mut *lock(&self.threads)))
+    }
+
+    /// Closes the pool, drops it, and joins its replica threads (a start
+    /// that failed: nothing else holds the pool).
+    fn shut(self: Arc<Self>) {
+        let threads = self.close();
+        drop(self);
+        drop(threads);
+    }
+}
+
+/// Replica threads, joined when dropped.
+#[derive(Default)]
+pub(crate) struct Threads(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        for thread in self.0.drain(..) {
             let _ = thread.join();
         }
     }
@@ -333,12 +411,7 @@ enum Built<S: StepFn> {
 
 impl<S: StepFn> Scale for Pool<S> {
     fn load(&self) -> usize {
-        self.live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(Replica::outstanding)
-            .sum()
+        self.with_live(|live| live.iter().map(Replica::outstanding).sum())
     }
 
     fn target(&self) -> usize {
@@ -355,11 +428,7 @@ impl<S: StepFn> Scale for Pool<S> {
         self.counters
             .target_replicas
             .store(target, Ordering::Relaxed);
-        let live = self
-            .live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+        let live = self.with_live(<[Replica<S>]>::len);
         let have = live + pending.len();
         if target > have {
             for _ in have..target {
@@ -375,7 +444,9 @@ impl<S: StepFn> Scale for Pool<S> {
             p.cancelled.store(true, Ordering::SeqCst);
             excess -= 1;
         }
-        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(mut live) = self.scaled() else {
+            return;
+        };
         while excess > 0 && live.len() > 1 {
             if let Some(leaving) = live.pop() {
                 let left = leaving.mailbox.close();

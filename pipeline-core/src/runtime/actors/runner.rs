@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Weak};
 
-use super::pool::Pool;
+use super::pool::{Pool, Threads};
 use crate::error::DeployError;
 use crate::eval::CallMeta;
 use crate::runtime::autoscale::{control, Scale};
@@ -17,6 +17,10 @@ use crate::step::StepFn;
 pub(crate) struct ActorRunner<S: StepFn> {
     pool: Arc<Pool<S>>,
     autoscaler: Option<tokio::task::JoinHandle<()>>,
+    /// Filled by `drop`, and joined after `pool` is dropped (fields drop
+    /// in order): a fixed pool's mailboxes close when the pool goes, and
+    /// only then do its replica threads end.
+    threads: Threads,
 }
 
 impl<S: StepFn> std::fmt::Debug for ActorRunner<S> {
@@ -43,7 +47,11 @@ impl<S: StepFn> ActorRunner<S> {
             }
             None => None,
         };
-        Ok(ActorRunner { pool, autoscaler })
+        Ok(ActorRunner {
+            pool,
+            autoscaler,
+            threads: Threads::default(),
+        })
     }
 }
 
@@ -52,7 +60,7 @@ impl<S: StepFn> Drop for ActorRunner<S> {
         if let Some(autoscaler) = self.autoscaler.take() {
             autoscaler.abort();
         }
-        self.pool.close();
+        self.threads = self.pool.close();
     }
 }
 
