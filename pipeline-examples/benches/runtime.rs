@@ -331,9 +331,41 @@ fn hop_loop(which: &str, calls: u64) {
     println!("{which}: {calls} calls of 4 hops, {per_call:.0} ns a call");
 }
 
+/// `cargo bench --bench runtime -- counters [THREADS] [CALLS]`: THREADS
+/// threads call one local 4-step chain at once (each step runs inline on
+/// its caller's thread, so what the threads share is the steps' counters):
+/// calls/s, to see what counting costs when several cores count.
+fn counters(threads: usize, calls: u64) {
+    let p = nest!(l_inc; [x x x x]; Input::<u64>::new())
+        .deploy_with(DeployOptions::local())
+        .unwrap();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let p = p.clone();
+            s.spawn(move || {
+                for x in 0..calls {
+                    std::hint::black_box(p.call(x).unwrap());
+                }
+            });
+        }
+    });
+    let per_s = (threads as u64 * calls) as f64 / start.elapsed().as_secs_f64();
+    println!("counters: {threads} threads, {per_s:.0} calls/s");
+}
+
 fn main() {
     let n = 20_000;
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "counters") {
+        let threads = args.get(i + 1).and_then(|t| t.parse().ok()).unwrap_or(2);
+        let calls = args
+            .get(i + 2)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1_000_000);
+        counters(threads, calls);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "hop-loop") {
         let which = args.get(i + 1).map_or("actors", String::as_str);
         let calls = args
