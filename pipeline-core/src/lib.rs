@@ -25,9 +25,9 @@ pub mod torch;
 
 pub use error::{BoxError, DeployError, OptionsError, PipelineError, RemoteError, StepError};
 pub use graph::{
-    route, Collect, Graph, GraphNode, Input, IsItemStream, Item, MapEach, Node, NodeId, NodeKind,
-    Produces, Route, RouteKey, RouteOn, RouteStart, Shared, SharedOutput, StepNode, StreamNode,
-    Upstream, DEFAULT_IN_FLIGHT,
+    route, BranchKey, Collect, Graph, GraphNode, Input, IsItemStream, Item, MapEach, Node, NodeId,
+    NodeKind, Produces, Route, RouteKey, RouteOn, RouteStart, Shared, SharedOutput, StepNode,
+    StreamNode, Upstream, DEFAULT_IN_FLIGHT,
 };
 pub use pipeline::{Deploy, Health, Pipeline, StepHealth, StepReport};
 /// Turns a function or a model type's `impl` block into a typed pipeline

@@ -45,7 +45,7 @@ pub(crate) use names::intern;
 pub use node::Node;
 #[doc(hidden)]
 pub use rejected::{Rejected, Unknown};
-pub use route::{route, Route, RouteEval, RouteKey, RouteOn, RouteStart};
+pub use route::{route, BranchKey, Route, RouteEval, RouteKey, RouteOn, RouteStart};
 pub use shared::Shared;
 #[doc(hidden)]
 pub use shared::SharedEval;

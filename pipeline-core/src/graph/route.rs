@@ -89,6 +89,54 @@ pub trait RouteKey: PartialEq + Debug + Sync {}
 #[diagnostic::do_not_recommend]
 impl<T: PartialEq + Debug + Sync> RouteKey for T {}
 
+/// What a branch's key may be written as: the route key's own type, or a
+/// `&str` for a `String` key (`.branch("en", english(x))`), as a match arm
+/// would take a string literal.
+///
+/// ```
+/// use pipeline_core::prelude::*;
+///
+/// #[step]
+/// fn language(text: String) -> String {
+///     if text.starts_with("le ") { "fr".to_string() } else { "en".to_string() }
+/// }
+/// #[step]
+/// fn english(text: String) -> usize { text.len() }
+/// #[step]
+/// fn french(text: String) -> usize { text.len() * 10 }
+///
+/// let text = Input::<String>::new().shared();
+/// let p = route(language(text.clone()))
+///     .branch("en", english(text.clone()))
+///     .branch("fr", french(text))
+///     .deploy()?;
+/// assert_eq!(p.call("le chat".to_string())?, 70);
+/// assert_eq!(p.call("a cat".to_string())?, 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a key of this route: its key node produces `{K}`",
+    label = "a `{K}` key",
+    note = "a branch's key has the type the route's key node produces (or is a `&str` for a `String` key)"
+)]
+pub trait BranchKey<K> {
+    /// The key as the route's key type.
+    fn into_key(self) -> K;
+}
+
+impl<K> BranchKey<K> for K {
+    #[inline]
+    fn into_key(self) -> K {
+        self
+    }
+}
+
+impl BranchKey<String> for &str {
+    fn into_key(self) -> String {
+        self.to_owned()
+    }
+}
+
 /// The key type's `eq` and `fmt`, taken where [`RouteKey`] is known
 /// ([`route`]), so that no later method repeats the bound.
 struct KeyFns<T> {
@@ -138,14 +186,15 @@ where
     K::Output: Sync,
 {
     /// Runs `node` when the key equals `key`.
-    pub fn branch<B>(self, key: K::Output, node: B) -> Route<K, B::Output>
+    pub fn branch<Q, B>(self, key: Q, node: B) -> Route<K, B::Output>
     where
+        Q: BranchKey<K::Output>,
         B: Upstream<Input = K::Input>,
     {
         Route {
             key: self.key,
             keys: self.keys,
-            branches: vec![(key, node.boxed())],
+            branches: vec![(key.into_key(), node.boxed())],
             otherwise: None,
         }
     }
@@ -182,11 +231,12 @@ where
 {
     /// Runs `node` when the key equals `key`. It must produce what the first
     /// branch produces.
-    pub fn branch<B>(mut self, key: K::Output, node: B) -> Self
+    pub fn branch<Q, B>(mut self, key: Q, node: B) -> Self
     where
+        Q: BranchKey<K::Output>,
         B: Produces<O> + Upstream<Input = K::Input>,
     {
-        self.branches.push((key, edge::<O, B>(node)));
+        self.branches.push((key.into_key(), edge::<O, B>(node)));
         self
     }
 
