@@ -421,7 +421,9 @@ fn a_replica_failing_beside_built_ones_fails_deploy_and_stops_them() {
             matches!(err, DeployError::Build { step: "HalfBuilt", replica, .. } if replica == failing),
             "{err}"
         );
-        assert_eq!(threads_named("HalfBuilt-"), 0, "replica {failing} failing");
+        // Joined already; a joined thread can stay listed in /proc for a
+        // moment while the kernel finishes its exit.
+        wait_until(|| threads_named("HalfBuilt-") == 0);
     }
 }
 

@@ -390,15 +390,24 @@ impl<S: StepFn> Pool<S> {
     }
 }
 
-/// Replica threads, joined when dropped.
+/// Replica threads, joined when dropped. Dropped on a multi-thread
+/// runtime's worker (the last handle of a pipeline dropped in a task), the
+/// worker hands its other tasks over while it waits: a replica finishing
+/// its last call may be waiting for one of them.
 #[derive(Default)]
 pub(crate) struct Threads(Vec<std::thread::JoinHandle<()>>);
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        for thread in self.0.drain(..) {
-            let _ = thread.join();
+        if self.0.is_empty() {
+            return;
         }
+        let threads = std::mem::take(&mut self.0);
+        blocking(true, || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
     }
 }
 
