@@ -12,19 +12,19 @@
 //! counts (`/proc/self/task/*/comm`, `<node>-<index>`, 15 bytes at most)
 //! are its own while the other tests run beside it.
 //!
-//! Two faults found are kept as `#[ignore]`d tests (run them with
-//! `-- --ignored`): a call future dropped (or a call made) by a
-//! thread-local's destructor aborts the process (the clock read in
-//! `CallGuard::drop` / `start_after` goes through quanta's thread-local,
-//! already destroyed); and dropping the last handle on a runtime worker
-//! joins thread replicas there, which hangs when a replica's call needs
-//! that worker (a one-worker runtime).
+//! Two faults these tests found are fixed, and their tests run: a call
+//! future dropped (or a call made) by a thread-local's destructor aborted
+//! the process (the clock read went through quanta's `mock` thread-local,
+//! already destroyed: quanta is now built without it); and dropping the
+//! last handle on a one-worker runtime's worker hung while a thread
+//! replica's call needed that worker (replica threads are now joined with
+//! the worker's tasks handed over).
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -32,31 +32,13 @@ use pipeline_core::prelude::*;
 use pipeline_core::{AutoscalePolicy, StepMetrics};
 use tokio::sync::Semaphore;
 
-/// A hang guard, never a timing assertion.
-const GUARD: Duration = Duration::from_secs(60);
+mod support;
+use support::{recv, threads_named, Latch as Gate, GUARD};
 
 /// Inputs below this wait at the gate.
 const HOLD_BELOW: u64 = 1_000;
 
 // ------------------------------------------------------------- helpers
-
-/// A gate sync steps wait at until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-    fn wait(&self) {
-        let (lock, cv) = &*self.0;
-        let (_g, timeout) = cv
-            .wait_timeout_while(lock.lock().unwrap(), GUARD, |open| !*open)
-            .unwrap();
-        assert!(!timeout.timed_out(), "gate never opened");
-    }
-}
 
 /// A gate async steps wait at (a semaphore the test hands permits out of).
 #[derive(Clone)]
@@ -93,10 +75,6 @@ impl Seen {
     }
 }
 
-fn recv<T>(rx: &Receiver<T>) -> T {
-    rx.recv_timeout(GUARD).expect("waited too long")
-}
-
 /// Waits until `cond` holds, failing after the guard.
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
@@ -104,17 +82,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < GUARD, "never held: {what}");
         std::thread::yield_now();
     }
-}
-
-/// Threads of this process whose name starts with `prefix`.
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|dir| {
-            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .filter(|name| name.starts_with(prefix))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// The state (`/proc/<tid>/stat`'s third field) of each thread named

@@ -4,7 +4,7 @@
 //! channels), each wait with a generous guard that fails instead of hanging.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -13,29 +13,8 @@ use futures::FutureExt;
 use pipeline_core::prelude::*;
 use pipeline_core::OptionsError;
 
-const GUARD: Duration = Duration::from_secs(60);
-
-/// A gate steps wait at until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-    fn wait(&self) {
-        let (lock, cv) = &*self.0;
-        let (_g, timeout) = cv
-            .wait_timeout_while(lock.lock().unwrap(), GUARD, |open| !*open)
-            .unwrap();
-        assert!(!timeout.timed_out(), "gate never opened");
-    }
-}
-
-fn recv<T>(rx: &Receiver<T>) -> T {
-    rx.recv_timeout(GUARD).expect("waited too long")
-}
+mod support;
+use support::{recv, threads_named, Latch as Gate, GUARD};
 
 /// Waits until `cond` holds (a counter the runtime updates right after an
 /// event the test already saw), failing after the guard.
@@ -496,16 +475,6 @@ impl Sleepy {
         self.gate.wait();
         x
     }
-}
-
-fn threads_named(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|dir| {
-            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .filter(|name| name.starts_with(prefix))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 #[test]

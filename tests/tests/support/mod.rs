@@ -13,7 +13,9 @@ pub(crate) mod raw;
 pub(crate) mod worker;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use pipeline_core::prelude::*;
 use tokio::sync::Semaphore;
@@ -65,4 +67,44 @@ impl Held {
         self.gate.0.acquire().await.expect("gate open").forget();
         x + 1
     }
+}
+
+/// How long a test waits for something before failing: a hang guard,
+/// never a timing assertion.
+pub(crate) const GUARD: Duration = Duration::from_secs(60);
+
+/// The next message, failing after the guard.
+pub(crate) fn recv<T>(rx: &Receiver<T>) -> T {
+    rx.recv_timeout(GUARD).expect("waited too long")
+}
+
+/// A gate sync steps wait at (blocking their thread) until the test opens
+/// it; every waiter passes once it is open.
+#[derive(Clone, Default)]
+pub(crate) struct Latch(Arc<(Mutex<bool>, Condvar)>);
+
+impl Latch {
+    pub(crate) fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+    pub(crate) fn wait(&self) {
+        let (lock, cv) = &*self.0;
+        let (_g, timeout) = cv
+            .wait_timeout_while(lock.lock().unwrap(), GUARD, |open| !*open)
+            .unwrap();
+        assert!(!timeout.timed_out(), "gate never opened");
+    }
+}
+
+/// Threads of this process whose name starts with `prefix` (replica
+/// threads are named `<node>-<index>`).
+pub(crate) fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|dir| {
+            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
 }
