@@ -38,16 +38,22 @@ use crate::eval::{CallCx, DynEval, Eval};
 /// assert!(p.call(Req { model: "huge", x: 2 }).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn route<K>(key: K) -> RouteStart<K::Node>
+pub fn route<K, N>(key: K) -> RouteStart<N>
 where
-    K: RouteOn,
+    // `N` rather than the projection `K::Node`: for a `K` that is no node
+    // the one error is then this bound's, at the argument, and `N` is left
+    // unknown, which rustc does not report again (a projection in the
+    // return type would add an error at the call).
+    K: RouteOn<Node = N>,
+    N: Upstream,
+    // Through `K` (not `N::Output`): rustc then points at the argument.
     <K::Node as Upstream>::Output: RouteKey,
 {
     RouteStart {
         key: key.node(),
         keys: KeyFns {
-            eq: <<K::Node as Upstream>::Output as PartialEq>::eq,
-            fmt: <<K::Node as Upstream>::Output as Debug>::fmt,
+            eq: <N::Output as PartialEq>::eq,
+            fmt: <N::Output as Debug>::fmt,
         },
     }
 }
@@ -68,13 +74,40 @@ pub trait RouteOn {
     fn node(self) -> Self::Node;
 }
 
-#[diagnostic::do_not_recommend]
-impl<K: Upstream> RouteOn for K {
-    type Node = K;
-    fn node(self) -> K {
-        self
-    }
+/// `RouteOn` for node types, one impl each (a generated step node has its
+/// own, from the macro). Not one blanket `impl<K: Upstream>`: a blanket
+/// impl matches `bool` too and only its bound fails, so `route(flag)`
+/// would still have the type `RouteStart<bool>` and each `.branch` on it
+/// would fail again; with no impl matching, the type is unknown after the
+/// one error, and rustc reports nothing more.
+macro_rules! route_on {
+    ($([$($gen:tt)*] $ty:ty),* $(,)?) => {$(
+        #[diagnostic::do_not_recommend]
+        impl<$($gen)*> RouteOn for $ty
+        where
+            $ty: Upstream,
+        {
+            type Node = Self;
+            fn node(self) -> Self {
+                self
+            }
+        }
+    )*};
 }
+
+route_on!(
+    [T] super::Input<T>,
+    [I, O] super::Node<I, O>,
+    [I, O] super::Shared<I, O>,
+    [I, O] super::rejected::Rejected<I, O>,
+    [K: Upstream, O] Route<K, O>,
+    [S: crate::step::StepFn, E] super::StepNode<S, E>,
+    [U] Vec<U>,
+    [U, const N: usize] [U; N],
+    [T] super::Item<T>,
+    [U, N] super::MapEach<U, N>,
+    [U] super::Collect<U>,
+);
 
 /// What [`route`] needs of its key's type: it compares keys (`PartialEq`)
 /// and names them in errors and graphs (`Debug`). Implemented for every such

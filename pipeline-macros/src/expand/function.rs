@@ -216,6 +216,18 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
+        #[diagnostic::do_not_recommend]
+        impl<__I> ::pipeline_core::RouteOn for #node<__I>
+        where
+            Self: #p::Upstream,
+        {
+            type Node = Self;
+            fn node(self) -> Self {
+                self
+            }
+        }
+
+        #[automatically_derived]
         impl<__I: ::core::marker::Send + 'static> #p::Produces<#out_ty> for #node<__I> {
             #[inline(always)]
             fn cast(output: #out_ty) -> #out_ty {

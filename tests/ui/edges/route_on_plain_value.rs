@@ -1,6 +1,6 @@
-//! Routing on a value known when the graph is built (not a node): the
-//! error at `route(..)` says to pick the branch in Rust; rustc adds one at
-//! `.branch` (listed in the README as still two errors).
+//! Routing on a value known when the graph is built (not a node): one
+//! error, at the argument, saying to pick the branch in Rust; the
+//! `.branch` calls chained on it add none.
 use pipeline_core::prelude::*;
 
 #[step]
