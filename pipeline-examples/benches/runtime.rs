@@ -153,20 +153,11 @@ fn via(p: Pipeline<u64, u64>) -> Caller {
     })
 }
 
-/// The hand-written shape: one server task per step, each answering over
-/// mpsc + oneshot; the caller awaits each in turn. Servers run on `rt`.
-fn hand_written(rt: &tokio::runtime::Handle) -> impl Fn(usize) -> Caller {
-    let servers: Vec<mpsc::Sender<(u64, oneshot::Sender<u64>)>> = (0..4)
-        .map(|_| {
-            let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
-            rt.spawn(async move {
-                while let Some((x, reply)) = rx.recv().await {
-                    let _ = reply.send(x + 1);
-                }
-            });
-            tx
-        })
-        .collect();
+type Server = mpsc::Sender<(u64, oneshot::Sender<u64>)>;
+
+/// A caller of the first `hops` of `servers` in turn, each answering over
+/// a oneshot: the hand-written shapes' client side.
+fn chain_of(servers: Vec<Server>) -> impl Fn(usize) -> Caller {
     move |hops: usize| -> Caller {
         let servers = servers[..hops].to_vec();
         Box::new(move |x| {
@@ -184,13 +175,30 @@ fn hand_written(rt: &tokio::runtime::Handle) -> impl Fn(usize) -> Caller {
     }
 }
 
+/// The hand-written shape: one server task per step, each answering over
+/// mpsc + oneshot; the caller awaits each in turn. Servers run on `rt`.
+fn hand_written(rt: &tokio::runtime::Handle) -> impl Fn(usize) -> Caller {
+    let servers: Vec<Server> = (0..4)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
+            rt.spawn(async move {
+                while let Some((x, reply)) = rx.recv().await {
+                    let _ = reply.send(x + 1);
+                }
+            });
+            tx
+        })
+        .collect();
+    chain_of(servers)
+}
+
 /// The hand-written shape of thread-placed actors (DESIGN section 6: "the
 /// same hand-written shape across threads"): one OS thread per step, each
 /// taking `(x, reply)` from a tokio mpsc with `blocking_recv` and answering
 /// on the oneshot; the caller awaits each in turn. The threads end when
 /// the returned runners (the senders) are dropped.
 fn hand_written_threads() -> impl Fn(usize) -> Caller {
-    let servers: Vec<mpsc::Sender<(u64, oneshot::Sender<u64>)>> = (0..4)
+    let servers: Vec<Server> = (0..4)
         .map(|i| {
             let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
             std::thread::Builder::new()
@@ -204,21 +212,7 @@ fn hand_written_threads() -> impl Fn(usize) -> Caller {
             tx
         })
         .collect();
-    move |hops: usize| -> Caller {
-        let servers = servers[..hops].to_vec();
-        Box::new(move |x| {
-            let servers = servers.clone();
-            Box::pin(async move {
-                let mut x = x;
-                for s in &servers {
-                    let (reply, answer) = oneshot::channel();
-                    s.send((x, reply)).await.unwrap();
-                    x = answer.await.unwrap();
-                }
-                x
-            })
-        })
-    }
+    chain_of(servers)
 }
 
 /// Hop cost with the caller on a runtime worker, as an HTTP handler's is
