@@ -86,18 +86,18 @@ impl<In: Send + 'static, T: Send + 'static> Pipeline<In, ItemStream<T>> {
     /// ```
     pub fn call_iter(&self, input: In) -> impl Iterator<Item = Result<T, PipelineError>> + Send {
         let p = self.clone();
-        let mut items = self.call_stream(input);
-        let mut done = false;
+        // `None` once ended: the stream goes then (its producers stop and
+        // free their replicas), not when the iterator is dropped.
+        let mut items = Some(self.call_stream(input));
         std::iter::from_fn(move || {
-            if done {
-                return None;
-            }
-            let next = p.block_on(items.next().map(Ok));
+            let next = p.block_on(items.as_mut()?.next().map(Ok));
             let item = match next {
                 Ok(item) => item,
                 Err(e) => Some(Err(e)),
             };
-            done = !matches!(item, Some(Ok(_)));
+            if !matches!(item, Some(Ok(_))) {
+                items = None;
+            }
             item
         })
     }

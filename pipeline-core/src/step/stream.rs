@@ -51,10 +51,10 @@ use crate::error::{BoxError, PipelineError};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ItemStream<T> {
-    inner: Pin<Box<dyn Stream<Item = Result<T, Fault>> + Send>>,
+    /// `None` once the stream has ended.
+    inner: Option<Pin<Box<dyn Stream<Item = Result<T, Fault>> + Send>>>,
     /// The step whose items these are (set by the runner).
     step: &'static str,
-    done: bool,
     /// Told when the stream ends with an error (the step's error counter).
     on_error: Option<OnError>,
 }
@@ -132,9 +132,8 @@ impl<T: Send + 'static> ItemStream<T> {
 
     fn from_faults(stream: impl Stream<Item = Result<T, Fault>> + Send + 'static) -> Self {
         ItemStream {
-            inner: Box::pin(stream),
+            inner: Some(Box::pin(stream)),
             step: "stream",
-            done: false,
             on_error: None,
         }
     }
@@ -156,16 +155,15 @@ impl<T> Stream for ItemStream<T> {
     type Item = Result<T, PipelineError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
         let step = self.step;
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
         // The producer's code runs here (an iterator's `next`, say): a
         // panic in it ends the stream with `Panicked`, as a step's panic
         // fails its call.
-        let polled =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.as_mut().poll_next(cx)));
-        let item = match polled {
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll_next(cx)));
+        let mut item = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(None)) => None,
             Ok(Poll::Ready(Some(Ok(item)))) => Some(Ok(item)),
@@ -176,7 +174,16 @@ impl<T> Stream for ItemStream<T> {
             Err(payload) => Some(Err(PipelineError::panicked(step, payload))),
         };
         if !matches!(item, Some(Ok(_))) {
-            self.done = true;
+            // Ended: what produced the items goes now, not when the consumer
+            // drops this stream (upstream replicas stop and are free for
+            // the next call). A panic in its `Drop` is the step's panic: it
+            // ends the stream with `Panicked` unless an error already did.
+            let ended = self.inner.take();
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(ended))) {
+                if item.is_none() {
+                    item = Some(Err(PipelineError::panicked(step, payload)));
+                }
+            }
         }
         if let (Some(Err(_)), Some(on_error)) = (&item, &self.on_error) {
             on_error();
@@ -256,39 +263,13 @@ fn split<T: Send + 'static>(
     let ended = Arc::new(AtomicBool::new(false));
     let seen_end = Arc::clone(&ended);
     let driver = Box::pin(async move {
-        loop {
-            // Room first, then the items: an item is produced only when it
-            // can be handed over, so a stopped consumer stops production.
-            let Ok(permits) = tx.reserve_many(chunk).await else {
-                return Drained::Cancelled;
-            };
-            for permit in permits {
-                // The consumer may leave while the producer waits for its
-                // next item (an async stream that is pending): stop then.
-                let next = tokio::select! {
-                    biased;
-                    () = tx.closed() => return Drained::Cancelled,
-                    next = lazy.next() => next,
-                };
-                match next {
-                    None => {
-                        ended.store(true, Ordering::SeqCst);
-                        return Drained::Finished;
-                    }
-                    Some(Ok(item)) => permit.send(Ok(item)),
-                    Some(Err(e)) => {
-                        let panicked =
-                            matches!(e, PipelineError::Panicked { step: s, .. } if s == step);
-                        ended.store(true, Ordering::SeqCst);
-                        permit.send(Err(e));
-                        return if panicked {
-                            Drained::Panicked
-                        } else {
-                            Drained::Finished
-                        };
-                    }
-                }
-            }
+        let drained = pump(&mut lazy, &tx, chunk, &ended, step).await;
+        // The producer is dropped here, where a panic in its `Drop` is
+        // caught: a panic of the step (its replica is rebuilt), not the end
+        // of the replica's thread or task.
+        match std::panic::catch_unwind(AssertUnwindSafe(move || drop(lazy))) {
+            Ok(()) => drained,
+            Err(_) => Drained::Panicked,
         }
     });
     let front = futures::stream::poll_fn(move |cx| match rx.poll_recv(cx) {
@@ -299,6 +280,51 @@ fn split<T: Send + 'static>(
         polled => polled,
     });
     (ItemStream::from_results(front).named(step), driver)
+}
+
+/// Pulls `lazy`'s items into `tx` until they end, end with an error, or
+/// the consumer leaves.
+async fn pump<T: Send + 'static>(
+    lazy: &mut ItemStream<T>,
+    tx: &mpsc::Sender<Result<T, PipelineError>>,
+    chunk: usize,
+    ended: &AtomicBool,
+    step: &'static str,
+) -> Drained {
+    loop {
+        // Room first, then the items: an item is produced only when it can
+        // be handed over, so a stopped consumer stops production.
+        let Ok(permits) = tx.reserve_many(chunk).await else {
+            return Drained::Cancelled;
+        };
+        for permit in permits {
+            // The consumer may leave while the producer waits for its next
+            // item (an async stream that is pending): stop then.
+            let next = tokio::select! {
+                biased;
+                () = tx.closed() => return Drained::Cancelled,
+                next = lazy.next() => next,
+            };
+            match next {
+                None => {
+                    ended.store(true, Ordering::SeqCst);
+                    return Drained::Finished;
+                }
+                Some(Ok(item)) => permit.send(Ok(item)),
+                Some(Err(e)) => {
+                    let panicked =
+                        matches!(e, PipelineError::Panicked { step: s, .. } if s == step);
+                    ended.store(true, Ordering::SeqCst);
+                    permit.send(Err(e));
+                    return if panicked {
+                        Drained::Panicked
+                    } else {
+                        Drained::Finished
+                    };
+                }
+            }
+        }
+    }
 }
 
 /// Finds the [`Pump`] of a step's output type: `(&&Probe::<O>::new()).pump()`
