@@ -530,20 +530,38 @@ fn plain(x: u32) -> u32 {
     x
 }
 
+#[step(mode = "tasks")]
+fn tasked(x: u32) -> u32 {
+    x
+}
+
 #[test]
 fn options_set_replicas_and_queue_bounds_by_name() {
     let opts = DeployOptions::new()
         .replicas("scorer", 5)
-        .queue_bound("plain", 7)
+        .queue_bound("tasked", 7)
         .default_queue_bound(33);
-    let p = plain(scorer(Input::new())).deploy_with(opts).unwrap();
+    let p = plain(tasked(scorer(Input::new())))
+        .deploy_with(opts)
+        .unwrap();
     let r = p.report();
     assert_eq!(
         (r[0].step, r[0].replicas, r[0].queue_bound),
         ("scorer", 5, 33)
     );
-    assert_eq!((r[1].step, r[1].queue_bound), ("plain", 7));
+    assert_eq!((r[1].step, r[1].queue_bound), ("tasked", 7));
     assert_eq!(p.call(9).unwrap(), 9);
+    // A local step runs inline in its caller: nothing queues at it, so a
+    // queue bound of its own is refused (the pipeline-wide one above is
+    // not), as `replicas` there is.
+    let err = plain(Input::<u32>::new())
+        .deploy_with(DeployOptions::new().queue_bound("plain", 7))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("queue_bound applies to tasks and actor steps"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -608,8 +626,8 @@ fn bad_options_fail_deploy_clearly() {
         err.to_string().contains("replicas applies to actor steps"),
         "{err}"
     );
-    let err = plain(Input::new())
-        .deploy_with(DeployOptions::new().queue_bound("plain", 0))
+    let err = tasked(Input::new())
+        .deploy_with(DeployOptions::new().queue_bound("tasked", 0))
         .unwrap_err();
     assert!(err.to_string().contains("at least 1"), "{err}");
 }

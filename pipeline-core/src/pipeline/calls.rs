@@ -49,6 +49,9 @@ pub(crate) struct Inner<Out> {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) idle: Notify,
     pub(crate) runtime: OnceLock<OwnedRuntime>,
+    /// `DeployOptions::runtime`: deadlines are timed on its clock (a
+    /// paused test clock included), as batch waits and autoscalers are.
+    pub(crate) chosen: Option<tokio::runtime::Handle>,
 }
 
 impl<In, Out> Clone for Pipeline<In, Out> {
@@ -189,15 +192,15 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
         self.call_with_deadline(input, deadline, None).await
     }
 
-    /// [`call_async_timeout`](Self::call_async_timeout) for the request
-    /// `request_id`, which remote steps pass to their workers.
-    /// A timer on the pipeline's runtime (the caller's may have no time
-    /// driver); only its creation needs that context.
+    /// A timer on the chosen runtime or the pipeline's own (the caller's
+    /// may have no time driver); only its creation needs that context.
     pub(crate) fn timer(&self, after: Duration) -> Result<tokio::time::Sleep, PipelineError> {
-        let _context = self.inner.runtime()?.enter();
+        let _context = self.inner.timer_context()?;
         Ok(tokio::time::sleep(after))
     }
 
+    /// [`call_async_timeout`](Self::call_async_timeout) for the request
+    /// `request_id`, which remote steps pass to their workers.
     pub(crate) async fn call_with_deadline(
         &self,
         input: In,
@@ -208,10 +211,10 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
             deadline: std::time::Instant::now().checked_add(deadline),
             request_id,
         };
-        // The timer comes from the pipeline's runtime (the caller's may have
-        // no time driver); only its creation needs that context.
+        // The timer comes from the chosen runtime or the pipeline's own (the
+        // caller's may have no time driver); only its creation needs that.
         let timeout = {
-            let _context = self.inner.runtime()?.enter();
+            let _context = self.inner.timer_context()?;
             tokio::time::timeout(deadline, self.call_with(input, meta))
         };
         match timeout.await {
@@ -255,6 +258,15 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
 }
 
 impl<Out> Inner<Out> {
+    /// Where deadlines are timed: the chosen runtime, else the pipeline's
+    /// own (the caller's may have no time driver).
+    fn timer_context(&self) -> Result<tokio::runtime::EnterGuard<'_>, PipelineError> {
+        match &self.chosen {
+            Some(chosen) => Ok(chosen.enter()),
+            None => Ok(self.runtime()?.enter()),
+        }
+    }
+
     fn runtime(&self) -> Result<&tokio::runtime::Runtime, PipelineError> {
         if self.runtime.get().is_none() {
             let runtime = OwnedRuntime::start().map_err(|e| match e {

@@ -101,5 +101,6 @@ fn deploy<U: Upstream>(
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
         runtime,
+        chosen: options.chosen_runtime().cloned(),
     }))
 }

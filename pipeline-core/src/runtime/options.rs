@@ -397,12 +397,21 @@ impl DeployOptions {
     }
 
     /// The settings of the node called `instance`, a node of `step`: its
-    /// own, each falling back to the step's.
+    /// own, each falling back to the step's. `replicas` and `autoscale`
+    /// both set the replica count, so they fall back as one: a node that
+    /// sets either takes neither from its step (`replicas = 2` for the step
+    /// and an autoscale policy for one of its nodes is that node autoscaled,
+    /// the others at 2).
     pub(crate) fn instance(&self, instance: &str, step: &str) -> StepOptions {
         let (own, all) = (self.step(instance), self.step(step));
+        let count = if own.replicas.is_some() || own.autoscale.is_some() {
+            own
+        } else {
+            all
+        };
         StepOptions {
-            replicas: own.replicas.or(all.replicas),
-            autoscale: own.autoscale.or(all.autoscale),
+            replicas: count.replicas,
+            autoscale: count.autoscale,
             queue_bound: own.queue_bound.or(all.queue_bound),
             device: own.device.or(all.device),
             remote: own.remote.or(all.remote),

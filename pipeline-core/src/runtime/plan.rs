@@ -43,8 +43,10 @@ pub(crate) struct StepPlan {
 
 impl StepPlan {
     /// The device replica `index` owns: the pinned one, else
-    /// `cuda:(index % gpus)`, else the CPU. Replicas added by the
-    /// autoscaler continue the count, so they take the next device in turn.
+    /// `cuda:(index % gpus)`, else the CPU. A replica added by the
+    /// autoscaler takes the lowest index free, so the place (and device)
+    /// of one that left: replicas stay spread over the devices as at
+    /// deploy.
     pub(crate) fn device_of(&self, index: usize) -> Device {
         match (self.device, self.gpus) {
             (Some(pinned), _) => pinned,
@@ -112,6 +114,12 @@ pub(crate) fn plan(
             "{key} applies to actor steps; this step is `{}`",
             info.mode
         )));
+    }
+    // A local step runs inline in its caller: nothing queues at it.
+    if info.mode == Mode::Local && own.queue_bound.is_some() {
+        return Err(invalid(
+            "queue_bound applies to tasks and actor steps; this step is `local` (it runs inline in its caller: nothing queues)".into(),
+        ));
     }
     if own.remote.is_some() && !info.remote {
         return Err(invalid(format!(

@@ -52,12 +52,15 @@ use crate::error::{BoxError, PipelineError};
 /// ```
 pub struct ItemStream<T> {
     /// `None` once the stream has ended.
-    inner: Option<Pin<Box<dyn Stream<Item = Result<T, Fault>> + Send>>>,
+    inner: Option<Faults<T>>,
     /// The step whose items these are (set by the runner).
     step: &'static str,
     /// Told when the stream ends with an error (the step's error counter).
     on_error: Option<OnError>,
 }
+
+/// A stream's items and faults, boxed.
+type Faults<T> = Pin<Box<dyn Stream<Item = Result<T, Fault>> + Send>>;
 
 /// What a stream step's node does when its stream ends with an error.
 pub(crate) type OnError = Arc<dyn Fn() + Send + Sync>;

@@ -26,6 +26,8 @@ use crate::step::{Placement, ReplicaContext, StepFn};
 
 /// A built replica, as the router sees it.
 struct Replica<S: StepFn> {
+    /// Its `ReplicaContext::index`.
+    index: usize,
     mailbox: Mailbox<S>,
     /// Calls the replica has taken and not yet answered; written by the
     /// replica alone (a plain store, no read-modify-write per call).
@@ -72,7 +74,6 @@ pub(crate) struct Pool<S: StepFn> {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Replicas built or being built, as last decided.
     target: AtomicUsize,
-    next_index: AtomicUsize,
     /// Set by `close`; replicas rebuilding see it and give up.
     closed: Arc<AtomicBool>,
     /// Closed by `close`: replicas streaming stop (their consumers may be
@@ -124,7 +125,6 @@ impl<S: StepFn> Pool<S> {
             pending: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
             target: AtomicUsize::new(plan.replicas),
-            next_index: AtomicUsize::new(plan.replicas),
             closed: Arc::new(AtomicBool::new(false)),
             closing: Closing::default(),
             counters,
@@ -221,7 +221,14 @@ impl<S: StepFn> Pool<S> {
             pool_closed: Arc::clone(&self.closed),
             closing: self.closing.clone(),
         };
-        (worker, Replica { mailbox, busy })
+        (
+            worker,
+            Replica {
+                index,
+                mailbox,
+                busy,
+            },
+        )
     }
 
     /// Starts replica `index` at deploy time. A task-placed replica is
@@ -277,7 +284,7 @@ impl<S: StepFn> Pool<S> {
     /// will run, retrying while its constructor fails, and joins the live
     /// set once built, unless the pool gave up on it meanwhile.
     fn add(&self, pending: &mut Vec<Pending>) {
-        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let index = self.free_index(pending);
         let cancelled = Arc::new(AtomicBool::new(false));
         pending.push(Pending {
             index,
@@ -303,6 +310,24 @@ impl<S: StepFn> Pool<S> {
             tracing::error!(step = self.plan.node, error = %e, "could not start a replica thread");
             pending.retain(|p| p.index != index);
         }
+    }
+
+    /// The lowest index no live or pending replica has: a replica added
+    /// takes the place (and so the device) of one that left, and every
+    /// index stays below the replica count (`ReplicaContext::index` is
+    /// `0..replicas()`). A replica that left may still be answering the
+    /// calls queued at it when its index is taken again.
+    fn free_index(&self, pending: &[Pending]) -> usize {
+        let mut taken: Vec<usize> = pending.iter().map(|p| p.index).collect();
+        self.with_live(|live| taken.extend(live.iter().map(|r| r.index)));
+        taken.sort_unstable();
+        taken.dedup();
+        // The first gap, else one past the end.
+        taken
+            .iter()
+            .enumerate()
+            .find(|&(i, &index)| i != index)
+            .map_or(taken.len(), |(i, _)| i)
     }
 
     /// Lets pending replica `index` join the live set, unless the pool
