@@ -313,10 +313,14 @@ pub enum DeployError {
     },
     /// Deploy options could not be read or parsed; the cause is an
     /// [`OptionsError`].
-    #[error("could not load deploy options{}", in_path(.path.as_deref()))]
+    #[error("could not load deploy options{}{}", in_path(.path.as_deref()), at_key(.key.as_deref()))]
     Options {
         /// The file, when they came from one.
         path: Option<std::path::PathBuf>,
+        /// Where in a JSON file the error is, as `steps.embed.replicas`,
+        /// when it is inside the top-level table (TOML's own error quotes
+        /// the line).
+        key: Option<String>,
         /// What went wrong.
         #[source]
         source: OptionsError,
@@ -342,12 +346,21 @@ pub enum DeployError {
 }
 
 impl DeployError {
-    pub(crate) fn options(path: Option<&std::path::Path>, source: OptionsError) -> Self {
+    pub(crate) fn options(
+        path: Option<&std::path::Path>,
+        key: Option<String>,
+        source: OptionsError,
+    ) -> Self {
         DeployError::Options {
             path: path.map(std::path::Path::to_path_buf),
+            key,
             source,
         }
     }
+}
+
+fn at_key(key: Option<&str>) -> String {
+    key.map(|k| format!(", at `{k}`")).unwrap_or_default()
 }
 
 fn in_path(path: Option<&std::path::Path>) -> String {

@@ -187,7 +187,9 @@ fn invalid(e: DeployError) -> (String, String) {
 /// The parser's message of an options error from a string.
 fn parse_message(e: &DeployError) -> String {
     match e {
-        DeployError::Options { path: None, source } => source.to_string(),
+        DeployError::Options {
+            path: None, source, ..
+        } => source.to_string(),
         other => panic!("not an Options error without a path: {other} ({other:?})"),
     }
 }

@@ -1311,6 +1311,7 @@ fn toml_err(text: &str) -> String {
         DeployError::Options {
             source: OptionsError::Toml(e),
             path: None,
+            ..
         } => e.message().to_string(),
         other => panic!("{text}: not a TOML options error: {other:?}"),
     }
@@ -1322,6 +1323,7 @@ fn json_err(text: &str) -> String {
         DeployError::Options {
             source: OptionsError::Json(e),
             path: None,
+            ..
         } => e.to_string(),
         other => panic!("{text}: not a JSON options error: {other:?}"),
     }
@@ -1627,6 +1629,7 @@ fn deploy_files_empty_misnamed_and_unreadable() {
         let DeployError::Options {
             path: Some(p),
             source,
+            ..
         } = &err
         else {
             panic!("{}: {err:?}", path.display())

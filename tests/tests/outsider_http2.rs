@@ -866,6 +866,7 @@ fn json_err(text: &str) -> String {
         DeployError::Options {
             source: OptionsError::Json(e),
             path: None,
+            ..
         } => e.to_string(),
         other => panic!("{text}: not a JSON options error: {other:?}"),
     }
@@ -877,6 +878,7 @@ fn toml_err(text: &str) -> String {
         DeployError::Options {
             source: OptionsError::Toml(e),
             path: None,
+            ..
         } => e.message().to_string(),
         other => panic!("{text}: not a TOML options error: {other:?}"),
     }
@@ -1112,6 +1114,7 @@ fn a_json_file_naming_a_step_twice_is_refused_with_its_path() {
     let DeployError::Options {
         path: Some(p),
         source: OptionsError::Json(e),
+        ..
     } = &err
     else {
         panic!("{err:?}")

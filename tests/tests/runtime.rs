@@ -647,3 +647,44 @@ async fn deploy_from_a_one_worker_runtime_with_task_replicas() {
     assert_eq!(p.call_async(2).await.unwrap(), 4);
     assert_eq!(p.call_async_timeout(3, GUARD).await.unwrap(), 6);
 }
+
+#[test]
+fn a_json_options_error_names_the_key_it_is_at() {
+    let at = |text: &str| match DeployOptions::from_json_str(text).unwrap_err() {
+        e @ DeployError::Options { .. } => {
+            let DeployError::Options { key, .. } = &e else {
+                unreachable!()
+            };
+            (key.clone(), e.to_string())
+        }
+        other => panic!("{text}: {other:?}"),
+    };
+    for (text, key) in [
+        (
+            r#"{"steps": {"embed": {"replicas": "two"}}}"#,
+            "steps.embed.replicas",
+        ),
+        (
+            r#"{"steps": {"embed": {"replica": 2}}}"#,
+            "steps.embed.replica",
+        ),
+        (
+            r#"{"steps": {"m": {"autoscale": {"max_replicas": -1}}}}"#,
+            "steps.m.autoscale.max_replicas",
+        ),
+        (r#"{"queue_bound": 1.5}"#, "queue_bound"),
+    ] {
+        let (got, message) = at(text);
+        assert!(
+            got.as_deref() == Some(key),
+            "{text}: key {got:?}, wanted {key}"
+        );
+        assert!(
+            message.contains(&format!(", at `{}`", got.unwrap())),
+            "{message}"
+        );
+    }
+    // At the top level there is no key to name.
+    assert_eq!(at("[1, 2]").0, None);
+    assert_eq!(at(r#"{"local": true} x"#).0, None);
+}

@@ -432,7 +432,7 @@ impl DeployOptions {
 
     /// Parses options from TOML (see the type's example).
     pub fn from_toml_str(text: &str) -> Result<Self, DeployError> {
-        parse_toml(text).map_err(|e| DeployError::options(None, e))
+        parse_toml(text).map_err(|(key, e)| DeployError::options(None, key, e))
     }
 
     /// Parses options from JSON: `{"queue_bound": 512, "steps": {"Classifier": {"replicas": 4}}}`.
@@ -452,28 +452,44 @@ impl DeployOptions {
     /// # Ok::<(), pipeline_core::DeployError>(())
     /// ```
     pub fn from_json_str(text: &str) -> Result<Self, DeployError> {
-        parse_json(text).map_err(|e| DeployError::options(None, e))
+        parse_json(text).map_err(|(key, e)| DeployError::options(None, key, e))
     }
 
     /// Reads options from a `.toml` or `.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, DeployError> {
         let path = path.as_ref();
-        let fail = |e: OptionsError| DeployError::options(Some(path), e);
-        let parse: fn(&str) -> Result<Self, OptionsError> =
+        let fail = |(key, e): Failed| DeployError::options(Some(path), key, e);
+        let parse: fn(&str) -> Result<Self, Failed> =
             match path.extension().and_then(|e| e.to_str()) {
                 Some("toml") => parse_toml,
                 Some("json") => parse_json,
-                _ => return Err(fail(OptionsError::Extension)),
+                _ => return Err(fail((None, OptionsError::Extension))),
             };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.into()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| fail((None, e.into())))?;
         parse(&text).map_err(fail)
     }
 }
 
-fn parse_toml(text: &str) -> Result<DeployOptions, OptionsError> {
-    Ok(toml::from_str::<Table<DeployOptions>>(text)?.0)
+/// Why options did not parse, and at which key if known.
+type Failed = (Option<String>, OptionsError);
+
+fn parse_toml(text: &str) -> Result<DeployOptions, Failed> {
+    toml::from_str::<Table<DeployOptions>>(text)
+        .map(|t| t.0)
+        .map_err(|e| (None, e.into()))
 }
 
-fn parse_json(text: &str) -> Result<DeployOptions, OptionsError> {
-    Ok(serde_json::from_str::<Table<DeployOptions>>(text)?.0)
+/// Parses JSON, tracking the key being read, so an error names it
+/// (serde_json's own says only a line and a column).
+fn parse_json(text: &str) -> Result<DeployOptions, Failed> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let options = serde_path_to_error::deserialize::<_, Table<DeployOptions>>(&mut reader)
+        .map_err(|e| {
+            // `.` is the top level: no key to name.
+            let key = Some(e.path().to_string()).filter(|k| k != ".");
+            (key, OptionsError::Json(e.into_inner()))
+        })?;
+    // Nothing but whitespace may follow, as `serde_json::from_str` checks.
+    reader.end().map_err(|e| (None, e.into()))?;
+    Ok(options.0)
 }
