@@ -29,6 +29,10 @@ PIPELINE_CHROMEDRIVER="$(bash scripts/chromium.sh)"
 export PIPELINE_CHROMEDRIVER
 echo "[test] layering of pipeline-core (scripts/layers.sh)" >&2
 bash scripts/layers.sh
+# The API docs build with no broken links (not the torch module: that
+# would build libtorch's bindings once more, in the doc profile).
+echo "[test] cargo doc, warnings denied" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pipeline-core -p pipeline-macros --features pipeline-core/remote,pipeline-core/http
 echo "[test] cargo test --workspace --all-features" >&2
 cargo test --workspace --all-features
 echo "[test] a crate of its own (scripts/own_crate.sh)" >&2

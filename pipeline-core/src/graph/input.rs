@@ -11,7 +11,7 @@ use super::{SharedOutput, Upstream};
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, Eval};
 
-/// The pipeline's input: the value passed to [`Pipeline::call`].
+/// The pipeline's input: the value passed to [`Pipeline::call`](crate::Pipeline::call).
 ///
 /// A graph reads one `Input`. To feed it to several steps, clone it (for a
 /// `Clone` input type): the clones are the same input, each consumer gets a

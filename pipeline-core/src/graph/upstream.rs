@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 /// A node of a pipeline graph: the pipeline's [`Input`], a call of a
 /// `#[step]`, a [`Shared`] node, a `Vec` or array of nodes (gathered into a
-/// `Vec`), a [`Node`] or a [`route`].
+/// `Vec`), a [`Node`] or a [`route`](super::route).
 ///
 /// Every node knows the type it produces ([`Upstream::Output`]) and the type
 /// of the pipeline input it reads ([`Upstream::Input`]), so a mismatched edge

@@ -471,7 +471,7 @@ impl Ingress {
         (request_id::with_request_ids(router), shared)
     }
 
-    /// Binds `addr` (e.g. [`DEFAULT_ADDR`], loopback only) and serves until
+    /// Binds `addr` (e.g. [`DEFAULT_ADDR`](super::DEFAULT_ADDR), loopback only) and serves until
     /// SIGTERM or Ctrl-C, then stops accepting, lets the requests in flight
     /// finish (for at most [`shutdown_grace`](Ingress::shutdown_grace)),
     /// and drains the pipelines.
