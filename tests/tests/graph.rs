@@ -523,3 +523,57 @@ fn async_mut_model_keeps_state_between_calls() {
     }
     assert_eq!(n.load(Ordering::SeqCst), 5);
 }
+
+/// Every kind of node can be a route's key: a tuple gather (its `Vec` of
+/// outputs), a boxed node, a shared node, a collected stream.
+#[test]
+fn route_keys_of_every_node_kind() {
+    #[step]
+    fn parity(x: i64) -> i64 {
+        x % 2
+    }
+    #[step]
+    fn negate(x: i64) -> i64 {
+        -x
+    }
+    #[step]
+    fn digits(x: i64) -> ItemStream<i64> {
+        ItemStream::iter(
+            x.to_string()
+                .bytes()
+                .map(|b| i64::from(b - b'0'))
+                .collect::<Vec<_>>(),
+        )
+    }
+    // A shared node belongs to one graph: a fresh input for each.
+    let x = Input::<i64>::new().shared();
+    let by_tuple = route((parity(x.clone()), parity(x.clone())))
+        .branch(vec![0, 0], negate(x.clone()))
+        .otherwise(parity(x.clone()))
+        .deploy()
+        .unwrap();
+    assert_eq!(by_tuple.call(4).unwrap(), -4);
+    assert_eq!(by_tuple.call(3).unwrap(), 1);
+    let x = Input::<i64>::new().shared();
+    let by_boxed = route(parity(x.clone()).boxed())
+        .branch(0, negate(x.clone()))
+        .otherwise(parity(x.clone()))
+        .deploy()
+        .unwrap();
+    assert_eq!(by_boxed.call(6).unwrap(), -6);
+    let x = Input::<i64>::new().shared();
+    let by_shared = route(parity(x.clone()).shared())
+        .branch(1, negate(x.clone()))
+        .otherwise(parity(x.clone()))
+        .deploy()
+        .unwrap();
+    assert_eq!(by_shared.call(7).unwrap(), -7);
+    let x = Input::<i64>::new().shared();
+    let by_collected = route(digits(x.clone()).collect())
+        .branch(vec![4, 2], negate(x.clone()))
+        .otherwise(parity(x))
+        .deploy()
+        .unwrap();
+    assert_eq!(by_collected.call(42).unwrap(), -42);
+    assert_eq!(by_collected.call(43).unwrap(), 1);
+}

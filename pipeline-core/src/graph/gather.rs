@@ -107,6 +107,17 @@ macro_rules! gather_tuple {
             }
         }
 
+        #[diagnostic::do_not_recommend]
+        impl<$first, $($rest),+> super::RouteOn for ($first, $($rest),+)
+        where
+            Self: Upstream,
+        {
+            type Node = Self;
+            fn node(self) -> Self {
+                self
+            }
+        }
+
         #[allow(non_snake_case)]
         #[diagnostic::do_not_recommend]
         impl<T: Send + 'static, $first: Produces<T>, $($rest),+> Produces<Vec<T>> for ($first, $($rest),+)
