@@ -288,7 +288,7 @@ pub enum DeployError {
     /// A route has two branches for one key.
     #[error("route `{route}` has two branches for key {key}")]
     DuplicateBranch {
-        /// The route's label.
+        /// The route's label (its key node's name).
         route: String,
         /// The key, as `Debug` prints it.
         key: String,

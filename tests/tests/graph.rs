@@ -577,3 +577,44 @@ fn route_keys_of_every_node_kind() {
     assert_eq!(by_collected.call(42).unwrap(), -42);
     assert_eq!(by_collected.call(43).unwrap(), 1);
 }
+
+/// A route key whose `PartialEq` panics fails that call, naming the key
+/// node, as a panic in a step would; the route answers the next call.
+#[test]
+fn a_route_key_panicking_in_eq_fails_the_call_not_the_caller() {
+    #[derive(Debug)]
+    struct Unlucky(u32);
+    impl PartialEq for Unlucky {
+        fn eq(&self, other: &Self) -> bool {
+            assert!(self.0 != 13 && other.0 != 13, "13 compares with nothing");
+            self.0 == other.0
+        }
+    }
+    #[step]
+    fn unlucky(x: u32) -> Unlucky {
+        Unlucky(x)
+    }
+    #[step]
+    fn one(x: u32) -> u32 {
+        x + 100
+    }
+    #[step]
+    fn other(x: u32) -> u32 {
+        x
+    }
+    let x = Input::<u32>::new().shared();
+    let p = route(unlucky(x.clone()))
+        .branch(Unlucky(1), one(x.clone()))
+        .otherwise(other(x))
+        .deploy()
+        .unwrap();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.call(13)))
+        .expect("the key's panic reached the caller")
+        .unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Panicked { step: "unlucky", message } if message.contains("13 compares")),
+        "{err:?}"
+    );
+    assert_eq!(p.call(1).unwrap(), 101);
+    assert_eq!(p.call(2).unwrap(), 2);
+}

@@ -87,7 +87,7 @@ impl<T: Send + 'static> Upstream for Input<T> {
             None => Ok(InputEval(None)),
             Some(&clone) => {
                 let read: Arc<dyn crate::eval::DynEval<T>> = Arc::new(InputEval::<T>(None));
-                let shared = SharedEval::new(read, lowering.new_slot(), clone);
+                let shared = SharedEval::new(read, lowering.new_slot(), clone, "input");
                 lowering.shared_first(key, shared.clone())?;
                 Ok(InputEval(Some(shared)))
             }

@@ -103,6 +103,11 @@ impl<'o> Lowering<'o> {
         self.last = Some(self.graph.push(label, kind, output, inputs));
     }
 
+    /// Node `id`'s label (a step node's name).
+    pub(crate) fn label_of(&self, id: NodeId) -> Option<&str> {
+        self.graph.label(id)
+    }
+
     /// The id of the node lowered last.
     pub(crate) fn last_id(&self) -> Result<NodeId, DeployError> {
         self.last.ok_or(DeployError::Internal(

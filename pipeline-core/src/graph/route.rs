@@ -282,10 +282,6 @@ where
         self.otherwise = Some(edge::<O, B>(node));
         self
     }
-
-    fn label(&self) -> String {
-        "route".to_string()
-    }
 }
 
 impl<K, O> Produces<O> for Route<K, O>
@@ -311,18 +307,23 @@ where
     type Eval = RouteEval<K::Eval, O>;
 
     fn lower(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
-        let label = self.label();
+        let key = self.key.lower(lowering)?;
+        let key_id = lowering.last_id()?;
+        // Errors name the route by its key node (`pick`), so that two
+        // routes of one graph read apart; the graph's node stays `route`.
+        let label = lowering
+            .label_of(key_id)
+            .map_or(ROUTE, super::names::intern);
         let keys = self.keys;
         for (i, (a, _)) in self.branches.iter().enumerate() {
             if self.branches[..i].iter().any(|(b, _)| (keys.eq)(b, a)) {
                 return Err(DeployError::DuplicateBranch {
-                    route: label,
+                    route: label.to_string(),
                     key: keys.show(a),
                 });
             }
         }
-        let key = self.key.lower(lowering)?;
-        let mut inputs = vec![(lowering.last_id()?, Some("key".to_string()))];
+        let mut inputs = vec![(key_id, Some("key".to_string()))];
         let mut branches = Vec::with_capacity(self.branches.len());
         for (k, node) in self.branches {
             let eval = node.lower(lowering)?;
@@ -337,7 +338,7 @@ where
             }
             None => None,
         };
-        lowering.push(label.clone(), NodeKind::Route, type_name::<O>(), inputs);
+        lowering.push(ROUTE, NodeKind::Route, type_name::<O>(), inputs);
         Ok(RouteEval {
             label,
             key,
@@ -355,13 +356,17 @@ where
         if let Some(node) = &self.otherwise {
             inputs.push((node.describe(graph), Some("otherwise".to_string())));
         }
-        graph.push(self.label(), NodeKind::Route, type_name::<O>(), inputs)
+        graph.push(ROUTE, NodeKind::Route, type_name::<O>(), inputs)
     }
 }
 
+/// A route's node in graphs.
+const ROUTE: &str = "route";
+
 #[doc(hidden)]
 pub struct RouteEval<E: Eval, O> {
-    label: String,
+    /// The key node's name.
+    label: &'static str,
     key: E,
     keys: KeyFns<E::Output>,
     branches: Vec<(E::Output, Box<dyn DynEval<O>>)>,
@@ -385,16 +390,21 @@ where
     type Output = O;
     async fn eval(&self, cx: &CallCx<'_>) -> Result<O, PipelineError> {
         let key = self.key.eval(cx).await?;
-        let branch = self
-            .branches
-            .iter()
-            .find(|(k, _)| (self.keys.eq)(k, &key))
-            .map(|(_, b)| b)
-            .or(self.otherwise.as_ref())
-            .ok_or_else(|| PipelineError::NoBranch {
-                route: self.label.clone(),
-                key: self.keys.show(&key),
-            })?;
+        // The key type's `PartialEq` and `Debug` are the user's code: a
+        // panic in them fails the call, naming the key node, as a panic in
+        // a step does, instead of unwinding into the caller.
+        let branch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.branches
+                .iter()
+                .find(|(k, _)| (self.keys.eq)(k, &key))
+                .map(|(_, b)| b)
+                .or(self.otherwise.as_ref())
+                .ok_or_else(|| PipelineError::NoBranch {
+                    route: self.label.to_string(),
+                    key: self.keys.show(&key),
+                })
+        }))
+        .map_err(|payload| PipelineError::panicked(self.label, payload))??;
         branch.eval_boxed(cx).await
     }
 }

@@ -92,11 +92,11 @@ where
             .ok_or_else(|| DeployError::NodeDeployed {
                 node: "a shared node".to_string(),
             })?;
-        let eval = SharedEval {
-            inner: Arc::from(node.lower(lowering)?),
-            slot: lowering.new_slot(),
-            clone: self.clone,
-        };
+        let inner = Arc::from(node.lower(lowering)?);
+        let name = lowering
+            .label_of(lowering.last_id()?)
+            .map_or("a shared node", super::names::intern);
+        let eval = SharedEval::new(inner, lowering.new_slot(), self.clone, name);
         lowering.shared_first(key, eval.clone())?;
         Ok(eval)
     }
@@ -126,12 +126,26 @@ pub struct SharedEval<O> {
     inner: Arc<dyn DynEval<O>>,
     slot: usize,
     clone: CloneFn<O>,
+    /// The node whose output this shares (a step node's name, `input`),
+    /// named when the output's `Clone` panics.
+    name: &'static str,
 }
 
 impl<O> SharedEval<O> {
-    /// A shared evaluator of `inner`, its value kept in `slot` per call.
-    pub(super) fn new(inner: Arc<dyn DynEval<O>>, slot: usize, clone: CloneFn<O>) -> Self {
-        SharedEval { inner, slot, clone }
+    /// A shared evaluator of `inner` (the node `name`), its value kept in
+    /// `slot` per call.
+    pub(super) fn new(
+        inner: Arc<dyn DynEval<O>>,
+        slot: usize,
+        clone: CloneFn<O>,
+        name: &'static str,
+    ) -> Self {
+        SharedEval {
+            inner,
+            slot,
+            clone,
+            name,
+        }
     }
 }
 
@@ -147,6 +161,7 @@ impl<O> Clone for SharedEval<O> {
             inner: Arc::clone(&self.inner),
             slot: self.slot,
             clone: self.clone,
+            name: self.name,
         }
     }
 }
@@ -169,12 +184,16 @@ where
                     .map(|v| Box::new(Mutex::new(v)) as Box<dyn std::any::Any + Send + Sync>)
             })
             .await;
-        match value {
+        let value = match value {
             Ok(v) => v
                 .downcast_ref::<Mutex<O>>()
-                .map(|m| (self.clone)(&m.lock().unwrap_or_else(PoisonError::into_inner)))
-                .ok_or(PipelineError::Internal("shared slot holds another type")),
-            Err(e) => Err(e.clone()),
-        }
+                .ok_or(PipelineError::Internal("shared slot holds another type"))?,
+            Err(e) => return Err(e.clone()),
+        };
+        // The output's `Clone` is the user's code: a panic in it fails
+        // this consumer's call, as a panic in a step does, not the caller.
+        let value = value.lock().unwrap_or_else(PoisonError::into_inner);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.clone)(&value)))
+            .map_err(|payload| PipelineError::panicked(self.name, payload))
     }
 }

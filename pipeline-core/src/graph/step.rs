@@ -217,7 +217,8 @@ where
         match self.cell.clone_output.get() {
             None => Ok(StepNodeEval::Once(eval)),
             Some(&clone) => {
-                let shared = SharedEval::new(Arc::new(eval), lowering.new_slot(), clone);
+                let name = eval.name;
+                let shared = SharedEval::new(Arc::new(eval), lowering.new_slot(), clone, name);
                 lowering.shared_first(key, shared.clone())?;
                 Ok(StepNodeEval::Shared(shared))
             }

@@ -65,14 +65,15 @@ fn deploy<U: Upstream>(
     node: U,
     options: &DeployOptions,
 ) -> Result<Pipeline<U::Input, U::Output>, DeployError> {
-    let mut lowering = Lowering::new(options);
-    let root = node.lower(&mut lowering)?;
-    let Lowered {
-        graph,
-        slots,
-        inputs,
-        steps,
-    } = lowering.finish();
+    let (
+        root,
+        Lowered {
+            graph,
+            slots,
+            inputs,
+            steps,
+        },
+    ) = lower(node, options)?;
     match inputs {
         1 => {}
         0 => return Err(DeployError::NoInput),
@@ -103,4 +104,31 @@ fn deploy<U: Upstream>(
         runtime,
         chosen: options.chosen_runtime().cloned(),
     }))
+}
+
+/// The stack lowering runs on: lowering recurses once per level of the
+/// graph, about 4.5 KiB a level in a debug build, so a chain of a
+/// thousand boxed steps would overflow a test's or a runtime worker's
+/// 2 MiB. Only the pages used are ever touched.
+const LOWERING_STACK: usize = 256 << 20;
+
+/// Lowers `node` on a thread of its own with a large stack (see
+/// [`LOWERING_STACK`]), so that deploying a deep graph never needs more
+/// stack than calling it. Lowering runs no user code and reads no
+/// thread-local state; the steps are started afterwards, on the caller's
+/// thread.
+fn lower<U: Upstream>(node: U, options: &DeployOptions) -> Result<(U::Eval, Lowered), DeployError> {
+    std::thread::scope(|scope| {
+        let lowering = std::thread::Builder::new()
+            .name("pipeline-deploy".into())
+            .stack_size(LOWERING_STACK)
+            .spawn_scoped(scope, || {
+                let mut lowering = Lowering::new(options);
+                let root = node.lower(&mut lowering)?;
+                Ok((root, lowering.finish()))
+            })?;
+        lowering
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
