@@ -293,6 +293,13 @@ pub enum DeployError {
         /// The key, as `Debug` prints it.
         key: String,
     },
+    /// A route was given `.otherwise(..)` twice (the later would replace
+    /// the earlier).
+    #[error("route `{route}` was given `.otherwise(..)` twice: give one")]
+    DuplicateOtherwise {
+        /// The route's label (its key node's name).
+        route: String,
+    },
     /// The options name a step the graph does not have.
     #[error(
         "deploy options name step `{name}`, which is not in the graph; its steps are: {known}"

@@ -271,7 +271,27 @@ fn route_otherwise_catches_unknown_keys_and_duplicate_keys_fail_deploy() {
         .branch("a".to_string(), large(req))
         .deploy()
         .unwrap_err();
-    assert!(matches!(err, DeployError::DuplicateBranch { .. }), "{err}");
+    assert!(
+        matches!(&err, DeployError::DuplicateBranch { route, key } if route == "pick" && key == "\"a\""),
+        "{err}"
+    );
+
+    // `.otherwise` twice: the later would silently replace the earlier.
+    let req = Input::<Request>::new().shared();
+    let err = route(pick(req.clone()))
+        .branch("a".to_string(), small(req.clone()))
+        .otherwise(large(req.clone()))
+        .otherwise(fallback(req))
+        .deploy()
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeployError::DuplicateOtherwise { route } if route == "pick"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "route `pick` was given `.otherwise(..)` twice: give one"
+    );
 }
 
 #[derive(Debug)]

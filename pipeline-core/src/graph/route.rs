@@ -229,6 +229,7 @@ where
             keys: self.keys,
             branches: vec![(key.into_key(), node.boxed())],
             otherwise: None,
+            otherwise_twice: false,
         }
     }
 }
@@ -242,6 +243,10 @@ pub struct Route<K: Upstream, O> {
     keys: KeyFns<K::Output>,
     branches: Vec<Branch<K, O>>,
     otherwise: Option<Node<K::Input, O>>,
+    /// `.otherwise` was given more than once: refused at deploy, as two
+    /// branches for one key are (the later one silently replacing the
+    /// first would hide a copy-paste slip).
+    otherwise_twice: bool,
 }
 
 impl<K: Upstream, O> Debug for Route<K, O> {
@@ -279,6 +284,7 @@ where
     where
         B: Produces<O> + Upstream<Input = K::Input>,
     {
+        self.otherwise_twice |= self.otherwise.is_some();
         self.otherwise = Some(edge::<O, B>(node));
         self
     }
@@ -315,6 +321,11 @@ where
             .label_of(key_id)
             .map_or(ROUTE, super::names::intern);
         let keys = self.keys;
+        if self.otherwise_twice {
+            return Err(DeployError::DuplicateOtherwise {
+                route: label.to_string(),
+            });
+        }
         for (i, (a, _)) in self.branches.iter().enumerate() {
             if self.branches[..i].iter().any(|(b, _)| (keys.eq)(b, a)) {
                 return Err(DeployError::DuplicateBranch {
