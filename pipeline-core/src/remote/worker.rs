@@ -29,7 +29,7 @@ use crate::runtime::{
     cuda_device_count, plan, start, DeployOptions, Run, Runtimes, StepCounters, StepOptions,
     StepRunner,
 };
-use crate::step::{Mode, StepFn, StepInfo, Wire};
+use crate::step::{Mode, StepFn, StepInfo, Wire, WireError};
 
 /// A worker process's connection to a NATS server, serving steps.
 ///
@@ -453,6 +453,10 @@ impl<S: StepFn> Served<S> {
             let Ok(call_id) = std::str::from_utf8(&message.payload) else {
                 continue;
             };
+            // No call of ours has a longer id: nothing to cancel or keep.
+            if call_id.len() > protocol::MAX_CALL_ID {
+                continue;
+            }
             let cancel = self
                 .cancels
                 .lock()
@@ -563,8 +567,9 @@ impl<S: StepFn> Served<S> {
                 return Err(Some(Err((
                     code::BAD_INPUT,
                     format!(
-                        "the `{}` header is not `<call id> <timeout ms> <digest>`",
-                        protocol::CALL
+                        "the `{}` header is not `<call id> <timeout ms> <digest>` (a call id of at most {} bytes)",
+                        protocol::CALL,
+                        protocol::MAX_CALL_ID
                     ),
                 ))))
             }
@@ -591,7 +596,7 @@ impl<S: StepFn> Served<S> {
         let inputs = self
             .wire
             .decode_inputs(&request.message.payload)
-            .map_err(|e| Some(Err((code::BAD_INPUT, chain(&e)))))?;
+            .map_err(|e| Some(Err((wire_code(&e, code::BAD_INPUT), chain(&e)))))?;
         let deadline = budget.and_then(|b| Instant::now().checked_add(b));
         let meta = CallMeta {
             deadline,
@@ -675,7 +680,7 @@ impl<S: StepFn> Served<S> {
                 let bytes = self
                     .wire
                     .encode_output(&output)
-                    .map_err(|e| (code::WORKER, chain(&e)))?;
+                    .map_err(|e| (wire_code(&e, code::WORKER), chain(&e)))?;
                 if bytes.len() > self.max_payload {
                     return Err((
                         code::WORKER,
@@ -746,6 +751,16 @@ impl<S: StepFn> Served<S> {
             .replies
             .publish_with_headers(reply, headers, payload)
             .await;
+    }
+}
+
+/// The code to answer a wire error with: a panic in the type's own
+/// `Serialize` or `Deserialize` is the step's panic (`Panicked` for the
+/// caller), anything else `otherwise`.
+fn wire_code(e: &WireError, otherwise: usize) -> usize {
+    match e {
+        WireError::Panicked { .. } => code::PANICKED,
+        _ => otherwise,
     }
 }
 

@@ -94,10 +94,13 @@ pub(crate) mod protocol {
         }
 
         /// Reads a header's value; `None` if it is not three fields
-        /// separated by single spaces, the second a number.
+        /// separated by single spaces, the second a number, the first at
+        /// most [`MAX_CALL_ID`] bytes.
         pub(crate) fn parse(value: &'a str) -> Option<CallHeader<'a>> {
             let mut fields = value.split(' ');
-            let call_id = fields.next().filter(|id| !id.is_empty())?;
+            let call_id = fields
+                .next()
+                .filter(|id| !id.is_empty() && id.len() <= MAX_CALL_ID)?;
             let timeout_ms = fields.next()?.parse().ok()?;
             let digest = fields.next().filter(|d| !d.is_empty())?;
             if fields.next().is_some() {
@@ -144,6 +147,12 @@ pub(crate) mod protocol {
         }
     }
     /// Service metadata key holding the worker's fingerprint.
+    /// The longest call id a worker takes (a pipeline's are at most 31
+    /// bytes: 10 random characters, a dot, a count): a cancellation naming
+    /// a longer one is ignored, so the book of early cancellations stays
+    /// small whatever a client sends.
+    pub(crate) const MAX_CALL_ID: usize = 64;
+
     pub(crate) const META_FINGERPRINT: &str = "fingerprint";
     /// Service metadata key holding the worker's direct subject.
     pub(crate) const META_DIRECT: &str = "direct";

@@ -57,6 +57,7 @@ pub const WIRE_FORMAT: &str = "postcard-1";
 
 /// Why a value could not cross.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// Encoding failed (a type whose `Serialize` refuses, say).
     #[error("could not encode `{ty}`")]
@@ -79,6 +80,26 @@ pub enum WireError {
     /// Bytes were left over after the last value.
     #[error("{0} bytes left over after the last value")]
     Trailing(usize),
+    /// The type's own `Serialize` or `Deserialize` panicked.
+    #[error("`{ty}`'s Serialize or Deserialize panicked: {message}")]
+    Panicked {
+        /// The type.
+        ty: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// Runs `f`, the user's `Serialize` or `Deserialize` underneath: a panic
+/// in it is a [`WireError::Panicked`], never an unwind into the runtime
+/// (a worker's request loop, a caller's `call`).
+fn caught<T>(ty: &'static str, f: impl FnOnce() -> Result<T, WireError>) -> Result<T, WireError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(WireError::Panicked {
+            ty,
+            message: crate::error::panic_message(&*payload),
+        })
+    })
 }
 
 /// How one type crosses: encode appends to a buffer; decode reads one value
@@ -183,28 +204,32 @@ impl<I: 'static, O: 'static> Wire<I, O> {
 
     /// The inputs, encoded.
     pub fn encode_inputs(&self, inputs: &I) -> Result<Vec<u8>, WireError> {
-        let mut buf = Vec::new();
-        self.inputs.encode(inputs, &mut buf)?;
-        Ok(buf)
+        caught(type_name::<I>(), || {
+            let mut buf = Vec::new();
+            self.inputs.encode(inputs, &mut buf)?;
+            Ok(buf)
+        })
     }
 
     /// The inputs, decoded (all the bytes must be used).
     pub fn decode_inputs(&self, bytes: &[u8]) -> Result<I, WireError> {
-        let (inputs, rest) = self.inputs.decode(bytes)?;
+        let (inputs, rest) = caught(type_name::<I>(), || self.inputs.decode(bytes))?;
         whole(rest)?;
         Ok(inputs)
     }
 
     /// The output, encoded.
     pub fn encode_output(&self, output: &O) -> Result<Vec<u8>, WireError> {
-        let mut buf = Vec::new();
-        (self.output.encode)(output, &mut buf)?;
-        Ok(buf)
+        caught(type_name::<O>(), || {
+            let mut buf = Vec::new();
+            (self.output.encode)(output, &mut buf)?;
+            Ok(buf)
+        })
     }
 
     /// The output, decoded (all the bytes must be used).
     pub fn decode_output(&self, bytes: &[u8]) -> Result<O, WireError> {
-        let (output, rest) = (self.output.decode)(bytes)?;
+        let (output, rest) = caught(type_name::<O>(), || (self.output.decode)(bytes))?;
         whole(rest)?;
         Ok(output)
     }

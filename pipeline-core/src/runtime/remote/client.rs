@@ -21,7 +21,7 @@ use crate::runtime::metrics::StepCounters;
 use crate::runtime::options::RemoteUrl;
 use crate::runtime::plan::StepPlan;
 use crate::runtime::runner::{Run, StepRunner};
-use crate::step::{StepFn, Wire};
+use crate::step::{StepFn, Wire, WireError};
 
 /// How long a call with no deadline waits for its worker's answer (a
 /// worker killed mid-call never answers).
@@ -163,7 +163,7 @@ impl<S: StepFn> RemoteRunner<S> {
         let payload: bytes::Bytes = self
             .wire
             .encode_inputs(&inputs)
-            .map_err(|e| PipelineError::step_failed(step, e.into()))?
+            .map_err(|e| wire_error(step, e))?
             .into();
         // The server's limit counts the headers too (sent with every try).
         // (`max_payload()` reads the negotiated limit; `server_info()`
@@ -286,7 +286,7 @@ impl<S: StepFn> RemoteRunner<S> {
                 return self
                     .wire
                     .decode_output(&answer.payload)
-                    .map_err(|e| PipelineError::step_failed(step, e.into()));
+                    .map_err(|e| wire_error(step, e));
             };
             match code {
                 code::REFUSED => {
@@ -586,5 +586,15 @@ mod tests {
         ] {
             assert_eq!(budget_ms(left), ms, "{left:?}");
         }
+    }
+}
+
+/// A wire error as the caller sees it: a panic in the type's own
+/// `Serialize` or `Deserialize` is the step's `Panicked`, anything else
+/// the step's failure (the `WireError` from `source()`).
+fn wire_error(step: &'static str, e: WireError) -> PipelineError {
+    match e {
+        WireError::Panicked { message, .. } => PipelineError::Panicked { step, message },
+        e => PipelineError::step_failed(step, e.into()),
     }
 }
