@@ -570,6 +570,16 @@ fn budget_ms(left: Duration) -> u64 {
     u64::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
+/// A wire error as the caller sees it: a panic in the type's own
+/// `Serialize` or `Deserialize` is the step's `Panicked`, anything else
+/// the step's failure (the `WireError` from `source()`).
+fn wire_error(step: &'static str, e: WireError) -> PipelineError {
+    match e {
+        WireError::Panicked { message, .. } => PipelineError::Panicked { step, message },
+        e => PipelineError::step_failed(step, e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,15 +596,5 @@ mod tests {
         ] {
             assert_eq!(budget_ms(left), ms, "{left:?}");
         }
-    }
-}
-
-/// A wire error as the caller sees it: a panic in the type's own
-/// `Serialize` or `Deserialize` is the step's `Panicked`, anything else
-/// the step's failure (the `WireError` from `source()`).
-fn wire_error(step: &'static str, e: WireError) -> PipelineError {
-    match e {
-        WireError::Panicked { message, .. } => PipelineError::Panicked { step, message },
-        e => PipelineError::step_failed(step, e.into()),
     }
 }
