@@ -17,8 +17,8 @@ use crate::step::ReplicaContext;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScriptError {
-    /// No file at the path.
-    #[error("TorchScript file `{}` not found", .path.display())]
+    /// No file at the path (nothing there, or a directory).
+    #[error("TorchScript file `{}` not found{}", .path.display(), if .path.is_dir() { " (it is a directory)" } else { "" })]
     Missing {
         /// The path given.
         path: PathBuf,

@@ -101,12 +101,20 @@ impl serde::Serialize for Tensor {
         use serde::ser::{Error, SerializeStruct};
         let t = self.0.to_device(tch::Device::Cpu).contiguous();
         let kind = t.f_kind().map_err(S::Error::custom)?;
+        // Refused here, naming the kind, rather than sent and refused by a
+        // receiver that cannot name it back (complex kinds, say).
+        let kind_name = kind_name(kind).ok_or_else(|| {
+            S::Error::custom(format!(
+                "a tensor of kind {kind:?} cannot cross: the kinds that can are {}",
+                KINDS.map(|(_, name)| name).join(", ")
+            ))
+        })?;
         let numel = t.numel();
         let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
         t.f_copy_data_u8(&mut data, numel)
             .map_err(S::Error::custom)?;
         let mut out = s.serialize_struct("Tensor", 3)?;
-        out.serialize_field("kind", &kind_name(kind))?;
+        out.serialize_field("kind", kind_name)?;
         out.serialize_field("shape", &t.size())?;
         out.serialize_field("data", serde_bytes::Bytes::new(&data))?;
         out.end()
@@ -161,11 +169,11 @@ const KINDS: [(tch::Kind, &str); 10] = [
     (tch::Kind::Bool, "bool"),
 ];
 
-fn kind_name(kind: tch::Kind) -> String {
+fn kind_name(kind: tch::Kind) -> Option<&'static str> {
     KINDS
         .iter()
         .find(|(k, _)| *k == kind)
-        .map_or_else(|| format!("{kind:?}"), |(_, name)| (*name).to_string())
+        .map(|(_, name)| *name)
 }
 
 fn kind_from_name(name: &str) -> Option<tch::Kind> {

@@ -164,6 +164,16 @@ pub enum ModelError {
         /// The shape that came in.
         got: Vec<i64>,
     },
+    /// The input's elements are not `f32` (what `preprocess` makes): the
+    /// network's weights are, and libtorch would refuse the mix deep in
+    /// the forward pass.
+    #[error("{arch} takes an f32 (`Float`) image tensor, got {got:?}: convert it with `.to_kind(tch::Kind::Float)` (scaled as `preprocess` does)")]
+    Kind {
+        /// The architecture.
+        arch: Arch,
+        /// The element type that came in.
+        got: tch::Kind,
+    },
     /// libtorch failed during the forward pass.
     #[error("{arch} forward pass failed: {source}")]
     Forward {
@@ -300,6 +310,12 @@ impl Resnet {
             return Err(ModelError::Shape {
                 arch: self.arch,
                 got,
+            });
+        }
+        if batch.kind() != tch::Kind::Float {
+            return Err(ModelError::Kind {
+                arch: self.arch,
+                got: batch.kind(),
             });
         }
         let input = batch.to_device(self.device);

@@ -103,6 +103,14 @@ fn decode(bytes: &[u8], keep_alpha: bool) -> Result<Pixels, PreprocessError> {
         }
         jpeg::Decoded::TooLarge(width, height) => return Err(too_large(width, height)),
         jpeg::Decoded::NotForLibjpeg => {
+            // The decoder's own limit counts the source's bytes (a 1-bit grey
+            // PNG's are few); the RGB (or RGBA) made from it must fit too.
+            if let Some((width, height)) = image_size(bytes) {
+                let per_pixel = if keep_alpha { 4 } else { 3 };
+                if width.saturating_mul(height).saturating_mul(per_pixel) > MAX_DECODED_BYTES {
+                    return Err(too_large(width, height));
+                }
+            }
             let image = image::load_from_memory(bytes).map_err(|source| match source {
                 image::ImageError::Limits(_) => match image_size(bytes) {
                     Some((width, height)) => too_large(width, height),
@@ -116,7 +124,7 @@ fn decode(bytes: &[u8], keep_alpha: bool) -> Result<Pixels, PreprocessError> {
                     source,
                 },
             })?;
-            match image {
+            match as_pillow_8_bit(image) {
                 DynamicImage::ImageRgb8(rgb) => Pixels::Rgb(rgb),
                 other if keep_alpha && other.color().has_alpha() => Pixels::Rgba(other.to_rgba8()),
                 other => Pixels::Rgb(other.to_rgb8()),
@@ -131,6 +139,39 @@ fn decode(bytes: &[u8], keep_alpha: bool) -> Result<Pixels, PreprocessError> {
         });
     }
     Ok(pixels)
+}
+
+/// A 16-bit image as Pillow reads it into 8 bits: PNG's 16-bit RGB,
+/// RGBA and grey + alpha keep each sample's high byte (Pillow's `;16B` raw
+/// modes; the `image` crate would round instead), and 16-bit grey opens as
+/// `I;16`, whose conversion to RGB clips at 255. Other images as they are.
+fn as_pillow_8_bit(image: DynamicImage) -> DynamicImage {
+    fn high_bytes(samples: &[u16]) -> Vec<u8> {
+        samples.iter().map(|v| (v >> 8) as u8).collect()
+    }
+    let (width, height) = (image.width(), image.height());
+    let converted = match &image {
+        DynamicImage::ImageRgb16(i) => {
+            image::RgbImage::from_raw(width, height, high_bytes(i.as_raw()))
+                .map(DynamicImage::ImageRgb8)
+        }
+        DynamicImage::ImageRgba16(i) => {
+            image::RgbaImage::from_raw(width, height, high_bytes(i.as_raw()))
+                .map(DynamicImage::ImageRgba8)
+        }
+        DynamicImage::ImageLumaA16(i) => {
+            image::GrayAlphaImage::from_raw(width, height, high_bytes(i.as_raw()))
+                .map(DynamicImage::ImageLumaA8)
+        }
+        DynamicImage::ImageLuma16(i) => image::GrayImage::from_raw(
+            width,
+            height,
+            i.as_raw().iter().map(|&v| v.min(255) as u8).collect(),
+        )
+        .map(DynamicImage::ImageLuma8),
+        _ => None,
+    };
+    converted.unwrap_or(image)
 }
 
 /// The most bytes a decoded image may take (the `image` crate's default
@@ -182,7 +223,9 @@ mod jpeg {
             let mut d = Decompress::new_mem(bytes).map_err(|e| e.to_string())?;
             let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
             let (width, height) = d.size();
-            if width.saturating_mul(height).saturating_mul(3) > super::MAX_DECODED_BYTES {
+            // CMYK comes out of libjpeg as 4 bytes a pixel, then RGB.
+            let per_pixel = if cmyk { 4 } else { 3 };
+            if width.saturating_mul(height).saturating_mul(per_pixel) > super::MAX_DECODED_BYTES {
                 return Ok(Decoded::TooLarge(width, height));
             }
             // Pillow's settings (and libjpeg's defaults), stated.
