@@ -28,42 +28,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use pipeline_core::prelude::*;
-use pipeline_core::{Graph, Node, NodeKind, StepMetrics};
+use pipeline_core::{Graph, Node, NodeKind};
 use tokio::sync::Semaphore;
 
+mod support;
+use support::{metric, wait_until, wait_until_async, GUARD};
+
 // ---------------------------------------------------------------- helpers
-
-/// How long a test waits for something before failing: a hang guard,
-/// never a timing assertion.
-const GUARD: Duration = Duration::from_secs(60);
-
-/// Waits until `cond` holds (something the runtime does right after an
-/// event the test already caused), failing after the guard.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < GUARD, "never held: {what}");
-        std::thread::yield_now();
-    }
-}
-
-/// The async form: yields to the runtime between looks.
-async fn wait_until_async(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < GUARD, "never held: {what}");
-        tokio::task::yield_now().await;
-    }
-}
-
-fn metric<'a>(ms: &'a [StepMetrics], step: &str) -> &'a StepMetrics {
-    ms.iter().find(|m| m.step == step).unwrap_or_else(|| {
-        panic!(
-            "no step {step} in {:?}",
-            ms.iter().map(|m| m.step).collect::<Vec<_>>()
-        )
-    })
-}
 
 /// Nothing in flight or queued anywhere, and every call started was
 /// counted out exactly once.

@@ -10,48 +10,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
 use pipeline_core::prelude::*;
-use pipeline_core::StepMetrics;
 use tokio::sync::Semaphore;
 
-const GUARD: Duration = Duration::from_secs(60);
-
-fn recv<T>(rx: &Receiver<T>) -> T {
-    rx.recv_timeout(GUARD).expect("waited too long")
-}
-
-/// Waits until `cond` holds (a counter the runtime updates right after an
-/// event the test already caused), failing after the guard.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < GUARD, "never held: {what}");
-        std::thread::yield_now();
-    }
-}
-
-/// The async form: yields to the runtime between looks.
-async fn wait_until_async(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < GUARD, "never held: {what}");
-        tokio::task::yield_now().await;
-    }
-}
-
-fn metric<'a>(ms: &'a [StepMetrics], step: &str) -> &'a StepMetrics {
-    ms.iter().find(|m| m.step == step).unwrap_or_else(|| {
-        panic!(
-            "no step {step} in {:?}",
-            ms.iter().map(|m| m.step).collect::<Vec<_>>()
-        )
-    })
-}
+mod support;
+use support::{metric, recv, wait_until, wait_until_async, GUARD};
 
 /// Every step's counters are settled: nothing in flight, nothing queued,
 /// every call started was counted out exactly once.

@@ -93,6 +93,10 @@ pub enum TextError {
     /// [`Tokens`]).
     #[error("bad tokens: {0}")]
     BadTokens(String),
+    /// [`pool`] was given something other than a sentence's token vectors,
+    /// `[tokens >= 1, dims >= 1]`.
+    #[error("pool takes a sentence's token vectors, [tokens, dims] with at least one of each, got {0:?}")]
+    NotTokenVectors(Vec<i64>),
 }
 
 /// A sentence as word-piece ids, `[CLS] ... [SEP]`, at most
@@ -198,11 +202,17 @@ impl MiniLm {
 
 /// Mean of the token vectors, scaled to unit length
 /// (sentence-transformers' mean pooling and `Normalize`).
+/// Anything but `[tokens >= 1, dims >= 1]` token vectors is an error, not
+/// NaNs or an empty vector.
 #[step]
-pub fn pool(tokens: Tensor) -> Embedding {
+pub fn pool(tokens: Tensor) -> Result<Embedding, TextError> {
+    let size = tokens.size();
+    if size.len() != 2 || size.contains(&0) {
+        return Err(TextError::NotTokenVectors(size));
+    }
     let mean = tokens.mean_dim(0, false, tch::Kind::Float);
     let norm = mean.norm().double_value(&[]).max(1e-12);
-    Vec::<f32>::try_from(&(mean / norm)).unwrap_or_default()
+    Vec::<f32>::try_from(&(mean / norm)).map_err(|_| TextError::NotTokenVectors(size))
 }
 
 /// The cosine similarity of two embeddings (their dot product when both

@@ -17,24 +17,36 @@ use super::Embedding;
 pub const MAX_TEXTS: usize = 1024;
 
 /// How many of one list's texts are in the embedding pipeline at once:
-/// two full batches keep the encoder busy, and a long list stays well
-/// inside the pipeline's queue bounds (256 by default) instead of being
-/// refused as overload.
+/// two full batches keep the encoder busy (and all of one `EmbedEach`'s
+/// lists together hold at most [`SHARED_IN_FLIGHT`]).
 pub const IN_FLIGHT: usize = 64;
 
-/// Embeds `texts`, [`IN_FLIGHT`] at a time, answering in the given order.
-/// They are sent longest first (as sentence-transformers orders a list), so
-/// the sentences the encoder finds queued together have similar lengths and
+/// How many texts all of one [`EmbedEach`]'s calls have in the embedding
+/// pipeline at once, together: several long lists at a time then wait for
+/// each other instead of overflowing the pipeline's queues (256 by
+/// default), which would fail them as overloaded with their work thrown
+/// away.
+pub const SHARED_IN_FLIGHT: usize = 3 * IN_FLIGHT;
+
+/// Embeds `texts`, [`IN_FLIGHT`] at a time and each holding one of
+/// `permits` while in the pipeline, answering in the given order. They are
+/// sent longest first (as sentence-transformers orders a list), so the
+/// sentences the encoder finds queued together have similar lengths and
 /// its batches carry little padding.
 async fn embed_all(
     embed: &Pipeline<String, Embedding>,
     texts: impl IntoIterator<Item = String>,
+    permits: &tokio::sync::Semaphore,
 ) -> Result<Vec<Embedding>, PipelineError> {
     let mut texts: Vec<(usize, String)> = texts.into_iter().enumerate().collect();
     texts.sort_by_key(|(_, t)| std::cmp::Reverse(t.chars().count()));
     let order: Vec<usize> = texts.iter().map(|(i, _)| *i).collect();
     let sorted: Vec<Embedding> = futures::stream::iter(texts)
-        .map(|(_, t)| embed.call_async(t))
+        .map(|(_, t)| async move {
+            // Never closed: a permit always comes.
+            let _permit = permits.acquire().await;
+            embed.call_async(t).await
+        })
         .buffered(IN_FLIGHT)
         .try_collect()
         .await?;
@@ -68,13 +80,18 @@ pub const MAX_K: usize = 100;
 #[derive(Debug)]
 pub struct EmbedEach {
     one: Pipeline<String, Embedding>,
+    /// Shared by its calls: [`SHARED_IN_FLIGHT`].
+    permits: tokio::sync::Semaphore,
 }
 
 #[step(mode = "tasks", concurrent)]
 impl EmbedEach {
     /// Over the deployed embedding pipeline `one`.
     pub fn new(one: Pipeline<String, Embedding>) -> Self {
-        EmbedEach { one }
+        EmbedEach {
+            one,
+            permits: tokio::sync::Semaphore::new(SHARED_IN_FLIGHT),
+        }
     }
 
     /// Embeds every text; the first failure fails the call.
@@ -82,7 +99,7 @@ impl EmbedEach {
         if texts.len() > MAX_TEXTS {
             return Err(RequestError::TooMany(texts.len()).into());
         }
-        Ok(embed_all(&self.one, texts).await?)
+        Ok(embed_all(&self.one, texts, &self.permits).await?)
     }
 }
 
@@ -140,7 +157,8 @@ impl Corpus {
         texts: Vec<String>,
         embed: &Pipeline<String, Embedding>,
     ) -> Result<Self, PipelineError> {
-        let vectors = embed_all(embed, texts.iter().cloned()).await?;
+        let permits = tokio::sync::Semaphore::new(SHARED_IN_FLIGHT);
+        let vectors = embed_all(embed, texts.iter().cloned(), &permits).await?;
         Ok(Corpus {
             texts: Arc::new(texts),
             vectors: Arc::new(vectors),

@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use pipeline_core::prelude::*;
+use pipeline_core::StepMetrics;
 use tokio::sync::Semaphore;
 
 /// Collects what a tracing subscriber writes.
@@ -72,6 +73,35 @@ impl Held {
 /// How long a test waits for something before failing: a hang guard,
 /// never a timing assertion.
 pub(crate) const GUARD: Duration = Duration::from_secs(60);
+
+/// Waits until `cond` holds (something the runtime does right after an
+/// event the test already caused), failing after the guard.
+pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < GUARD, "never held: {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// The async form: yields to the runtime between looks.
+pub(crate) async fn wait_until_async(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < GUARD, "never held: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Step `step`'s metrics among `ms`.
+pub(crate) fn metric<'a>(ms: &'a [StepMetrics], step: &str) -> &'a StepMetrics {
+    ms.iter().find(|m| m.step == step).unwrap_or_else(|| {
+        panic!(
+            "no step {step} in {:?}",
+            ms.iter().map(|m| m.step).collect::<Vec<_>>()
+        )
+    })
+}
 
 /// The next message, failing after the guard.
 pub(crate) fn recv<T>(rx: &Receiver<T>) -> T {
