@@ -3,7 +3,7 @@
 //! no image crate here), decoder limits, tensors on the wire, TorchScript
 //! files that are not what they claim, and batches mixing good and bad
 //! inputs. Expected values of the hand-written PNGs come from Pillow 13.0.0
-//! + torchvision 0.28.0 (`Image.open(f).convert("RGB")`, `Resize(224)`,
+//! and torchvision 0.28.0 (`Image.open(f).convert("RGB")`, `Resize(224)`,
 //! `CenterCrop(224)`, `ToTensor()`), recorded as an FNV-1a hash of the
 //! 224 x 224 x 3 bytes (CHW) and per-channel sums.
 //!
@@ -31,6 +31,10 @@ use pipeline_examples::vision::{
     preprocess, sample_images, Arch, BatchedClassifier, Classifier, ModelError, ModelSpec,
     PreprocessError,
 };
+
+/// What Pillow + torchvision made of an image: the FNV-1a hash of the
+/// 224 x 224 x 3 bytes and the per-channel sums.
+type Expected = (u64, [u64; 3]);
 
 // ---------------------------------------------------------------------------
 // Byte helpers: CRC-32, Adler-32, zlib (stored and a fixed-Huffman run of
@@ -634,7 +638,7 @@ fn a_grey_png_bomb_is_refused_like_the_same_jpeg() {
         Err(PreprocessError::TooLarge { .. }) => {}
         other => panic!(
             "a 13500x13500 grey PNG ({} MiB as RGB) was not refused: {:?}",
-            (side as usize).pow(2) * 3 >> 20,
+            ((side as usize).pow(2) * 3) >> 20,
             other.map(|t| t.size())
         ),
     }
@@ -664,7 +668,7 @@ fn eight_bit_pngs_of_every_colour_type_and_shape_match_pillow() {
         .collect();
     let trns: Vec<u8> = (0..256u32).map(|i| ((i * 5) % 256) as u8).collect();
     let index = |x, y| vec![sample8(x, y, 1)];
-    let cases: Vec<(&str, Vec<u8>, (u64, [u64; 3]))> = vec![
+    let cases: Vec<(&str, Vec<u8>, Expected)> = vec![
         ("rgb8 64x48", rgb8_png(64, 48), RGB8_64X48),
         (
             "rgb8 64x48 interlaced",
@@ -743,8 +747,8 @@ fn a_16_bit_grey_png_matches_pillow() {
 fn flat_jpegs_grey_ycbcr_and_cmyk_decode_to_their_colour() {
     let check = |name: &str, bytes: Vec<u8>, want: [u8; 3]| {
         let t = preprocess::call(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        for c in 0..3 {
-            let expected = normalized(want[c], c);
+        for (c, &level) in want.iter().enumerate() {
+            let expected = normalized(level, c);
             for v in flat_value(&t, c as i64) {
                 assert!(
                     (v - expected).abs() < 1e-5,
