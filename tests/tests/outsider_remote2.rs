@@ -18,20 +18,17 @@
 
 mod support;
 
-use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::pin::Pin;
 use std::time::Duration;
 
 use futures::StreamExt;
 use pipeline_core::prelude::*;
-use pipeline_core::remote::Worker;
-use pipeline_core::{DeployError, StepFn};
+use pipeline_core::StepFn;
 use pipeline_examples::remote_steps::{bytes_sum, checked, work, ByteBuf, Done, Job};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use support::nats::NatsServer;
-use support::worker::WorkerProcess;
+use support::worker::{InProcess, WorkerProcess};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -199,60 +196,6 @@ impl RawTcp {
         frame.extend_from_slice(b"\r\n");
         self.send(&frame);
         self.ping();
-    }
-}
-
-/// What an in-process worker serves.
-type Serve = Box<
-    dyn for<'a> FnOnce(
-            &'a mut Worker,
-        ) -> Pin<Box<dyn Future<Output = Result<(), DeployError>> + 'a>>
-        + Send,
->;
-
-/// A worker on a `current_thread` runtime on a thread of this process (as
-/// in `remote_outsider.rs`), told to leave on drop.
-struct InProcess {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), DeployError>>>,
-}
-
-impl InProcess {
-    fn start(url: String, serve: Serve) -> InProcess {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut worker = Worker::connect(&url).await?;
-                serve(&mut worker).await?;
-                ready.send(()).unwrap();
-                worker
-                    .run_until(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-            })
-        });
-        is_ready.recv().expect("the in-process worker is serving");
-        InProcess {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -5,17 +5,13 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use futures::StreamExt;
 use pipeline_core::prelude::*;
-use pipeline_core::remote::Worker;
-use pipeline_core::DeployError;
 use pipeline_examples::remote_steps::{bytes_sum, work, ByteBuf, Job};
 use support::nats::NatsServer;
-use support::worker::WorkerProcess;
+use support::worker::{InProcess, WorkerProcess};
 
 /// An error whose message is as long as asked.
 #[derive(Debug, thiserror::Error)]
@@ -43,60 +39,6 @@ fn loud_panic(n: u64) -> u64 {
 #[step(mode = "actors", remote)]
 fn plus_one(x: u64) -> u64 {
     x + 1
-}
-
-/// What an in-process worker serves.
-type Serve = Box<
-    dyn for<'a> FnOnce(
-            &'a mut Worker,
-        ) -> Pin<Box<dyn Future<Output = Result<(), DeployError>> + 'a>>
-        + Send,
->;
-
-/// A worker on a `current_thread` runtime on a thread of this process,
-/// leaving (`run_until`) when told.
-struct InProcess {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: std::thread::JoinHandle<Result<(), DeployError>>,
-}
-
-impl InProcess {
-    fn start(url: String, serve: Serve) -> InProcess {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut worker = Worker::connect(&url).await?;
-                serve(&mut worker).await?;
-                ready.send(()).unwrap();
-                worker
-                    .run_until(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-            })
-        });
-        is_ready.recv().expect("the in-process worker is serving");
-        InProcess {
-            stop: Some(stop),
-            thread,
-        }
-    }
-
-    /// Tells it to leave (as SIGTERM does a worker process).
-    fn leave(&mut self) {
-        let _ = self.stop.take().expect("told once").send(());
-    }
-
-    /// Waits until `run_until` has returned (a worker that cannot leave
-    /// hangs the test, which CI's time limit reports).
-    fn join(self) -> Result<(), DeployError> {
-        self.thread.join().expect("the worker thread")
-    }
 }
 
 fn plus_one_worker(url: String) -> InProcess {

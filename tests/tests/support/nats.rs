@@ -140,7 +140,13 @@ impl NatsServer {
             if let Some(status) = self.child.try_wait().expect("poll nats-server") {
                 return Err(format!("(exited: {status})\n{}", self.log()));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            // Ready once *this* server says so and the port answers: a
+            // connection alone could reach another test's server that took
+            // the port between `free_port` and this one's bind (this one
+            // then exits with "address already in use", and is retried).
+            if self.log().contains("Server is ready")
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+            {
                 return Ok(());
             }
             if start.elapsed() > READY_TIMEOUT {

@@ -5,6 +5,12 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
+use std::future::Future;
+use std::pin::Pin;
+
+use pipeline_core::remote::Worker;
+use pipeline_core::DeployError;
+
 use super::nats::NatsServer;
 
 /// A worker process serving some steps.
@@ -107,5 +113,76 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What an in-process worker serves.
+pub(crate) type Serve = Box<
+    dyn for<'a> FnOnce(
+            &'a mut Worker,
+        ) -> Pin<Box<dyn Future<Output = Result<(), DeployError>> + 'a>>
+        + Send,
+>;
+
+/// A worker on a `current_thread` runtime on a thread of this process,
+/// leaving (`run_until`) when told, or when dropped.
+pub(crate) struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), DeployError>>>,
+}
+
+impl InProcess {
+    /// Connects to `url`, serves what `serve` says, and returns once it is
+    /// serving.
+    pub(crate) fn start(url: String, serve: Serve) -> InProcess {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut worker = Worker::connect(&url).await?;
+                serve(&mut worker).await?;
+                ready.send(()).unwrap();
+                worker
+                    .run_until(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            })
+        });
+        is_ready.recv().expect("the in-process worker is serving");
+        InProcess {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Tells it to leave (as SIGTERM does a worker process).
+    pub(crate) fn leave(&mut self) {
+        let _ = self.stop.take().expect("told once").send(());
+    }
+
+    /// Waits until `run_until` has returned (a worker that cannot leave
+    /// hangs the test, which CI's time limit reports).
+    pub(crate) fn join(mut self) -> Result<(), DeployError> {
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("the worker thread")
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
