@@ -186,6 +186,14 @@ impl PipelineError {
         }
     }
 
+    /// Runs `f`, the user's code outside a step body (a shared output's
+    /// `Clone`, a route key's `PartialEq`): a panic in it is `step`'s
+    /// `Panicked`, as a panic in a step is, never an unwind into the caller.
+    pub(crate) fn caught<T>(step: &'static str, f: impl FnOnce() -> T) -> Result<T, Self> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|payload| PipelineError::panicked(step, payload))
+    }
+
     pub(crate) fn step_failed(step: &'static str, error: BoxError) -> Self {
         PipelineError::Step {
             step,

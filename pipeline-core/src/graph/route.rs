@@ -401,10 +401,8 @@ where
     type Output = O;
     async fn eval(&self, cx: &CallCx<'_>) -> Result<O, PipelineError> {
         let key = self.key.eval(cx).await?;
-        // The key type's `PartialEq` and `Debug` are the user's code: a
-        // panic in them fails the call, naming the key node, as a panic in
-        // a step does, instead of unwinding into the caller.
-        let branch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // The key type's `PartialEq` and `Debug` are the user's code.
+        let branch = PipelineError::caught(self.label, || {
             self.branches
                 .iter()
                 .find(|(k, _)| (self.keys.eq)(k, &key))
@@ -414,8 +412,7 @@ where
                     route: self.label.to_string(),
                     key: self.keys.show(&key),
                 })
-        }))
-        .map_err(|payload| PipelineError::panicked(self.label, payload))??;
+        })??;
         branch.eval_boxed(cx).await
     }
 }

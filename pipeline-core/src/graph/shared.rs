@@ -190,10 +190,8 @@ where
                 .ok_or(PipelineError::Internal("shared slot holds another type"))?,
             Err(e) => return Err(e.clone()),
         };
-        // The output's `Clone` is the user's code: a panic in it fails
-        // this consumer's call, as a panic in a step does, not the caller.
+        // The output's `Clone` is the user's code.
         let value = value.lock().unwrap_or_else(PoisonError::into_inner);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.clone)(&value)))
-            .map_err(|payload| PipelineError::panicked(self.name, payload))
+        PipelineError::caught(self.name, || (self.clone)(&value))
     }
 }

@@ -165,7 +165,7 @@ impl<T> Stream for ItemStream<T> {
         // The producer's code runs here (an iterator's `next`, say): a
         // panic in it ends the stream with `Panicked`, as a step's panic
         // fails its call.
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll_next(cx)));
+        let polled = PipelineError::caught(step, || inner.as_mut().poll_next(cx));
         let mut item = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(None)) => None,
@@ -174,7 +174,7 @@ impl<T> Stream for ItemStream<T> {
                 Some(Err(PipelineError::step_failed(step, e)))
             }
             Ok(Poll::Ready(Some(Err(Fault::Pipeline(e))))) => Some(Err(e)),
-            Err(payload) => Some(Err(PipelineError::panicked(step, payload))),
+            Err(panicked) => Some(Err(panicked)),
         };
         if !matches!(item, Some(Ok(_))) {
             // Ended: what produced the items goes now, not when the consumer
@@ -182,9 +182,9 @@ impl<T> Stream for ItemStream<T> {
             // the next call). A panic in its `Drop` is the step's panic: it
             // ends the stream with `Panicked` unless an error already did.
             let ended = self.inner.take();
-            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(ended))) {
+            if let Err(panicked) = PipelineError::caught(step, move || drop(ended)) {
                 if item.is_none() {
-                    item = Some(Err(PipelineError::panicked(step, payload)));
+                    item = Some(Err(panicked));
                 }
             }
         }
