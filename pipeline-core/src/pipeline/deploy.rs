@@ -109,8 +109,11 @@ fn deploy<U: Upstream>(
 /// The stack lowering runs on: lowering recurses once per level of the
 /// graph, about 4.5 KiB a level in a debug build, so a chain of a
 /// thousand boxed steps would overflow a test's or a runtime worker's
-/// 2 MiB. Only the pages used are ever touched.
-const LOWERING_STACK: usize = 256 << 20;
+/// 2 MiB. 64 MiB is about 14,000 levels, far past what a call of the
+/// graph can take on a usual stack (see the README's "Depth"); only the
+/// pages used are ever touched, and a machine that will not map it fails
+/// `deploy` with `DeployError::Runtime`, not a crash.
+const LOWERING_STACK: usize = 64 << 20;
 
 /// Lowers `node` on a thread of its own with a large stack (see
 /// [`LOWERING_STACK`]), so that deploying a deep graph never needs more
