@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::error::{DeployError, PipelineError};
 use crate::eval::{CallCx, CallMeta, DynEval};
 use crate::graph::Graph;
-use crate::runtime::{OwnedRuntime, StepCounters, StepPlan};
+use crate::runtime::{Closing, OwnedRuntime, StepCounters, StepPlan};
 
 /// A deployed graph: call it with an `In`, get an `Out`.
 ///
@@ -46,6 +46,9 @@ pub(crate) struct Inner<Out> {
     /// Each step node's plan and live counters, in graph order.
     pub(crate) steps: Vec<(StepPlan, Arc<StepCounters>)>,
     pub(crate) closing: AtomicBool,
+    /// Closed with `closing`: the replicas' batches being formed leave at
+    /// once (no call can join them any more).
+    pub(crate) stopping: Closing,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) idle: Notify,
     pub(crate) runtime: OnceLock<OwnedRuntime>,
@@ -229,6 +232,7 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
     pub async fn shutdown_async(&self) {
         let inner = &*self.inner;
         inner.closing.store(true, Ordering::SeqCst);
+        inner.stopping.close();
         loop {
             let idle = inner.idle.notified();
             if inner.in_flight.load(Ordering::SeqCst) == 0 {

@@ -89,6 +89,7 @@ fn deploy<U: Upstream>(
         (step.start)(&mut runtimes)?;
         started.push((step.plan, step.counters));
     }
+    let stopping = runtimes.stopping();
     let runtime = OnceLock::new();
     if let Some(own) = runtimes.into_own() {
         let _ = runtime.set(own);
@@ -99,6 +100,7 @@ fn deploy<U: Upstream>(
         graph,
         steps: started,
         closing: AtomicBool::new(false),
+        stopping,
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
         runtime,

@@ -285,6 +285,8 @@ impl Worker {
         }
         tracing::info!(url = %self.url, "leaving: draining");
         self.leaving.store(true, Ordering::SeqCst);
+        // No call starts here any more: batches being formed leave now.
+        self.runtimes.stopping().close();
         // Unsubscribes everything (the services' endpoints and `$SRV`
         // verbs too), takes in what the server had routed here meanwhile,
         // then closes this connection; the endpoints' streams then end.

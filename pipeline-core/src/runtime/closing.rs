@@ -28,6 +28,11 @@ impl Closing {
         self.0.notify.notify_waiters();
     }
 
+    /// Closed already.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::SeqCst)
+    }
+
     /// Completes once closed.
     pub(crate) async fn closed(&self) {
         loop {

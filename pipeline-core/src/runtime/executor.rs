@@ -7,6 +7,7 @@
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
+use super::closing::Closing;
 use crate::error::DeployError;
 
 /// The runtimes one deploy hands out, and the pipeline's own if it started
@@ -15,11 +16,24 @@ use crate::error::DeployError;
 pub(crate) struct Runtimes {
     chosen: Option<Handle>,
     own: Option<OwnedRuntime>,
+    stopping: Closing,
 }
 
 impl Runtimes {
     pub(crate) fn new(chosen: Option<Handle>) -> Self {
-        Runtimes { chosen, own: None }
+        Runtimes {
+            chosen,
+            own: None,
+            stopping: Closing::default(),
+        }
+    }
+
+    /// Closed when what was deployed with these runtimes stops taking
+    /// calls (`Pipeline::shutdown`, a worker leaving): no call can join a
+    /// batch being formed any more, so it leaves without waiting out
+    /// `wait_ms`.
+    pub(crate) fn stopping(&self) -> Closing {
+        self.stopping.clone()
     }
 
     /// Where tasks and task-placed replicas run.

@@ -29,6 +29,7 @@ mod runner;
 mod tasks;
 
 pub use admission::DEFAULT_QUEUE_BOUND;
+pub(crate) use closing::Closing;
 pub(crate) use executor::{OwnedRuntime, Runtimes};
 pub(crate) use metrics::{CallGuard, StepCounters};
 pub use metrics::{HistogramSnapshot, StepMetrics, BATCH_BUCKETS, LATENCY_BUCKETS};

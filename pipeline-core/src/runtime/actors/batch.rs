@@ -24,12 +24,18 @@ impl<S: StepFn> ReplicaWorker<S> {
             self.busy.store(1, Ordering::Relaxed);
             let deadline = tokio::time::Instant::now() + wait;
             while jobs.len() < policy.max_size {
+                // Once the pipeline stops taking calls, none can join: the
+                // batch leaves with what is queued.
                 let job = match self.inbox.try_recv() {
                     Some(job) => job,
-                    None => match self.inbox.recv_until(deadline, &self.timer).await {
-                        Some(job) => job,
-                        None => break,
-                    },
+                    None if self.stopping.is_closed() => break,
+                    None => {
+                        let next = self.inbox.recv_until(deadline, &self.timer, &self.stopping);
+                        match next.await {
+                            Some(job) => job,
+                            None => break,
+                        }
+                    }
                 };
                 jobs.push(job);
                 self.busy.store(jobs.len(), Ordering::Relaxed);

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::PipelineError;
 use crate::runtime::admission::refused;
+use crate::runtime::closing::Closing;
 use crate::step::StepFn;
 
 /// Where a job's answer goes.
@@ -123,17 +124,27 @@ impl<S: StepFn> Inbox<S> {
     }
 
     /// The next job if one comes before `deadline` (timed on `timer`, a
-    /// runtime with a time driver).
+    /// runtime with a time driver) and before `stop` closes (then only a
+    /// job already queued).
     pub(crate) async fn recv_until(
         &mut self,
         deadline: tokio::time::Instant,
         timer: &Handle,
+        stop: &Closing,
     ) -> Option<Job<S>> {
         let timeout = {
             let _timer = timer.enter();
             tokio::time::timeout_at(deadline, self.rx.recv())
         };
-        let job = timeout.await.ok().flatten();
+        let waited = tokio::select! {
+            biased;
+            job = timeout => Some(job.ok().flatten()),
+            () = stop.closed() => None,
+        };
+        let job = match waited {
+            Some(job) => job,
+            None => self.rx.try_recv().ok(),
+        };
         self.taken(job)
     }
 

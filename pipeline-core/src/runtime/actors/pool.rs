@@ -79,6 +79,9 @@ pub(crate) struct Pool<S: StepFn> {
     /// Closed by `close`: replicas streaming stop (their consumers may be
     /// gone with the pipeline, and `close` joins the replica threads).
     closing: Closing,
+    /// Closed when the pipeline stops taking calls (shutdown): batches
+    /// being formed leave at once.
+    stopping: Closing,
     counters: Arc<StepCounters>,
     me: Weak<Pool<S>>,
 }
@@ -127,6 +130,7 @@ impl<S: StepFn> Pool<S> {
             target: AtomicUsize::new(plan.replicas),
             closed: Arc::new(AtomicBool::new(false)),
             closing: Closing::default(),
+            stopping: runtimes.stopping(),
             counters,
             me: me.clone(),
         });
@@ -220,6 +224,7 @@ impl<S: StepFn> Pool<S> {
             in_task: self.plan.placement == Placement::Task,
             pool_closed: Arc::clone(&self.closed),
             closing: self.closing.clone(),
+            stopping: self.stopping.clone(),
         };
         (
             worker,

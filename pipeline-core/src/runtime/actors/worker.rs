@@ -52,6 +52,9 @@ pub(crate) struct ReplicaWorker<S: StepFn> {
     pub(crate) pool_closed: Arc<AtomicBool>,
     /// The same, for a replica streaming: stop driving the stream.
     pub(crate) closing: Closing,
+    /// The pipeline stopped taking calls: a batch being formed leaves
+    /// with what is queued, without waiting for more.
+    pub(crate) stopping: Closing,
 }
 
 impl<S: StepFn> ReplicaWorker<S> {
