@@ -59,7 +59,7 @@ impl<U: Upstream> DynUpstream<U::Input, U::Output> for U {
         self: Box<Self>,
         lowering: &mut Lowering<'_>,
     ) -> Result<Box<dyn DynEval<U::Output>>, DeployError> {
-        Ok(Box::new((*self).lower(lowering)?))
+        (*self).lower_erased(lowering)
     }
     fn describe_dyn(&self, graph: &mut GraphBuilder) -> NodeId {
         self.describe(graph)
@@ -77,6 +77,11 @@ impl<I: Send + 'static, O: Send + 'static> Upstream for Node<I, O> {
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         self.inner.describe_dyn(graph)
+    }
+
+    /// Already erased: not boxed twice.
+    fn lower_erased(self, lowering: &mut Lowering<'_>) -> Result<Self::Eval, DeployError> {
+        self.lower(lowering)
     }
 
     fn boxed(self) -> Node<I, O> {

@@ -6,7 +6,7 @@ use super::describe::{Graph, GraphBuilder, NodeId};
 use super::lower::Lowering;
 use super::{Input, Node, Shared};
 use crate::error::{DeployError, PipelineError};
-use crate::eval::{CallCx, Eval};
+use crate::eval::{CallCx, DynEval, Eval};
 use std::marker::PhantomData;
 
 /// A node of a pipeline graph: the pipeline's [`Input`], a call of a
@@ -53,6 +53,16 @@ pub trait Upstream: Sized + Send + 'static {
     /// it is deployed ([`graph`](Upstream::graph)).
     #[doc(hidden)]
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId;
+
+    /// [`lower`](Upstream::lower), its evaluator's type erased (for a
+    /// [`Node`]): one that can do without a level of its own overrides it.
+    #[doc(hidden)]
+    fn lower_erased(
+        self,
+        lowering: &mut Lowering<'_>,
+    ) -> Result<Box<dyn DynEval<Self::Output>>, DeployError> {
+        Ok(Box::new(self.lower(lowering)?))
+    }
 
     /// Makes this node a fan-out point: clone the returned handle to feed
     /// several steps; the node runs once per call and each consumer gets a
@@ -361,6 +371,24 @@ impl<A: Produces<T>, T: Send + 'static> Upstream for Cast<A, T> {
 
     fn describe(&self, graph: &mut GraphBuilder) -> NodeId {
         self.up.describe(graph)
+    }
+
+    /// Where the upstream already produces `T` (the usual edge), the cast
+    /// is the identity (every `Produces<T>` for its own output type is)
+    /// and the upstream's evaluator is this edge's: no `map` level on the
+    /// hop's path, polled each time the call's future is.
+    fn lower_erased(self, lowering: &mut Lowering<'_>) -> Result<Box<dyn DynEval<T>>, DeployError> {
+        use std::any::{Any, TypeId};
+        if TypeId::of::<A::Output>() != TypeId::of::<T>() {
+            return Ok(Box::new(self.lower(lowering)?));
+        }
+        let same: Box<dyn Any> = Box::new(self.up.lower_erased(lowering)?);
+        match same.downcast::<Box<dyn DynEval<T>>>() {
+            Ok(eval) => Ok(*eval),
+            Err(_) => Err(DeployError::Internal(
+                "an edge's types compared equal and did not downcast",
+            )),
+        }
     }
 }
 
