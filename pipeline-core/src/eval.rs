@@ -81,10 +81,21 @@ pub trait Eval: Send + Sync + 'static {
         &'a self,
         cx: &'a CallCx<'_>,
     ) -> impl Future<Output = Result<Self::Output, PipelineError>> + Send + 'a;
+
+    /// [`eval`](Eval::eval), boxed (for [`DynEval`]): an evaluator whose
+    /// future is one of several (an `Either`) boxes the one it has, so
+    /// that the choice is not made again on each poll.
+    #[doc(hidden)]
+    fn eval_dyn<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> BoxFuture<'a, Result<Self::Output, PipelineError>> {
+        Box::pin(self.eval(cx))
+    }
 }
 
 /// A boxed future, as object-safe evaluation returns it.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Object-safe [`Eval`], for type-erased nodes (`Node<I, O>`, route branches,
 /// the pipeline's root).
@@ -98,7 +109,7 @@ impl<E: Eval> DynEval<E::Output> for E {
         &'a self,
         cx: &'a CallCx<'_>,
     ) -> BoxFuture<'a, Result<E::Output, PipelineError>> {
-        Box::pin(self.eval(cx))
+        self.eval_dyn(cx)
     }
 }
 

@@ -289,6 +289,18 @@ where
             StepNodeEval::Shared(shared) => Either::Right(shared.eval(cx)),
         }
     }
+
+    /// Boxed (a node's inputs are), each case's own future: no `Either`
+    /// level polled on every wake of the call.
+    fn eval_dyn<'a>(
+        &'a self,
+        cx: &'a CallCx<'_>,
+    ) -> crate::eval::BoxFuture<'a, Result<S::Output, PipelineError>> {
+        match self {
+            StepNodeEval::Once(step) => Box::pin(step.eval(cx)),
+            StepNodeEval::Shared(shared) => Box::pin(shared.eval(cx)),
+        }
+    }
 }
 
 #[doc(hidden)]
