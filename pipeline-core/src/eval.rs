@@ -11,6 +11,10 @@ use tokio::sync::OnceCell;
 
 use crate::error::PipelineError;
 
+mod arena;
+pub(crate) use arena::CallArena;
+pub use arena::CxFuture;
+
 /// A shared node's value for one call, computed once (success or failure).
 pub(crate) type SlotValue = Result<Box<dyn Any + Send + Sync>, PipelineError>;
 
@@ -21,6 +25,8 @@ pub struct CallCx<'c> {
     input: &'c (dyn Any + Send + Sync),
     slots: Box<[OnceCell<SlotValue>]>,
     meta: CallMeta,
+    /// Where the call's type-erased futures are placed.
+    arena: &'c CallArena,
 }
 
 /// What a call carries beyond its input, for runners that pass it on (a
@@ -39,12 +45,19 @@ impl<'c> CallCx<'c> {
         input: &'c Mutex<Option<In>>,
         slots: usize,
         meta: CallMeta,
+        arena: &'c CallArena,
     ) -> Self {
         CallCx {
             input,
             slots: (0..slots).map(|_| OnceCell::new()).collect(),
             meta,
+            arena,
         }
+    }
+
+    /// `future`, type-erased, in the call's own memory.
+    pub(crate) fn place<'a, F: Future + Send + 'a>(&'a self, future: F) -> CxFuture<'a, F::Output> {
+        self.arena.place(future)
     }
 
     /// The call's deadline and request id.
@@ -82,33 +95,34 @@ pub trait Eval: Send + Sync + 'static {
         cx: &'a CallCx<'_>,
     ) -> impl Future<Output = Result<Self::Output, PipelineError>> + Send + 'a;
 
-    /// [`eval`](Eval::eval), boxed (for [`DynEval`]): an evaluator whose
-    /// future is one of several (an `Either`) boxes the one it has, so
-    /// that the choice is not made again on each poll.
+    /// [`eval`](Eval::eval), type-erased in the call's memory (for
+    /// [`DynEval`]): an evaluator whose future is one of several (an
+    /// `Either`) erases the one it has, so that the choice is not made
+    /// again on each poll.
     #[doc(hidden)]
     fn eval_dyn<'a>(
         &'a self,
         cx: &'a CallCx<'_>,
-    ) -> BoxFuture<'a, Result<Self::Output, PipelineError>> {
-        Box::pin(self.eval(cx))
+    ) -> CxFuture<'a, Result<Self::Output, PipelineError>> {
+        cx.place(self.eval(cx))
     }
 }
 
-/// A boxed future, as object-safe evaluation returns it.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future (a step body's, a task's).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Object-safe [`Eval`], for type-erased nodes (`Node<I, O>`, route branches,
 /// the pipeline's root).
 pub trait DynEval<O>: Send + Sync + 'static {
     /// Computes the output, boxing the future.
-    fn eval_boxed<'a>(&'a self, cx: &'a CallCx<'_>) -> BoxFuture<'a, Result<O, PipelineError>>;
+    fn eval_boxed<'a>(&'a self, cx: &'a CallCx<'_>) -> CxFuture<'a, Result<O, PipelineError>>;
 }
 
 impl<E: Eval> DynEval<E::Output> for E {
     fn eval_boxed<'a>(
         &'a self,
         cx: &'a CallCx<'_>,
-    ) -> BoxFuture<'a, Result<E::Output, PipelineError>> {
+    ) -> CxFuture<'a, Result<E::Output, PipelineError>> {
         self.eval_dyn(cx)
     }
 }

@@ -147,7 +147,7 @@ pub mod prelude {
 /// Paths the `#[step]` macro's generated code uses. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::eval::{BoxFuture, CallCx, DynEval, Eval};
+    pub use crate::eval::{CallCx, CxFuture, DynEval, Eval};
     pub use crate::graph::{
         edge, CastEval, EdgeList, EdgesEval, GatherEval, GraphBuilder, InputEval, IsClone,
         Lowering, Node, NodeId, Output, Rejected, RouteEval, SharedEval, StepEdges, StepEval,

@@ -13,7 +13,7 @@ use super::describe::{GraphBuilder, NodeId, NodeKind};
 use super::lower::Lowering;
 use super::Upstream;
 use crate::error::{DeployError, PipelineError};
-use crate::eval::{CallCx, Eval};
+use crate::eval::{CallArena, CallCx, Eval};
 use crate::step::ItemStream;
 
 /// How many items `.map_each(step)` has in flight at once unless told
@@ -225,7 +225,8 @@ where
                 let (each, meta) = (Arc::clone(&each), meta.clone());
                 async move {
                     let input = Mutex::new(Some(item?));
-                    let cx = CallCx::new(&input, slots, meta);
+                    let arena = CallArena::new();
+                    let cx = CallCx::new(&input, slots, meta, &arena);
                     each.eval(&cx).await
                 }
             })

@@ -295,10 +295,10 @@ where
     fn eval_dyn<'a>(
         &'a self,
         cx: &'a CallCx<'_>,
-    ) -> crate::eval::BoxFuture<'a, Result<S::Output, PipelineError>> {
+    ) -> crate::eval::CxFuture<'a, Result<S::Output, PipelineError>> {
         match self {
-            StepNodeEval::Once(step) => Box::pin(step.eval(cx)),
-            StepNodeEval::Shared(shared) => Box::pin(shared.eval(cx)),
+            StepNodeEval::Once(step) => cx.place(step.eval(cx)),
+            StepNodeEval::Shared(shared) => cx.place(shared.eval(cx)),
         }
     }
 }

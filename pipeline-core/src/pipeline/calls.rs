@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::error::{DeployError, PipelineError};
-use crate::eval::{CallCx, CallMeta, DynEval};
+use crate::eval::{CallArena, CallCx, CallMeta, DynEval};
 use crate::graph::Graph;
 use crate::runtime::{Closing, OwnedRuntime, StepCounters, StepPlan};
 
@@ -182,7 +182,8 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
             return Err(PipelineError::ShuttingDown);
         }
         let input = Mutex::new(Some(input));
-        let cx = CallCx::new(&input, inner.slots, meta);
+        let arena = CallArena::new();
+        let cx = CallCx::new(&input, inner.slots, meta, &arena);
         inner.root.eval_boxed(&cx).await
     }
 

@@ -1,0 +1,247 @@
+//! [`CallArena`]: the memory one call's type-erased futures live in.
+//!
+//! Why: a node whose type is erased ([`Node`](crate::Node), and every
+//! input of a `#[step]`-generated node, which erases its upstream's type
+//! so that node types stay flat) is evaluated through a boxed future, one
+//! per node per call. With the system allocator that was a `malloc` and a
+//! `free` per hop, about 150 instructions of a same-worker actor hop's
+//! 3,200 (`benches/runtime.rs -- hop-loop` under callgrind). Here each
+//! call takes one block (from a small per-thread cache, so in a steady
+//! state no allocation at all) and places its futures in it one after the
+//! other with a single atomic add each; the block goes back to the cache
+//! when the call ends. A future that does not fit (a graph hundreds of
+//! steps deep) or needs an alignment over 16 is boxed as before.
+//!
+//! Safety, in one place: a [`CxFuture`] borrows its arena for its whole
+//! life (`'a`), so the block is only reused once every future placed in
+//! it has been dropped (the borrow checker and drop check see to it; no
+//! code here forgets one). Two futures never share bytes: each takes its
+//! range with one `fetch_add` on the offset, so the arena can be placed
+//! from several threads (`CallCx` is `Sync`), though one call's futures
+//! are in practice placed by whichever thread polls the call.
+//!
+//! The one module of the runtime with `unsafe` code (the crate denies it
+//! elsewhere; the libtorch bindings are the other place): placing a
+//! future in memory it does not own by `Box` cannot be written without.
+#![allow(unsafe_code)]
+
+use std::alloc::Layout;
+use std::cell::{RefCell, UnsafeCell};
+use std::future::Future;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+/// Bytes in one call's block: a 4-step chain's futures take about 1 KiB.
+const BLOCK: usize = 4096;
+/// The alignment every placement gets (and the most it can give).
+const ALIGN: usize = 16;
+/// Blocks a thread keeps for its next calls.
+const CACHED: usize = 8;
+
+#[repr(C, align(16))]
+struct Unit([MaybeUninit<u8>; ALIGN]);
+
+type Block = Box<[UnsafeCell<Unit>; BLOCK / ALIGN]>;
+
+thread_local! {
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn new_block() -> Block {
+    // Uninitialised bytes: `Unit` is plain memory that may hold anything.
+    Box::new(std::array::from_fn(|_| {
+        UnsafeCell::new(Unit([MaybeUninit::uninit(); ALIGN]))
+    }))
+}
+
+/// The memory one call's boxed futures are placed in (see the module docs).
+pub(crate) struct CallArena {
+    block: Option<Block>,
+    /// Bytes of `block` handed out (may run past its end: those placements
+    /// went to the heap).
+    used: AtomicUsize,
+}
+
+// The block is only written through ranges handed out once each (by
+// `fetch_add`), and only read through the `CxFuture` that owns the range.
+unsafe impl Sync for CallArena {}
+
+impl std::fmt::Debug for CallArena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallArena")
+            .field("used", &self.used.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl CallArena {
+    /// An arena with a block from this thread's cache (or a new one).
+    pub(crate) fn new() -> Self {
+        let block = BLOCKS
+            .try_with(|blocks| blocks.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(new_block);
+        CallArena {
+            block: Some(block),
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// `future`, placed in the arena if it fits, else boxed.
+    pub(crate) fn place<'a, F>(&'a self, future: F) -> CxFuture<'a, F::Output>
+    where
+        F: Future + Send + 'a,
+    {
+        let layout = Layout::new::<F>();
+        let size = layout.size().div_ceil(ALIGN) * ALIGN;
+        if let (Some(block), true) = (&self.block, layout.align() <= ALIGN && size <= BLOCK) {
+            let start = self.used.fetch_add(size, Ordering::Relaxed);
+            if start.checked_add(size).is_some_and(|end| end <= BLOCK) {
+                // In bounds and aligned (`start` is a multiple of ALIGN);
+                // nobody else was handed these bytes.
+                let at = UnsafeCell::raw_get(&block[start / ALIGN]).cast::<F>();
+                unsafe { at.write(future) };
+                let at: *mut (dyn Future<Output = F::Output> + Send + 'a) = at;
+                return CxFuture(Placed::Arena(unsafe { NonNull::new_unchecked(at) }));
+            }
+        }
+        CxFuture(Placed::Heap(Box::pin(future)))
+    }
+}
+
+impl Drop for CallArena {
+    fn drop(&mut self) {
+        if let Some(block) = self.block.take() {
+            let _ = BLOCKS.try_with(|blocks| {
+                let mut blocks = blocks.borrow_mut();
+                if blocks.len() < CACHED {
+                    blocks.push(block);
+                }
+            });
+        }
+    }
+}
+
+/// A type-erased future placed in a [`CallArena`] (or, when it did not
+/// fit, boxed): a `Pin<Box<dyn Future>>` whose memory is the call's.
+pub struct CxFuture<'a, T>(Placed<'a, T>);
+
+enum Placed<'a, T> {
+    Arena(NonNull<dyn Future<Output = T> + Send + 'a>),
+    Heap(Pin<Box<dyn Future<Output = T> + Send + 'a>>),
+}
+
+// It owns a `Send` future.
+unsafe impl<T> Send for CxFuture<'_, T> {}
+
+impl<T> std::fmt::Debug for CxFuture<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CxFuture")
+    }
+}
+
+impl<T> Future for CxFuture<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.get_mut().0 {
+            // Placed once and never moved until dropped here.
+            Placed::Arena(at) => unsafe { Pin::new_unchecked(at.as_mut()) }.poll(cx),
+            Placed::Heap(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> Drop for CxFuture<'_, T> {
+    fn drop(&mut self) {
+        if let Placed::Arena(at) = &mut self.0 {
+            // Ours alone, dropped once, in place; the bytes go back with
+            // the arena.
+            unsafe { std::ptr::drop_in_place(at.as_ptr()) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn placed_futures_run_and_drop_their_state_once() {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let arena = CallArena::new();
+        let futures: Vec<_> = (0..10u64)
+            .map(|i| {
+                let c = Counted(Arc::clone(&dropped));
+                arena.place(async move {
+                    let _c = c;
+                    i * 2
+                })
+            })
+            .collect();
+        let sum: u64 = futures
+            .into_iter()
+            .map(|f| futures::executor::block_on(f))
+            .sum();
+        assert_eq!(sum, 90);
+        assert_eq!(dropped.load(Ordering::SeqCst), 10);
+        // Dropped unpolled: their state is dropped too.
+        let unpolled: Vec<_> = (0..3)
+            .map(|_| {
+                let c = Counted(Arc::clone(&dropped));
+                arena.place(async move { drop(c) })
+            })
+            .collect();
+        drop(unpolled);
+        assert_eq!(dropped.load(Ordering::SeqCst), 13);
+    }
+
+    #[test]
+    fn what_does_not_fit_or_is_over_aligned_goes_to_the_heap() {
+        let arena = CallArena::new();
+        let big = [7u8; BLOCK];
+        let f = arena.place(async move { big.iter().map(|&b| u64::from(b)).sum::<u64>() });
+        assert!(matches!(f.0, Placed::Heap(_)));
+        assert_eq!(futures::executor::block_on(f), 7 * BLOCK as u64);
+        #[repr(align(64))]
+        struct Wide(u8);
+        let wide = Wide(3);
+        let f = arena.place(async move {
+            let wide = wide; // the whole value, not its field
+            wide.0
+        });
+        assert!(matches!(f.0, Placed::Heap(_)));
+        assert_eq!(futures::executor::block_on(f), 3);
+        // Small ones still fit after a refusal.
+        let f = arena.place(async { 1 });
+        assert!(matches!(f.0, Placed::Arena(_)));
+        assert_eq!(futures::executor::block_on(f), 1);
+    }
+
+    #[test]
+    fn a_full_block_spills_to_the_heap_and_every_future_still_answers() {
+        let arena = CallArena::new();
+        let futures: Vec<_> = (0..1000u64)
+            .map(|i| {
+                let pad = [i; 8];
+                arena.place(async move { pad[7] })
+            })
+            .collect();
+        assert!(matches!(futures[0].0, Placed::Arena(_)));
+        assert!(matches!(futures[999].0, Placed::Heap(_)));
+        for (i, f) in futures.into_iter().enumerate() {
+            assert_eq!(futures::executor::block_on(f), i as u64);
+        }
+    }
+}
