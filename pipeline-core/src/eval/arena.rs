@@ -192,7 +192,7 @@ mod tests {
             .collect();
         let sum: u64 = futures
             .into_iter()
-            .map(|f| futures::executor::block_on(f))
+            .map(futures::executor::block_on)
             .sum();
         assert_eq!(sum, 90);
         assert_eq!(dropped.load(Ordering::SeqCst), 10);
