@@ -190,10 +190,7 @@ mod tests {
                 })
             })
             .collect();
-        let sum: u64 = futures
-            .into_iter()
-            .map(futures::executor::block_on)
-            .sum();
+        let sum: u64 = futures.into_iter().map(futures::executor::block_on).sum();
         assert_eq!(sum, 90);
         assert_eq!(dropped.load(Ordering::SeqCst), 10);
         // Dropped unpolled: their state is dropped too.

@@ -412,7 +412,23 @@ pub(crate) fn type_text(ty: &dyn quote::ToTokens) -> String {
 /// `#[cfg(..)]` or `#[cfg_attr(..)]`: applied after the macro has read the
 /// item, so what it guards cannot be judged here.
 pub(crate) fn is_cfg(attr: &syn::Attribute) -> bool {
-    attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr")
+    if attr.path().is_ident("cfg") {
+        return true;
+    }
+    if !attr.path().is_ident("cfg_attr") {
+        return false;
+    }
+    // `cfg_attr(pred, attrs..)` removes nothing unless one of its
+    // attributes is a `cfg` (or another `cfg_attr`, judged the same way);
+    // `#[cfg_attr(test, allow(unused_mut))]` is only a lint setting.
+    use syn::punctuated::Punctuated;
+    let Ok(list) = attr.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
+    else {
+        return true;
+    };
+    list.iter()
+        .skip(1)
+        .any(|m| m.path().is_ident("cfg") || m.path().is_ident("cfg_attr"))
 }
 
 /// Replaces each invisible-group type with the type it holds.

@@ -36,7 +36,10 @@ pub(super) fn model_step(item: &ItemImpl, cx: &Ctxt) -> Option<ModelStep> {
     }
     let self_ty = (*item.self_ty).clone();
     let name = match &self_ty {
-        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| {
+            // `r#type` is the step `type`, as a function step `r#match` is `match`.
+            syn::ext::IdentExt::unraw(&s.ident).to_string()
+        }),
         _ => None,
     };
     let Some(name) = name else {
@@ -164,11 +167,26 @@ pub(super) fn ctor(f: &ImplItemFn, model: &str, cx: &Ctxt) -> Option<Ctor> {
     })
 }
 
+/// `&Self` or `&mut Self` (with the `mut`'s span); `None` for any other
+/// type.
+fn self_reference(ty: &Type) -> Option<Option<proc_macro2::Span>> {
+    match ty {
+        Type::Reference(r) if matches!(&*r.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self")) => {
+            Some(r.mutability.map(|m| m.span))
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn call(f: &ImplItemFn, cx: &Ctxt) -> Option<Call> {
     let sig = &f.sig;
     check_signature(sig, cx);
     let mut_receiver = match sig.inputs.first() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() => r.mutability.map(|m| m.span),
+        // The same, written out: `self: &Self`, `self: &mut Self`.
+        Some(FnArg::Receiver(r)) if self_reference(&r.ty).is_some() => {
+            self_reference(&r.ty).flatten()
+        }
         Some(FnArg::Receiver(r)) => {
             cx.error_spanned(r, "`call` must take `&self` or `&mut self`: the replica keeps the model between calls");
             return None;

@@ -95,13 +95,28 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         quote!(#block)
     } else {
         quote!({
-            #[allow(dead_code, clippy::too_many_arguments)]
+            #[allow(dead_code, deprecated, clippy::too_many_arguments)]
             #asyncness fn #name(#(#shim_args: #arg_tys),*) #output {
                 #answer
             }
             #(#stmts)*
         })
     };
+    // The constructor has the step's attributes too, but not its body: a
+    // lint expectation (`#[expect(unused_variables)]`) is about the body,
+    // fulfilled in `call`, and only allowed here.
+    let ctor_attrs: Vec<syn::Attribute> = attrs
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            if let syn::Meta::List(list) = &mut a.meta {
+                if list.path.is_ident("expect") {
+                    list.path = syn::parse_quote!(allow);
+                }
+            }
+            a
+        })
+        .collect();
     let struct_doc = format!(
         "The node type of the `{name_str}` step on a pipeline whose input is `__I`. \
          `{name_str}(..)` on upstream nodes makes one; `{name_str}::call(..)` runs the step's body directly."
@@ -124,12 +139,13 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         #vis use #module::#import;
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl<__I> #p::StepEdges<__I> for #marker {
             type Edges = #edges;
         }
 
-        #[allow(clippy::too_many_arguments)]
-        #(#attrs)*
+        #[allow(clippy::too_many_arguments, unused_qualifications)]
+        #(#ctor_attrs)*
         #vis fn #name<__I, #(#gens),*>(#(#args: #gens),*) -> #node<__I>
         where #bounds
         {
@@ -138,6 +154,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
             }
         }
 
+        #[allow(unused_qualifications)]
         impl #marker {
             #(#attrs)*
             #[allow(clippy::too_many_arguments)]
@@ -145,6 +162,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl<__I> #node<__I> {
             /// Names this node in graphs, metrics, errors and deploy
             /// options (see `pipeline_core::StepNode::named`).
@@ -158,6 +176,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         /// Shares the node, as `.shared()` does: the step runs once per call
         /// and each clone's consumer gets a clone of its output.
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl<__I> ::core::clone::Clone for #node<__I>
         where
             #p::Output<#out_ty, __I>: #p::IsClone<#out_ty>,
@@ -172,6 +191,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl<__I> ::core::fmt::Debug for #node<__I> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Formatter::write_str(f, #name_str)
@@ -179,6 +199,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl #p::StepFn for #marker {
             type Inputs = #inputs_tuple;
             type Output = #out_ty;
@@ -198,6 +219,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl<__I: ::core::marker::Send + 'static> #p::Upstream for #node<__I> {
             type Input = __I;
             type Output = #out_ty;
@@ -216,6 +238,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         #[diagnostic::do_not_recommend]
         impl<__I> ::pipeline_core::RouteOn for #node<__I>
         where
@@ -228,6 +251,7 @@ pub(super) fn expand_fn(step: &FnStep, attr: &StepAttr, batched: Option<&Batched
         }
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl<__I: ::core::marker::Send + 'static> #p::Produces<#out_ty> for #node<__I> {
             #[inline(always)]
             fn cast(output: #out_ty) -> #out_ty {

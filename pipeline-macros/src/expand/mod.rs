@@ -241,11 +241,17 @@ fn run_body(
 /// `result` (a `Result<T, E>`) with `E` boxed; an `E` that is not an error
 /// type is reported once, at `E` (`error_span`).
 fn step_error(result: TokenStream, error_span: Span) -> TokenStream {
-    let into = quote_spanned!(error_span=> ::pipeline_core::__private::IntoStepError::into_step_error(__e));
+    // The error's binding and its use are both spanned at `E`, so they
+    // share its hygiene: a type from a `macro_rules!` fragment carries
+    // that macro's, under which a binding of the macro's own would not be
+    // seen.
+    let e = Ident::new("__e", error_span);
+    let into =
+        quote_spanned!(error_span=> ::pipeline_core::__private::IntoStepError::into_step_error(#e));
     quote! {
         match #result {
             ::core::result::Result::Ok(__v) => ::core::result::Result::Ok(__v),
-            ::core::result::Result::Err(__e) => ::core::result::Result::Err(#into),
+            ::core::result::Result::Err(#e) => ::core::result::Result::Err(#into),
         }
     }
 }

@@ -133,6 +133,7 @@ pub(super) fn expand_model(
     // Constructor arguments keep their declared types, so literals and
     // `.into()` infer from them (`Model::bind("m.pt".into(), x)`).
     let bind = quote! {
+        #[allow(deprecated, unused_qualifications)]
         impl #self_ty {
             #[doc = #bind_doc]
             #[allow(clippy::too_many_arguments)]
@@ -153,6 +154,7 @@ pub(super) fn expand_model(
         #bind
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl #p::StepFn for #self_ty {
             type Inputs = #inputs_tuple;
             type Output = #out_ty;
@@ -175,6 +177,7 @@ pub(super) fn expand_model(
         }
 
         #[automatically_derived]
+        #[allow(deprecated, unused_qualifications)]
         impl #p::StepOutput<#out_ty> for #self_ty {
             #[inline(always)]
             fn cast_output(output: #out_ty) -> #out_ty {
