@@ -94,7 +94,9 @@ pub(super) async fn graph(
                     p.graph().to_mermaid_annotated(annotate)
                 };
                 let comment = if format == "dot" { "//" } else { "%%" };
-                let _ = writeln!(text, "{comment} route {route}\n{body}");
+                // A route path may hold any character axum accepts, a
+                // newline included: written escaped, it stays one comment.
+                let _ = writeln!(text, "{comment} route {}\n{body}", route.escape_debug());
             }
             let kind = if format == "dot" {
                 "text/vnd.graphviz; charset=utf-8"

@@ -123,7 +123,7 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
                 step: plan.node,
                 requested: plan.requested,
                 running: plan.mode,
-                replicas: counters.replicas.load(Ordering::Relaxed),
+                replicas: counters.replicas_up(),
                 target_replicas: counters.target_replicas.load(Ordering::Relaxed),
                 autoscale: plan.autoscale,
                 queue_bound: plan.queue_bound,
@@ -158,7 +158,7 @@ impl<In: Send + 'static, Out: Send + 'static> Pipeline<In, Out> {
                 .iter()
                 .map(|(plan, c)| StepHealth {
                     step: plan.node,
-                    replicas: c.replicas.load(Ordering::SeqCst),
+                    replicas: c.replicas_up(),
                     target_replicas: c.target_replicas.load(Ordering::SeqCst),
                     rebuilds: c.rebuilds.load(Ordering::SeqCst),
                     replicas_down: c.replicas_down.load(Ordering::SeqCst),

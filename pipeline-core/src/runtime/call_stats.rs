@@ -56,14 +56,19 @@ struct Shard {
 
 /// Adds `by` to `counter`: a plain load and store in a shard this thread
 /// owns (its only writer), an atomic add in the shared one.
+///
+/// Release: a reader that sees a later count (a latency, an error) with
+/// an acquire load then sees this one too, so a snapshot read in the
+/// reverse order of the writes is consistent (no more ended, or failed,
+/// than started). On x86 a release store is a plain store.
 fn bump(counter: &AtomicU64, by: u64, owned: bool) {
     if owned {
         counter.store(
             counter.load(Ordering::Relaxed).wrapping_add(by),
-            Ordering::Relaxed,
+            Ordering::Release,
         );
     } else {
-        counter.fetch_add(by, Ordering::Relaxed);
+        counter.fetch_add(by, Ordering::AcqRel);
     }
 }
 
@@ -105,32 +110,35 @@ impl CallStats {
         bump(&shard.sum_micros, nanos / 1000, owned);
     }
 
-    /// Calls started, and the latencies of those ended. The latencies are
-    /// read first: a call's start is counted before its end, by the same
-    /// thread, so calls ending meanwhile only raise the count of starts.
-    pub(crate) fn snapshot(&self) -> (u64, HistogramSnapshot) {
+    /// The latencies of the calls ended. Read it before
+    /// [`started`](Self::started) (and anything counted in between, such
+    /// as errors): a call's start is counted before its end, by the same
+    /// thread, so calls ending meanwhile only raise the later figures.
+    pub(crate) fn latency(&self) -> HistogramSnapshot {
         let mut cumulative = vec![0; BOUNDS_NS.len() + 1];
         let mut sum = 0u64;
         for shard in self.shards.iter() {
             for (total, c) in cumulative.iter_mut().zip(shard.counts.iter()) {
-                *total += c.load(Ordering::Relaxed);
+                *total += c.load(Ordering::Acquire);
             }
-            sum += shard.sum_micros.load(Ordering::Relaxed);
+            sum += shard.sum_micros.load(Ordering::Acquire);
         }
         for i in 1..cumulative.len() {
             cumulative[i] += cumulative[i - 1];
         }
-        let started = self
-            .shards
-            .iter()
-            .map(|s| s.started.load(Ordering::Relaxed))
-            .sum();
-        let latency = HistogramSnapshot {
+        HistogramSnapshot {
             bounds: LATENCY_BUCKETS,
             cumulative,
             sum: sum as f64 / 1e6,
-        };
-        (started, latency)
+        }
+    }
+
+    /// Calls started.
+    pub(crate) fn started_count(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.started.load(Ordering::Acquire))
+            .sum()
     }
 }
 

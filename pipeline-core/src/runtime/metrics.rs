@@ -102,6 +102,9 @@ pub(crate) struct StepCounters {
     /// Reads the step's queue depth (its replicas' mailboxes); none for
     /// steps without a queue.
     queue_depth: std::sync::OnceLock<QueueDepth>,
+    /// Reads the replicas taking calls (an actor pool's, whose replicas
+    /// may be down rebuilding); none for the other runners.
+    replicas_up: std::sync::OnceLock<QueueDepth>,
     /// Remote steps: calls a worker refused and that were sent again.
     pub(crate) remote_retries: AtomicU64,
     /// Remote steps: refusals by workers (full or leaving), retried or not.
@@ -125,6 +128,7 @@ impl Default for StepCounters {
             errors: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
             queue_depth: std::sync::OnceLock::new(),
+            replicas_up: std::sync::OnceLock::new(),
             remote_retries: AtomicU64::new(0),
             remote_refused: AtomicU64::new(0),
             batch_size: Histogram::new(BATCH_BUCKETS),
@@ -133,6 +137,20 @@ impl Default for StepCounters {
 }
 
 impl StepCounters {
+    /// Replicas built and taking calls now: an actor pool's live replicas
+    /// less those rebuilding after a panic (its reader), else `replicas`.
+    pub(crate) fn replicas_up(&self) -> usize {
+        match self.replicas_up.get() {
+            Some(up) => (up.0)(),
+            None => self.replicas.load(Ordering::SeqCst),
+        }
+    }
+
+    /// How [`replicas_up`](Self::replicas_up) is read (an actor pool's).
+    pub(crate) fn read_replicas_up_with(&self, up: impl Fn() -> usize + Send + Sync + 'static) {
+        let _ = self.replicas_up.set(QueueDepth(Box::new(up)));
+    }
+
     /// Where this thread's clock handoff stands: take it before each poll
     /// of a step's inputs, and give it to [`start_after`](Self::start_after)
     /// when they are ready (in that same poll).
@@ -169,16 +187,22 @@ impl StepCounters {
         // In flight: started and not yet counted out. Every call started is
         // counted out exactly once, into the latency histogram, so no
         // counter of its own is kept (two atomics fewer per step call).
-        // The histogram is read first: calls ending meanwhile can only
-        // raise `requests` above it, never the reverse.
-        let (requests, latency) = self.calls.snapshot();
+        // Read in the reverse order of a call's counts (started, failed,
+        // overloaded, ended), each count written with release and read
+        // with acquire: calls moving on meanwhile only raise the figures
+        // read later, so one snapshot never shows more ended, failed or
+        // overloaded calls than started ones.
+        let latency = self.calls.latency();
+        let overloaded = self.overloaded.load(Ordering::Acquire);
+        let errors = self.errors.load(Ordering::Acquire);
+        let requests = self.calls.started_count();
         StepMetrics {
             step,
-            replicas: self.replicas.load(Ordering::Relaxed),
+            replicas: self.replicas_up(),
             target_replicas: self.target_replicas.load(Ordering::Relaxed),
             requests,
-            errors: self.errors.load(Ordering::Relaxed),
-            overloaded: self.overloaded.load(Ordering::Relaxed),
+            errors,
+            overloaded,
             in_flight: requests.saturating_sub(latency.count()),
             queued: self.queue_depth.get().map_or(0, |depth| (depth.0)() as u64),
             rebuilds: self.rebuilds.load(Ordering::Relaxed),
@@ -202,11 +226,12 @@ impl StepCounters {
     /// Counts an error that came after the call answered (a stream step's
     /// stream ending with one).
     pub(crate) fn count_error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Release);
     }
 }
 
 /// How a step's queue depth is read.
+/// A gauge read when it is read (a queue's depth, replicas up).
 struct QueueDepth(Box<dyn Fn() -> usize + Send + Sync>);
 
 impl std::fmt::Debug for QueueDepth {
@@ -244,9 +269,9 @@ pub(crate) struct CallGuard<'a> {
 
 impl CallGuard<'_> {
     pub(crate) fn failed(&self, error: &crate::error::PipelineError) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.counters.errors.fetch_add(1, Ordering::Release);
         if matches!(error, crate::error::PipelineError::Overloaded { .. }) {
-            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            self.counters.overloaded.fetch_add(1, Ordering::Release);
         }
     }
 

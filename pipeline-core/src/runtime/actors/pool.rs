@@ -32,6 +32,8 @@ struct Replica<S: StepFn> {
     /// Calls the replica has taken and not yet answered; written by the
     /// replica alone (a plain store, no read-modify-write per call).
     busy: Arc<AtomicUsize>,
+    /// Rebuilding after a panic (set by the replica).
+    down: Arc<AtomicBool>,
 }
 
 impl<S: StepFn> Replica<S> {
@@ -140,6 +142,9 @@ impl<S: StepFn> Pool<S> {
         let weak = Arc::downgrade(&pool);
         pool.counters
             .read_queue_depth_with(move || weak.upgrade().map_or(0, |pool| pool.queued()));
+        let weak = Arc::downgrade(&pool);
+        pool.counters
+            .read_replicas_up_with(move || weak.upgrade().map_or(0, |pool| pool.up()));
         pool.counters.replicas.store(0, Ordering::Relaxed);
         let mut built = Vec::with_capacity(plan.replicas);
         for index in 0..plan.replicas {
@@ -212,12 +217,14 @@ impl<S: StepFn> Pool<S> {
     fn worker(&self, index: usize) -> (ReplicaWorker<S>, Replica<S>) {
         let (mailbox, inbox) = mailbox(self.plan.queue_bound);
         let busy = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
         let replicas = self.target.load(Ordering::Relaxed);
         let worker = ReplicaWorker {
             ctx: ReplicaContext::new(self.plan.node, index, replicas, self.plan.device_of(index)),
             init: self.init.clone(),
             inbox,
             busy: Arc::clone(&busy),
+            down: Arc::clone(&down),
             counters: Arc::clone(&self.counters),
             timer: self.timer.clone(),
             batch: self.plan.batch,
@@ -232,6 +239,7 @@ impl<S: StepFn> Pool<S> {
                 index,
                 mailbox,
                 busy,
+                down,
             },
         )
     }
@@ -383,6 +391,18 @@ impl<S: StepFn> Pool<S> {
             return Run::Done(Some(Err(e)));
         }
         Run::Answer { answer, step: name }
+    }
+
+    /// Live replicas taking calls now: not closed, not rebuilding.
+    fn up(&self) -> usize {
+        if self.closed.load(Ordering::SeqCst) {
+            return 0;
+        }
+        self.with_live(|live| {
+            live.iter()
+                .filter(|r| !r.down.load(Ordering::SeqCst))
+                .count()
+        })
     }
 
     /// Calls waiting in the replicas' mailboxes now, draining ones too.

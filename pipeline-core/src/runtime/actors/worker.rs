@@ -42,6 +42,9 @@ pub(crate) struct ReplicaWorker<S: StepFn> {
     /// Calls this replica has taken and not yet answered. Written here
     /// alone, with plain stores; the router adds the mailbox's length.
     pub(crate) busy: Arc<AtomicUsize>,
+    /// Set while the replica rebuilds after a panic (it takes no call
+    /// meanwhile); read by the pool for the replicas up.
+    pub(crate) down: Arc<AtomicBool>,
     pub(crate) counters: Arc<StepCounters>,
     /// A runtime with a time driver, for batch waits and backoff.
     pub(crate) timer: Handle,
@@ -141,6 +144,7 @@ impl<S: StepFn> ReplicaWorker<S> {
     /// being drained are still answered by it), or the pipeline is being
     /// dropped.
     pub(crate) async fn rebuild(&self) -> Option<S::State> {
+        self.down.store(true, Ordering::SeqCst);
         self.counters.replicas_down.fetch_add(1, Ordering::SeqCst);
         let stop = || {
             self.pool_closed.load(Ordering::SeqCst)
@@ -149,6 +153,7 @@ impl<S: StepFn> ReplicaWorker<S> {
         let state = self.build_retrying(stop, false).await;
         self.counters.rebuilds.fetch_add(1, Ordering::SeqCst);
         self.counters.replicas_down.fetch_sub(1, Ordering::SeqCst);
+        self.down.store(false, Ordering::SeqCst);
         state
     }
 
