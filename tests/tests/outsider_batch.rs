@@ -38,10 +38,13 @@ const PANIC: u64 = 1 << 57;
 const OFF: u64 = 1_000_000_000;
 
 /// Shared by a batched model's replicas and the test.
+/// Each batch a replica ran: its index and the items.
+type BatchLog = Vec<(usize, Vec<u64>)>;
+
 #[derive(Clone)]
 struct Kit {
     /// Each batch the body ran, with the index of the replica that ran it.
-    log: Arc<Mutex<Vec<(usize, Vec<u64>)>>>,
+    log: Arc<Mutex<BatchLog>>,
     /// Batches holding a `HOLD` input wait here.
     latch: Latch,
     /// A batch holding a `HOLD` input says so here before it waits.

@@ -3686,7 +3686,11 @@ pub mod once_refused {
     pub struct Legacy;
 
     #[step]
-    #[allow(deprecated)]
+    #[allow(
+        deprecated,
+        clippy::needless_arbitrary_self_type,
+        clippy::new_without_default
+    )]
     impl Legacy {
         /// Builds it.
         pub fn new() -> Self {
@@ -3710,6 +3714,7 @@ pub mod once_refused {
     pub struct Counter(i64);
 
     #[step]
+    #[allow(clippy::needless_arbitrary_self_type, clippy::new_without_default)]
     impl Counter {
         /// Starts at zero.
         pub fn new() -> Self {

@@ -211,7 +211,7 @@ mod tests {
         for s in secs {
             stats.ended(Duration::from_secs_f64(s));
         }
-        let (_, latency) = stats.snapshot();
+        let latency = stats.latency();
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
             let expected = secs.iter().filter(|s| **s <= *bound).count() as u64;
             assert_eq!(latency.cumulative[i], expected, "le {bound}");
@@ -237,7 +237,7 @@ mod tests {
                 });
             }
         });
-        let (started, latency) = stats.snapshot();
+        let (latency, started) = (stats.latency(), stats.started_count());
         let calls = (threads * 1000) as u64;
         assert_eq!((started, latency.count()), (calls, calls));
         assert_eq!(latency.cumulative[0], calls);
