@@ -126,7 +126,7 @@ impl Drop for CallArena {
     }
 }
 
-/// A type-erased future placed in a [`CallArena`] (or, when it did not
+/// A type-erased future placed in its call's arena (or, when it did not
 /// fit, boxed): a `Pin<Box<dyn Future>>` whose memory is the call's.
 pub struct CxFuture<'a, T>(Placed<'a, T>);
 
