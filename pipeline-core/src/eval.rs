@@ -69,19 +69,19 @@ impl<'c> CallCx<'c> {
         let slot = self
             .input
             .downcast_ref::<Mutex<Option<T>>>()
-            .ok_or(PipelineError::Internal(
+            .ok_or_else(|| PipelineError::Internal(
                 "input type differs from the graph's",
             ))?;
         slot.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
-            .ok_or(PipelineError::Internal("input read twice"))
+            .ok_or_else(|| PipelineError::Internal("input read twice"))
     }
 
     pub(crate) fn slot(&self, index: usize) -> Result<&OnceCell<SlotValue>, PipelineError> {
         self.slots
             .get(index)
-            .ok_or(PipelineError::Internal("shared slot out of range"))
+            .ok_or_else(|| PipelineError::Internal("shared slot out of range"))
     }
 }
 

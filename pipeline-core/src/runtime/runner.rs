@@ -75,12 +75,14 @@ impl<O> Future for Run<'_, O> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Run::Done(result) => Poll::Ready(result.take().unwrap_or(Err(
+            Run::Done(result) => Poll::Ready(result.take().unwrap_or_else(|| Err(
                 PipelineError::Internal("a step call polled after it answered"),
             ))),
             Run::Answer { answer, step } => answer
                 .poll_unpin(cx)
-                .map(|r| r.unwrap_or(Err(PipelineError::ReplicaLost { step }))),
+                // Built only when needed: an error made and dropped on
+                // every answer cost a drop of its own.
+                .map(|r| r.unwrap_or_else(|_| Err(PipelineError::ReplicaLost { step }))),
             Run::Boxed(future) => future.as_mut().poll(cx),
         }
     }
