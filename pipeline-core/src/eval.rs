@@ -69,9 +69,7 @@ impl<'c> CallCx<'c> {
         let slot = self
             .input
             .downcast_ref::<Mutex<Option<T>>>()
-            .ok_or_else(|| PipelineError::Internal(
-                "input type differs from the graph's",
-            ))?;
+            .ok_or_else(|| PipelineError::Internal("input type differs from the graph's"))?;
         slot.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()

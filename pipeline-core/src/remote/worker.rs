@@ -84,6 +84,25 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// Returns once the server has taken everything sent on `client` so far
+/// (its subscriptions above all). async-nats' `flush` only writes to the
+/// socket: a call routed by the server before it read a new worker's
+/// `SUB` found no responders, which a pipeline then reported as
+/// `Unavailable`. The server handles one connection's messages in order,
+/// so a message to ourselves coming back means the ones before it were
+/// taken.
+async fn synced(client: &Client) -> Result<(), crate::error::BoxError> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, bytes::Bytes::new()).await?;
+    client.flush().await?;
+    match tokio::time::timeout(DRAIN_LIMIT, echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the connection closed".into()),
+        Err(_) => Err(format!("no answer from the server within {DRAIN_LIMIT:?}").into()),
+    }
+}
+
 fn nats_error(url: &str, message: String, e: impl Into<crate::error::BoxError>) -> DeployError {
     DeployError::Remote {
         step: "*",
@@ -237,10 +256,13 @@ impl Worker {
         self.serving
             .push((tokio::spawn(step.take_requests(endpoint)), true));
         // Once the server has the subscriptions, calls can reach them.
-        self.client
-            .flush()
-            .await
-            .map_err(|e| nats_error(&self.url, "could not flush".into(), e))?;
+        synced(&self.client).await.map_err(|e| {
+            nats_error(
+                &self.url,
+                "the server did not take the subscriptions".into(),
+                e,
+            )
+        })?;
         self.announce(node, &direct, &fingerprint, false).await;
         self.services.push((name.to_string(), service));
         self.directs.push((node, direct, fingerprint));

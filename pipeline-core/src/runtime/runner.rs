@@ -75,9 +75,11 @@ impl<O> Future for Run<'_, O> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Run::Done(result) => Poll::Ready(result.take().unwrap_or_else(|| Err(
-                PipelineError::Internal("a step call polled after it answered"),
-            ))),
+            Run::Done(result) => Poll::Ready(result.take().unwrap_or_else(|| {
+                Err(PipelineError::Internal(
+                    "a step call polled after it answered",
+                ))
+            })),
             Run::Answer { answer, step } => answer
                 .poll_unpin(cx)
                 // Built only when needed: an error made and dropped on
