@@ -14,11 +14,13 @@
 //! `ctx.replicas()`; call deadlines ran on the pipeline's own real-clock
 //! runtime, not on the runtime `DeployOptions::runtime` chose.
 
+mod support;
 use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use support::quiet_expected_panics;
 
 use pipeline_core::prelude::*;
 use pipeline_core::{AutoscalePolicy, DeployError, Device, OptionsError};
@@ -113,26 +115,6 @@ fn policy(min: usize, max: usize, up_ms: u64, down_ms: u64) -> AutoscalePolicy {
         upscale_delay_ms: up_ms,
         downscale_delay_ms: down_ms,
     }
-}
-
-/// Silences the panic messages of the panics these tests cause on
-/// purpose (the default hook still prints any other).
-fn quiet_expected_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.contains("on purpose") {
-                default(info);
-            }
-        }));
-    });
 }
 
 /// A fresh scratch directory for this test.

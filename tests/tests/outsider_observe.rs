@@ -30,49 +30,12 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use pipeline_core::prelude::*;
 use pipeline_core::{AutoscalePolicy, StepMetrics, LATENCY_BUCKETS};
-use tokio::sync::Semaphore;
 
 mod support;
 use support::{metric, wait_until, wait_until_async, Latch, GUARD};
+use support::{quiet_expected_panics, AsyncGate as Gate};
 
 // ---------------------------------------------------------------- helpers
-
-/// Silences the panics these tests cause on purpose (any other still
-/// prints).
-fn quiet_expected_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.contains("on purpose") {
-                default(info);
-            }
-        }));
-    });
-}
-
-/// An async gate: each call through it takes one permit the test hands
-/// out.
-#[derive(Clone)]
-struct Gate(Arc<Semaphore>);
-
-impl Gate {
-    fn closed() -> Self {
-        Gate(Arc::new(Semaphore::new(0)))
-    }
-    fn add(&self, n: usize) {
-        self.0.add_permits(n);
-    }
-    async fn pass(&self) {
-        self.0.acquire().await.expect("gate").forget();
-    }
-}
 
 /// Nothing in flight or queued, and every call started was counted out.
 fn settled<I: Send + 'static, O: Send + 'static>(p: &Pipeline<I, O>) -> bool {

@@ -19,7 +19,7 @@ use pipeline_core::prelude::*;
 use tokio::sync::Semaphore;
 
 mod support;
-use support::{metric, recv, wait_until, wait_until_async, GUARD};
+use support::{metric, recv, wait_until, wait_until_async, AsyncGate, GUARD};
 
 /// Every step's counters are settled: nothing in flight, nothing queued,
 /// every call started was counted out exactly once.
@@ -31,22 +31,6 @@ fn assert_settled<I: Send + 'static, O: Send + 'static>(p: &Pipeline<I, O>) {
             "step {} not settled: {m:?}",
             m.step
         );
-    }
-}
-
-/// An async gate (a semaphore whose permits are handed out by the test).
-#[derive(Clone)]
-struct AsyncGate(Arc<Semaphore>);
-
-impl AsyncGate {
-    fn closed() -> Self {
-        AsyncGate(Arc::new(Semaphore::new(0)))
-    }
-    fn add(&self, n: usize) {
-        self.0.add_permits(n);
-    }
-    async fn pass(&self) {
-        self.0.acquire().await.expect("gate").forget();
     }
 }
 

@@ -86,7 +86,8 @@ impl HistogramSnapshot {
 /// latency), its runner (queue, replicas) and the pipeline's reports.
 #[derive(Debug)]
 pub(crate) struct StepCounters {
-    /// Replicas built and taking calls now (1 for local and tasks).
+    /// Replicas taking calls now where no pool reads them (1 for local and
+    /// tasks, the workers known for a remote step): see `replicas_up`.
     pub(crate) replicas: AtomicUsize,
     /// Replicas the step is heading for (differs while autoscaling).
     pub(crate) target_replicas: AtomicUsize,
@@ -101,10 +102,10 @@ pub(crate) struct StepCounters {
     pub(crate) overloaded: AtomicU64,
     /// Reads the step's queue depth (its replicas' mailboxes); none for
     /// steps without a queue.
-    queue_depth: std::sync::OnceLock<QueueDepth>,
+    queue_depth: std::sync::OnceLock<Gauge>,
     /// Reads the replicas taking calls (an actor pool's, whose replicas
     /// may be down rebuilding); none for the other runners.
-    replicas_up: std::sync::OnceLock<QueueDepth>,
+    replicas_up: std::sync::OnceLock<Gauge>,
     /// Remote steps: calls a worker refused and that were sent again.
     pub(crate) remote_retries: AtomicU64,
     /// Remote steps: refusals by workers (full or leaving), retried or not.
@@ -148,7 +149,7 @@ impl StepCounters {
 
     /// How [`replicas_up`](Self::replicas_up) is read (an actor pool's).
     pub(crate) fn read_replicas_up_with(&self, up: impl Fn() -> usize + Send + Sync + 'static) {
-        let _ = self.replicas_up.set(QueueDepth(Box::new(up)));
+        let _ = self.replicas_up.set(Gauge(Box::new(up)));
     }
 
     /// Where this thread's clock handoff stands: take it before each poll
@@ -220,7 +221,7 @@ impl StepCounters {
     /// Has the queue gauge read `depth` (a runner with mailboxes sets it
     /// once, when it starts).
     pub(crate) fn read_queue_depth_with(&self, depth: impl Fn() -> usize + Send + Sync + 'static) {
-        let _ = self.queue_depth.set(QueueDepth(Box::new(depth)));
+        let _ = self.queue_depth.set(Gauge(Box::new(depth)));
     }
 
     /// Counts an error that came after the call answered (a stream step's
@@ -232,11 +233,11 @@ impl StepCounters {
 
 /// How a step's queue depth is read.
 /// A gauge read when it is read (a queue's depth, replicas up).
-struct QueueDepth(Box<dyn Fn() -> usize + Send + Sync>);
+struct Gauge(Box<dyn Fn() -> usize + Send + Sync>);
 
-impl std::fmt::Debug for QueueDepth {
+impl std::fmt::Debug for Gauge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("QueueDepth")
+        f.write_str("Gauge")
     }
 }
 

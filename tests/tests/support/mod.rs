@@ -138,3 +138,40 @@ pub(crate) fn threads_named(prefix: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// An async gate: each call through it takes one permit the test hands
+/// out.
+#[derive(Clone)]
+pub(crate) struct AsyncGate(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl AsyncGate {
+    pub(crate) fn closed() -> Self {
+        AsyncGate(std::sync::Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+    pub(crate) fn add(&self, n: usize) {
+        self.0.add_permits(n);
+    }
+    pub(crate) async fn pass(&self) {
+        self.0.acquire().await.expect("gate").forget();
+    }
+}
+
+/// Silences the panics a test causes on purpose (their message says "on
+/// purpose"); any other still prints.
+pub(crate) fn quiet_expected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if !msg.contains("on purpose") {
+                default(info);
+            }
+        }));
+    });
+}

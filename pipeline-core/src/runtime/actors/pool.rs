@@ -145,7 +145,6 @@ impl<S: StepFn> Pool<S> {
         let weak = Arc::downgrade(&pool);
         pool.counters
             .read_replicas_up_with(move || weak.upgrade().map_or(0, |pool| pool.up()));
-        pool.counters.replicas.store(0, Ordering::Relaxed);
         let mut built = Vec::with_capacity(plan.replicas);
         for index in 0..plan.replicas {
             match pool.start_at_deploy(index) {
@@ -290,7 +289,6 @@ impl<S: StepFn> Pool<S> {
             return;
         };
         live.push(replica);
-        self.counters.replicas.store(live.len(), Ordering::Relaxed);
     }
 
     /// Starts one more replica off the request path: it is built where it
@@ -427,7 +425,6 @@ impl<S: StepFn> Pool<S> {
         if let Some(mut live) = self.scaled() {
             live.clear();
         }
-        self.counters.replicas.store(0, Ordering::Relaxed);
         Threads(std::mem::take(&mut *lock(&self.threads)))
     }
 
@@ -515,7 +512,6 @@ impl<S: StepFn> Scale for Pool<S> {
             }
             excess -= 1;
         }
-        self.counters.replicas.store(live.len(), Ordering::Relaxed);
     }
 
     fn is_closed(&self) -> bool {
