@@ -4,7 +4,6 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -65,6 +64,11 @@ impl<'c> CallCx<'c> {
         &self.meta
     }
 
+    /// Where the call's futures are placed (for a runner's).
+    pub(crate) fn arena(&self) -> &'c CallArena {
+        self.arena
+    }
+
     pub(crate) fn take_input<T: 'static>(&self) -> Result<T, PipelineError> {
         let slot = self
             .input
@@ -105,9 +109,6 @@ pub trait Eval: Send + Sync + 'static {
         cx.place(self.eval(cx))
     }
 }
-
-/// A boxed future (a step body's, a task's).
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Object-safe [`Eval`], for type-erased nodes (`Node<I, O>`, route branches,
 /// the pipeline's root).

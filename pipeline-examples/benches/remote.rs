@@ -774,7 +774,7 @@ fn bench(filter: Option<&str>) {
         println!("\nCPU us per call (this process / raw responder / step worker / nats-server)");
         for (&i, c) in keep.iter().zip(&cpus) {
             let label = runners[i].0;
-            let cell = |v: &Vec<f64>| format!("{:.0}/{:.0}/{:.0}/{:.0}", v[0], v[1], v[2], v[3]);
+            let cell = |v: &Vec<f64>| format!("{:.1}/{:.1}/{:.1}/{:.1}", v[0], v[1], v[2], v[3]);
             let cells: Vec<String> = c.iter().map(|v| format!("{:>16}", cell(v))).collect();
             println!("{:<60} {}", label, cells.join(" "));
         }

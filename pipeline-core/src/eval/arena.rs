@@ -5,11 +5,12 @@
 //! so that node types stay flat) is evaluated through a boxed future, one
 //! per node per call. With the system allocator that was a `malloc` and a
 //! `free` per hop, about 150 instructions of a same-worker actor hop's
-//! 3,200 (`benches/runtime.rs -- hop-loop` under callgrind). Here each
-//! call takes one block (from a small per-thread cache, so in a steady
-//! state no allocation at all) and places its futures in it one after the
-//! other with a single atomic add each; the block goes back to the cache
-//! when the call ends. A future that does not fit (a graph hundreds of
+//! 3,200 (`benches/runtime.rs -- hop-loop` under callgrind); a runner's
+//! own future (an async body's, a task's, a remote call's) was one more.
+//! Here each call takes one block (from a per-thread cache backed by a
+//! pool shared by all threads, so in a steady state no allocation at all)
+//! and places its futures in it one after the other with a single atomic
+//! add each; the block goes back to the cache when the call ends. A future that does not fit (a graph hundreds of
 //! steps deep) or needs an alignment over 16 is boxed as before.
 //!
 //! Safety, in one place: a [`CxFuture`] borrows its arena for its whole
@@ -32,14 +33,21 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 /// Bytes in one call's block: a 4-step chain's futures take about 1 KiB.
 const BLOCK: usize = 4096;
 /// The alignment every placement gets (and the most it can give).
 const ALIGN: usize = 16;
-/// Blocks a thread keeps for its next calls.
-const CACHED: usize = 8;
+/// Blocks a thread keeps for its next calls; past this, [`BATCH`] of
+/// them go to the shared [`POOL`].
+const CACHED: usize = 16;
+/// Blocks moved between a thread and the shared pool at once (one lock
+/// per this many calls, at most).
+const BATCH: usize = 8;
+/// Blocks the shared pool keeps (1 MiB); past this, blocks are freed.
+const POOLED: usize = 256;
 
 #[repr(C, align(16))]
 struct Unit([MaybeUninit<u8>; ALIGN]);
@@ -48,6 +56,53 @@ type Block = Box<[UnsafeCell<Unit>; BLOCK / ALIGN]>;
 
 thread_local! {
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare blocks shared by all threads. A thread's cache alone does not
+/// hold: with many calls in flight (64 in the remote benchmark) more
+/// blocks are out than a cache keeps, and calls that start on one thread
+/// and end on another (a task moved by tokio's work stealing) empty one
+/// cache and overfill the other. Each then cost a 4 KiB `malloc` and
+/// `free`, past glibc's per-thread cache (about 950 instructions a call).
+/// Threads take and give blocks here [`BATCH`] at a time, as tcmalloc's
+/// transfer cache does.
+static POOL: Mutex<Vec<Block>> = Mutex::new(Vec::new());
+
+/// A spare block: this thread's, else a batch from the pool, else a new one.
+fn take_block() -> Block {
+    BLOCKS
+        .try_with(|blocks| take_from(&mut blocks.borrow_mut(), &POOL))
+        .ok()
+        .flatten()
+        .unwrap_or_else(new_block)
+}
+
+/// Keeps `block` for a next call: in this thread's cache, handing a batch
+/// to the pool when the cache is full (freed when the pool is full too).
+fn give_block(block: Block) {
+    let mut block = Some(block);
+    let _ = BLOCKS.try_with(|blocks| {
+        give_to(block.take(), &mut blocks.borrow_mut(), &POOL);
+    });
+}
+
+fn take_from(cache: &mut Vec<Block>, pool: &Mutex<Vec<Block>>) -> Option<Block> {
+    if cache.is_empty() {
+        let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let from = pool.len().saturating_sub(BATCH);
+        cache.extend(pool.drain(from..));
+    }
+    cache.pop()
+}
+
+fn give_to(block: Option<Block>, cache: &mut Vec<Block>, pool: &Mutex<Vec<Block>>) {
+    cache.extend(block);
+    if cache.len() > CACHED {
+        let spill = cache.drain(CACHED - BATCH..);
+        let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = POOLED.saturating_sub(pool.len());
+        pool.extend(spill.take(room));
+    }
 }
 
 fn new_block() -> Block {
@@ -78,17 +133,22 @@ impl std::fmt::Debug for CallArena {
 }
 
 impl CallArena {
-    /// An arena with a block from this thread's cache (or a new one).
+    /// An arena with a spare block (see [`take_block`]).
     pub(crate) fn new() -> Self {
-        let block = BLOCKS
-            .try_with(|blocks| blocks.borrow_mut().pop())
-            .ok()
-            .flatten()
-            .unwrap_or_else(new_block);
         CallArena {
-            block: Some(block),
+            block: Some(take_block()),
             used: AtomicUsize::new(0),
         }
+    }
+
+    /// The arena with no block: whatever is placed in it is boxed (for
+    /// calls that must not borrow one of their own).
+    pub(crate) fn heap() -> &'static CallArena {
+        static HEAP: CallArena = CallArena {
+            block: None,
+            used: AtomicUsize::new(0),
+        };
+        &HEAP
     }
 
     /// `future`, placed in the arena if it fits, else boxed.
@@ -116,12 +176,7 @@ impl CallArena {
 impl Drop for CallArena {
     fn drop(&mut self) {
         if let Some(block) = self.block.take() {
-            let _ = BLOCKS.try_with(|blocks| {
-                let mut blocks = blocks.borrow_mut();
-                if blocks.len() < CACHED {
-                    blocks.push(block);
-                }
-            });
+            give_block(block);
         }
     }
 }
@@ -240,5 +295,36 @@ mod tests {
         for (i, f) in futures.into_iter().enumerate() {
             assert_eq!(futures::executor::block_on(f), i as u64);
         }
+    }
+
+    #[test]
+    fn blocks_go_through_the_pool_in_batches_and_the_pool_is_bounded() {
+        let pool = Mutex::new(Vec::new());
+        let address = |b: &Block| b.as_ptr() as usize;
+        // One thread ends more calls than its cache keeps: the extra go to
+        // the pool, a batch at a time.
+        let mut ender = Vec::new();
+        let mut given = Vec::new();
+        for _ in 0..CACHED + 1 {
+            let block = new_block();
+            given.push(address(&block));
+            give_to(Some(block), &mut ender, &pool);
+        }
+        assert_eq!(ender.len(), CACHED - BATCH);
+        assert_eq!(pool.lock().unwrap().len(), BATCH + 1);
+        // Another thread, its cache empty, takes them (a batch, then the
+        // rest): no new block.
+        let mut starter = Vec::new();
+        for _ in 0..=BATCH {
+            let block = take_from(&mut starter, &pool).expect("a pooled block");
+            assert!(given.contains(&address(&block)));
+        }
+        assert!(take_from(&mut starter, &pool).is_none());
+        // The pool keeps at most POOLED; the rest are freed.
+        for _ in 0..POOLED * 2 {
+            give_to(Some(new_block()), &mut ender, &pool);
+        }
+        assert_eq!(pool.lock().unwrap().len(), POOLED);
+        assert!(ender.len() <= CACHED);
     }
 }

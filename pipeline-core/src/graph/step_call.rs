@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use crate::error::PipelineError;
-use crate::eval::{CallCx, CallMeta};
-use crate::runtime::{CallGuard, Run, StepCounters};
+use crate::eval::CallCx;
+use crate::runtime::{CallGuard, Run, RunCx, StepCounters};
 use crate::step::StepFn;
 
 use super::step::{EdgesEval, RunnerSlot};
@@ -33,7 +33,7 @@ pin_project_lite::pin_project! {
         runner: &'a RunnerSlot<S>,
         counters: &'a Arc<StepCounters>,
         name: &'static str,
-        meta: &'a CallMeta,
+        cx: RunCx<'a>,
         // The call's identity, for the clock handoff between the steps of
         // one call (`StepCounters::start_after`).
         id: usize,
@@ -67,7 +67,7 @@ impl<'a, S: StepFn, E: EdgesEval<Inputs = S::Inputs>, F> StepCall<'a, S, E, F> {
             runner,
             counters,
             name,
-            meta: cx.meta(),
+            cx: RunCx::of(cx),
             id: std::ptr::from_ref(cx).cast::<()>() as usize,
             _edges: std::marker::PhantomData,
         }
@@ -107,8 +107,8 @@ where
                 .then(|| tracing::debug_span!("step", step = *this.name))
                 .filter(|span| !span.is_disabled());
             let run = match &span {
-                None => runner.run(inputs, this.meta),
-                Some(span) => span.in_scope(|| runner.run(inputs, this.meta)),
+                None => runner.run(inputs, *this.cx),
+                Some(span) => span.in_scope(|| runner.run(inputs, *this.cx)),
             };
             *this.stage = Stage::Running { run, call, span };
         }

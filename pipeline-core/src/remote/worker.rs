@@ -26,7 +26,7 @@ use crate::eval::CallMeta;
 use crate::graph::intern;
 use crate::runtime::protocol::{self, code};
 use crate::runtime::{
-    cuda_device_count, plan, start, DeployOptions, Run, Runtimes, StepCounters, StepOptions,
+    cuda_device_count, plan, start, DeployOptions, Run, RunCx, Runtimes, StepCounters, StepOptions,
     StepRunner,
 };
 use crate::step::{Mode, StepFn, StepInfo, Wire, WireError};
@@ -639,7 +639,7 @@ impl<S: StepFn> Served<S> {
                 return Err(None);
             }
         }
-        let run = self.runner.run(inputs, &meta).into_owned();
+        let run = self.runner.run(inputs, RunCx::detached(&meta)).into_owned();
         let Ok(run) = run else {
             self.forget(call_id.as_deref());
             return Err(Some(Err((

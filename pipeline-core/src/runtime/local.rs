@@ -2,9 +2,8 @@
 //! channel, no queue.
 
 use super::plan::StepPlan;
-use super::runner::{call_once, call_sync, Run, StepRunner};
+use super::runner::{call_once, call_sync, Run, RunCx, StepRunner};
 use crate::error::DeployError;
-use crate::eval::CallMeta;
 use crate::step::{ReplicaContext, StepFn};
 
 /// One state, called inline.
@@ -31,13 +30,13 @@ impl<S: StepFn> LocalRunner<S> {
 }
 
 impl<S: StepFn> StepRunner<S> for LocalRunner<S> {
-    fn run(&self, inputs: S::Inputs, _meta: &CallMeta) -> Run<'_, S::Output> {
+    fn run<'a>(&'a self, inputs: S::Inputs, cx: RunCx<'a>) -> Run<'a, S::Output> {
         if let Some(pump) = S::pump() {
             // A stream step's items are pulled by its consumer, inline.
             let name = self.name;
             let named = move |r: Result<S::Output, _>| r.map(|lazy| (pump.named)(lazy, name));
             return if S::INFO.is_async {
-                Run::Boxed(Box::pin(futures::FutureExt::map(
+                Run::Boxed(cx.place(futures::FutureExt::map(
                     call_once::<S>(name, &self.state, inputs),
                     named,
                 )))
@@ -46,7 +45,7 @@ impl<S: StepFn> StepRunner<S> for LocalRunner<S> {
             };
         }
         if S::INFO.is_async {
-            Run::Boxed(Box::pin(call_once::<S>(self.name, &self.state, inputs)))
+            Run::Boxed(cx.place(call_once::<S>(self.name, &self.state, inputs)))
         } else {
             // A sync body answers at once: no future to keep.
             Run::Done(Some(call_sync::<S>(self.name, &self.state, inputs)))

@@ -37,4 +37,4 @@ pub use options::{AutoscaleOptions, DeployOptions, RemoteUrl, StepOptions};
 pub(crate) use plan::{check_names, cuda_device_count, plan, StepPlan};
 #[cfg(feature = "remote")]
 pub(crate) use remote::{protocol, valid_name as remote_name};
-pub(crate) use runner::{start, Run, StepRunner};
+pub(crate) use runner::{start, Run, RunCx, StepRunner};

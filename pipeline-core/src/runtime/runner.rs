@@ -17,7 +17,7 @@ use super::metrics::StepCounters;
 use super::plan::StepPlan;
 use super::{actors, local, remote, tasks};
 use crate::error::{DeployError, PipelineError};
-use crate::eval::{BoxFuture, CallMeta};
+use crate::eval::{CallArena, CallCx, CallMeta, CxFuture};
 use crate::step::{Mode, StepFn};
 
 /// Runs one step node of a deployed graph: inline, as tasks, on actor
@@ -33,9 +33,50 @@ pub(crate) trait StepRunner<S: StepFn>: Send + Sync + Debug {
     /// turns the step's `Err` into [`PipelineError::Step`] and a panic into
     /// [`PipelineError::Panicked`], both naming the node. Dropping the
     /// future cancels the call's work where it has not started.
-    /// `meta` is the call's deadline and request id, for runners that
-    /// pass them on (remote workers).
-    fn run(&self, inputs: S::Inputs, meta: &CallMeta) -> Run<'_, S::Output>;
+    /// `cx` gives the call's deadline and request id (for runners that
+    /// pass them on: remote workers) and where a boxed future goes.
+    fn run<'a>(&'a self, inputs: S::Inputs, cx: RunCx<'a>) -> Run<'a, S::Output>;
+}
+
+/// What a runner is handed with a call, beside its inputs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunCx<'a> {
+    meta: &'a CallMeta,
+    arena: &'a CallArena,
+}
+
+impl<'a> RunCx<'a> {
+    /// The call `cx`'s: its meta and its arena.
+    pub(crate) fn of(cx: &'a CallCx<'_>) -> Self {
+        RunCx {
+            meta: cx.meta(),
+            arena: cx.arena(),
+        }
+    }
+
+    /// A call with no arena (a remote worker's, whose calls outlive the
+    /// request that started them): boxed futures go to the heap.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn detached(meta: &'a CallMeta) -> Self {
+        RunCx {
+            meta,
+            arena: CallArena::heap(),
+        }
+    }
+
+    /// The call's deadline and request id.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn meta(self) -> &'a CallMeta {
+        self.meta
+    }
+
+    /// A runner's future for [`Run::Boxed`], in the call's memory: a
+    /// remote call's future is about 1.5 KiB, past the size glibc's
+    /// malloc serves from its per-thread cache, so boxing it cost the
+    /// caller a fifth of its CPU time per call (`benches/remote.rs`).
+    pub(crate) fn place<F: Future + Send + 'a>(self, future: F) -> CxFuture<'a, F::Output> {
+        self.arena.place(future)
+    }
 }
 
 /// A step call under way, as [`StepRunner::run`] returns it.
@@ -49,8 +90,9 @@ pub(crate) enum Run<'a, O> {
         answer: oneshot::Receiver<Result<O, PipelineError>>,
         step: &'static str,
     },
-    /// Any other future (an async body, a task), boxed.
-    Boxed(BoxFuture<'a, Result<O, PipelineError>>),
+    /// Any other future (an async body, a task, a remote call), placed
+    /// in the call's memory ([`RunCx::place`]).
+    Boxed(CxFuture<'a, Result<O, PipelineError>>),
 }
 
 impl<'a, O> Run<'a, O> {
@@ -66,8 +108,8 @@ impl<'a, O> Run<'a, O> {
     }
 }
 
-// No variant is ever pinned in place (the boxed future is pinned in its
-// box), so moving a `Run` is fine whatever `O` is.
+// No variant is ever pinned in place (the placed future stays where it
+// was placed), so moving a `Run` is fine whatever `O` is.
 impl<O> Unpin for Run<'_, O> {}
 
 impl<O> Future for Run<'_, O> {
@@ -85,7 +127,7 @@ impl<O> Future for Run<'_, O> {
                 // Built only when needed: an error made and dropped on
                 // every answer cost a drop of its own.
                 .map(|r| r.unwrap_or_else(|_| Err(PipelineError::ReplicaLost { step }))),
-            Run::Boxed(future) => future.as_mut().poll(cx),
+            Run::Boxed(future) => Pin::new(future).poll(cx),
         }
     }
 }

@@ -11,9 +11,8 @@ use super::admission::Permits;
 use super::closing::{drive, Closing};
 use super::executor::Runtimes;
 use super::plan::StepPlan;
-use super::runner::{call_once, Run, StepRunner};
+use super::runner::{call_once, Run, RunCx, StepRunner};
 use crate::error::{DeployError, PipelineError};
-use crate::eval::CallMeta;
 use crate::step::{Pump, ReplicaContext, StepFn};
 
 /// Spawns one task per call.
@@ -57,14 +56,13 @@ impl<S: StepFn> TasksRunner<S> {
 }
 
 impl<S: StepFn> StepRunner<S> for TasksRunner<S> {
-    fn run(&self, inputs: S::Inputs, _meta: &CallMeta) -> Run<'_, S::Output> {
-        Run::Boxed(Box::pin(self.spawn(inputs)))
+    fn run<'a>(&'a self, inputs: S::Inputs, cx: RunCx<'a>) -> Run<'a, S::Output> {
+        Run::Boxed(cx.place(self.spawn(inputs)))
     }
 }
 
 impl<S: StepFn> TasksRunner<S> {
-    /// One call as its own task (the spawn allocates anyway, so the future
-    /// is boxed).
+    /// One call as its own task.
     async fn spawn(&self, inputs: S::Inputs) -> Result<S::Output, PipelineError> {
         let name = self.name;
         let permit = self.permits.admit(name)?;

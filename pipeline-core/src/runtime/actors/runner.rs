@@ -5,12 +5,11 @@ use std::sync::{Arc, Weak};
 
 use super::pool::{Pool, Threads};
 use crate::error::DeployError;
-use crate::eval::CallMeta;
 use crate::runtime::autoscale::{control, Scale};
 use crate::runtime::executor::Runtimes;
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::plan::StepPlan;
-use crate::runtime::runner::{Run, StepRunner};
+use crate::runtime::runner::{Run, RunCx, StepRunner};
 use crate::step::StepFn;
 
 /// An actor step node: its pool, and its autoscaler if it has one.
@@ -65,7 +64,7 @@ impl<S: StepFn> Drop for ActorRunner<S> {
 }
 
 impl<S: StepFn> StepRunner<S> for ActorRunner<S> {
-    fn run(&self, inputs: S::Inputs, _meta: &CallMeta) -> Run<'_, S::Output> {
+    fn run<'a>(&'a self, inputs: S::Inputs, _cx: RunCx<'a>) -> Run<'a, S::Output> {
         self.pool.call(inputs)
     }
 }

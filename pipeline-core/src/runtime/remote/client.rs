@@ -20,7 +20,7 @@ use crate::runtime::executor::{blocking, Runtimes};
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::options::RemoteUrl;
 use crate::runtime::plan::StepPlan;
-use crate::runtime::runner::{Run, StepRunner};
+use crate::runtime::runner::{Run, RunCx, StepRunner};
 use crate::step::{StepFn, Wire, WireError};
 
 /// How long a call with no deadline waits for its worker's answer (a
@@ -208,18 +208,15 @@ impl<S: StepFn> RemoteRunner<S> {
                 .as_ref()
                 .map_or_else(|| self.subject.clone(), |w| w.subject.clone());
             let _busy = worker.as_ref().map(Busy::new);
-            let call_id = format!(
-                "{}.{}",
-                self.call_prefix,
-                self.calls.fetch_add(1, Ordering::Relaxed)
+            let number = self.calls.fetch_add(1, Ordering::Relaxed);
+            let call = protocol::CallHeader::write(
+                &self.call_prefix,
+                number,
+                budget_ms(left),
+                &self.digest,
             );
-            let call = protocol::CallHeader {
-                call_id: &call_id,
-                timeout_ms: budget_ms(left),
-                digest: &self.digest,
-            };
             let mut headers = HeaderMap::new();
-            headers.insert(protocol::CALL.clone(), call.write());
+            headers.insert(protocol::CALL.clone(), call);
             if let Some(id) = &meta.request_id {
                 headers.insert(protocol::REQUEST_ID.clone(), &**id);
             }
@@ -233,17 +230,18 @@ impl<S: StepFn> RemoteRunner<S> {
                 client: &self.client,
                 io: &self.io,
                 subject: &self.cancel_subject,
-                call_id: Some(call_id),
+                prefix: &self.call_prefix,
+                number: Some(number),
             };
             let answer = self.client.send_request(subject, request).await;
             let answer = match answer {
                 Ok(message) => {
-                    cancel.call_id = None;
+                    cancel.number = None;
                     message
                 }
                 Err(e) if e.kind() == RequestErrorKind::NoResponders => {
                     // Nothing was delivered: safe to send elsewhere.
-                    cancel.call_id = None;
+                    cancel.number = None;
                     match worker {
                         Some(gone) => {
                             self.registry.remove(&gone.subject, &self.counters);
@@ -337,17 +335,20 @@ impl<S: StepFn> RemoteRunner<S> {
     }
 }
 
-/// Tells the step's workers to skip call `call_id` if it is dropped armed.
+/// Tells the step's workers to skip attempt `number` if it is dropped
+/// armed.
 struct CancelOnDrop<'a> {
     client: &'a Client,
     io: &'a Handle,
     subject: &'a async_nats::Subject,
-    call_id: Option<String>,
+    prefix: &'a str,
+    number: Option<u64>,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(call_id) = self.call_id.take() {
+        if let Some(number) = self.number.take() {
+            let call_id = protocol::call_id(self.prefix, number);
             let (client, subject) = (self.client.clone(), self.subject.clone());
             self.io.spawn(async move {
                 let _ = client.publish(subject, call_id.into()).await;
@@ -357,8 +358,8 @@ impl Drop for CancelOnDrop<'_> {
 }
 
 impl<S: StepFn> StepRunner<S> for RemoteRunner<S> {
-    fn run(&self, inputs: S::Inputs, meta: &CallMeta) -> Run<'_, S::Output> {
-        Run::Boxed(Box::pin(self.call(inputs, meta.clone())))
+    fn run<'a>(&'a self, inputs: S::Inputs, cx: RunCx<'a>) -> Run<'a, S::Output> {
+        Run::Boxed(cx.place(self.call(inputs, cx.meta().clone())))
     }
 }
 
