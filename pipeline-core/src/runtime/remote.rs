@@ -115,15 +115,16 @@ pub(crate) mod protocol {
         /// separated by single spaces, the second a number, the first at
         /// most [`MAX_CALL_ID`] bytes.
         pub(crate) fn parse(value: &'a str) -> Option<CallHeader<'a>> {
-            let mut fields = value.split(' ');
-            let call_id = fields
-                .next()
-                .filter(|id| !id.is_empty() && id.len() <= MAX_CALL_ID)?;
-            let timeout_ms = fields.next()?.parse().ok()?;
-            let digest = fields.next().filter(|d| !d.is_empty())?;
-            if fields.next().is_some() {
+            let (call_id, rest) = value.split_once(' ')?;
+            let (timeout_ms, digest) = rest.split_once(' ')?;
+            if call_id.is_empty()
+                || call_id.len() > MAX_CALL_ID
+                || digest.is_empty()
+                || digest.contains(' ')
+            {
                 return None;
             }
+            let timeout_ms = timeout_ms.parse().ok()?;
             Some(CallHeader {
                 call_id,
                 timeout_ms,
