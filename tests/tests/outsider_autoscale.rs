@@ -73,11 +73,9 @@ fn hooks() {
         let quiet = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let p = info.payload();
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let msg = (p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| p.downcast_ref::<String>().cloned());
+            let msg = msg.unwrap_or_default();
             if !msg.contains("on purpose") {
                 let thread = std::thread::current().name().unwrap_or("").to_string();
                 let at = info.location().map(|l| l.to_string()).unwrap_or_default();
@@ -91,8 +89,8 @@ fn hooks() {
 
 fn assert_no_stray_panic() {
     let me = std::thread::current().name().unwrap_or("").to_string();
-    let stray = STRAY.lock().unwrap_or_else(|e| e.into_inner());
-    let mine: Vec<_> = stray.iter().filter(|(t, _)| *t == me).collect();
+    let stray = STRAY.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mine: Vec<_> = stray.into_iter().filter(|(t, _)| *t == me).collect();
     assert!(mine.is_empty(), "panics on the test's thread: {mine:?}");
 }
 
@@ -348,15 +346,6 @@ fn merged_policies_that_cannot_work_are_refused_and_the_rest_apply() {
     }
 }
 
-fn held(policy: AutoscalePolicy) -> (Pipeline<u64, u64>, Gate) {
-    let gate = Gate::closed();
-    let options = DeployOptions::new()
-        .runtime(tokio::runtime::Handle::current())
-        .autoscale("Held", policy);
-    let p = Held::bind(gate.clone(), Input::<u64>::new()).deploy_with(options);
-    (p.expect("deploy"), gate)
-}
-
 fn hold(p: &Pipeline<u64, u64>, n: u64) -> Vec<JoinHandle<Result<u64, PipelineError>>> {
     (0..n)
         .map(|i| {
@@ -366,36 +355,31 @@ fn hold(p: &Pipeline<u64, u64>, n: u64) -> Vec<JoinHandle<Result<u64, PipelineEr
         .collect()
 }
 
-async fn answer_all(calls: Vec<JoinHandle<Result<u64, PipelineError>>>) {
-    for (i, c) in calls.into_iter().enumerate() {
-        assert_eq!(c.await.unwrap().unwrap(), i as u64 + 1);
-    }
-}
-
-/// Legal extremes under load that lasts: a target of `usize::MAX` wants one
-/// replica for any load; delays of `u64::MAX` ms never pass.
+/// Legal extremes under load that lasts (the autoscaler runs on this
+/// thread, so an overflow in it would show as a stray panic): a target of
+/// `usize::MAX` wants one replica for any load, delays of `u64::MAX` ms
+/// never pass, a ceiling of `usize::MAX` follows the load.
 #[tokio::test(start_paused = true)]
 async fn extreme_but_legal_policies_under_sustained_load_neither_panic_nor_misscale() {
     hooks();
-    let (p, gate) = held(policy(1, usize::MAX, usize::MAX, 0, 0));
-    let calls = hold(&p, 64);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(replicas(&p), (1, 1), "target usize::MAX");
-    gate.0.add_permits(64);
-    answer_all(calls).await;
-    assert_no_stray_panic();
-
-    let (p, gate) = held(policy(1, 4, 1, u64::MAX, u64::MAX));
-    let calls = hold(&p, 8);
-    tokio::time::sleep(Duration::from_secs(600)).await;
-    assert_eq!(replicas(&p), (1, 1), "upscale delay u64::MAX passed");
-    gate.0.add_permits(8);
-    answer_all(calls).await;
-    tokio::time::sleep(Duration::from_secs(600)).await;
-    assert_eq!(replicas(&p), (1, 1));
-    assert_no_stray_panic();
-
-    assert_eq!(p.metrics()[0].requests, 8);
+    for (policy, n) in [
+        (policy(1, usize::MAX, usize::MAX, 0, 0), 1),
+        (policy(1, 4, 1, u64::MAX, u64::MAX), 1),
+        (policy(1, usize::MAX, 1, 0, u64::MAX), 8),
+    ] {
+        let lab = Lab::new();
+        let p = probe(&lab, policy);
+        let calls: Vec<_> = (0..8).map(|x| spawn_call(&p, HOLD | x)).collect();
+        until("scaled to the load", || replicas(&p) == (n, n)).await;
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(replicas(&p), (n, n), "under load, {policy:?}");
+        lab.gate(0).add_permits(8);
+        at_replica_0(calls, 0).await;
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(replicas(&p), (n, n), "idle, {policy:?}");
+        assert_eq!(p.metrics()[0].requests, 8);
+        assert_no_stray_panic();
+    }
 }
 
 /// One step bound twice, autoscaled by its step name: each node has its
@@ -532,7 +516,6 @@ async fn shutdown_while_a_replica_is_built_does_not_wait_for_it() {
 /// a phantom retrying its constructor and keeping the step degraded while
 /// every replica is up. Later builds of index 1 fail, so a phantom shows.
 #[tokio::test(start_paused = true)]
-#[ignore = "FAULT: a build given up on still joins by its index, orphaning the newer build of that index (retried forever, step degraded with all replicas up)"]
 async fn a_build_given_up_on_then_wanted_again_leaves_no_phantom() {
     hooks();
     let lab = Lab::new();
@@ -576,7 +559,6 @@ async fn a_build_given_up_on_then_wanted_again_leaves_no_phantom() {
 /// `bound + 1` calls, so the load the autoscaler sees never asks for more
 /// replicas while every further call is refused as `Overloaded`.
 #[tokio::test(start_paused = true)]
-#[ignore = "FAULT: with queue_bound + 1 <= target_ongoing_requests a saturated step refuses calls forever and never scales up"]
 async fn a_step_refusing_calls_for_a_full_queue_scales_up() {
     hooks();
     let lab = Lab::new();

@@ -3,9 +3,12 @@
 //! a timer and applies the decisions. Adding and draining replicas is the
 //! pool's business (`actors/pool.rs`); this file never touches a replica.
 //!
-//! Load is calls queued at the step's replicas plus calls running there:
-//! Ray Serve counts only the ones at replicas, which its users report as
-//! never scaling a step whose queue is the bottleneck (ray #24793, #20977).
+//! Load is calls queued at the step's replicas plus calls running there,
+//! plus calls refused for a full queue since the last sample: Ray Serve
+//! counts only the ones at replicas, which its users report as never
+//! scaling a step whose queue is the bottleneck (ray #24793, #20977); a
+//! queue bound under `target_ongoing_requests` would otherwise cap the
+//! load where no replica is ever wanted.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -17,7 +20,8 @@ use crate::step::AutoscalePolicy;
 /// What the controller needs of a step: its load, its replica target, and
 /// a way to change that target.
 pub(crate) trait Scale: Send + Sync {
-    /// Calls queued at the step's replicas plus calls running there.
+    /// Calls queued at the step's replicas plus calls running there, plus
+    /// calls refused for a full queue since the last call of `load`.
     fn load(&self) -> usize;
     /// The replicas the step is heading for (built or being built).
     fn target(&self) -> usize;

@@ -5,7 +5,10 @@
 //! down per call). Replicas join the set only
 //! once built (so a constructor's time never stalls a call) and leave it by
 //! having their mailbox closed: the replica answers what it holds, then
-//! stops, so scaling down loses no call.
+//! stops, so scaling down loses no call. Adding and removing replicas for
+//! the autoscaler is in `pool/scaling.rs`.
+
+mod scaling;
 
 use crate::runtime::closing::Closing;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,10 +17,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+use self::scaling::Builds;
 use super::mailbox::{mailbox, Job, Left, Mailbox};
 use super::worker::ReplicaWorker;
 use crate::error::{BoxError, DeployError, PipelineError};
-use crate::runtime::autoscale::Scale;
 use crate::runtime::executor::{blocking, Runtimes};
 use crate::runtime::metrics::StepCounters;
 use crate::runtime::plan::StepPlan;
@@ -54,12 +57,6 @@ enum Live<S: StepFn> {
     Scaled(RwLock<Vec<Replica<S>>>),
 }
 
-/// A replica being built for the autoscaler, which may give up on it.
-struct Pending {
-    index: usize,
-    cancelled: Arc<AtomicBool>,
-}
-
 /// The replicas of one actor step node.
 pub(crate) struct Pool<S: StepFn> {
     plan: StepPlan,
@@ -72,7 +69,10 @@ pub(crate) struct Pool<S: StepFn> {
     /// What the replicas scaled down (draining) still hold, for the queue
     /// gauge.
     draining: Mutex<Vec<Left>>,
-    pending: Mutex<Vec<Pending>>,
+    builds: Mutex<Builds>,
+    /// Calls refused for a full queue since the autoscaler last looked:
+    /// load too (see [`Scale::load`]).
+    refused: AtomicUsize,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Replicas built or being built, as last decided.
     target: AtomicUsize,
@@ -127,7 +127,8 @@ impl<S: StepFn> Pool<S> {
                 Some(_) => Live::Scaled(RwLock::new(Vec::with_capacity(plan.replicas))),
             },
             draining: Mutex::new(Vec::new()),
-            pending: Mutex::new(Vec::new()),
+            builds: Mutex::new(Builds::default()),
+            refused: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             target: AtomicUsize::new(plan.replicas),
             closed: Arc::new(AtomicBool::new(false)),
@@ -291,71 +292,6 @@ impl<S: StepFn> Pool<S> {
         live.push(replica);
     }
 
-    /// Starts one more replica off the request path: it is built where it
-    /// will run, retrying while its constructor fails, and joins the live
-    /// set once built, unless the pool gave up on it meanwhile.
-    fn add(&self, pending: &mut Vec<Pending>) {
-        let index = self.free_index(pending);
-        let cancelled = Arc::new(AtomicBool::new(false));
-        pending.push(Pending {
-            index,
-            cancelled: Arc::clone(&cancelled),
-        });
-        let (worker, replica) = self.worker(index);
-        let me = self.me.clone();
-        let work = async move {
-            let stop = || cancelled.load(Ordering::SeqCst);
-            let Some(state) = worker.build_retrying(stop, true).await else {
-                return;
-            };
-            let Some(pool) = me.upgrade() else { return };
-            if pool.join_pending(index, replica) {
-                drop(pool);
-                tracing::info!(step = worker.ctx.step(), replica = index, "replica added");
-                worker.serve(state).await;
-            }
-        };
-        if self.plan.placement == Placement::Task {
-            self.handle.spawn(work);
-        } else if let Err(e) = self.spawn_thread(index, work) {
-            tracing::error!(step = self.plan.node, error = %e, "could not start a replica thread");
-            pending.retain(|p| p.index != index);
-        }
-    }
-
-    /// The lowest index no live or pending replica has: a replica added
-    /// takes the place (and so the device) of one that left, and every
-    /// index stays below the replica count (`ReplicaContext::index` is
-    /// `0..replicas()`). A replica that left may still be answering the
-    /// calls queued at it when its index is taken again.
-    fn free_index(&self, pending: &[Pending]) -> usize {
-        let mut taken: Vec<usize> = pending.iter().map(|p| p.index).collect();
-        self.with_live(|live| taken.extend(live.iter().map(|r| r.index)));
-        taken.sort_unstable();
-        taken.dedup();
-        // The first gap, else one past the end.
-        taken
-            .iter()
-            .enumerate()
-            .find(|&(i, &index)| i != index)
-            .map_or(taken.len(), |(i, _)| i)
-    }
-
-    /// Lets pending replica `index` join the live set, unless the pool
-    /// gave up on it or closed meanwhile. Done under the pending lock, so a
-    /// replica is always in exactly one of the two sets for `scale_to`, and
-    /// `close` never misses one.
-    fn join_pending(&self, index: usize, replica: Replica<S>) -> bool {
-        let mut pending = lock(&self.pending);
-        let before = pending.len();
-        pending.retain(|p| p.index != index);
-        if pending.len() == before || self.closed.load(Ordering::SeqCst) {
-            return false;
-        }
-        self.join(replica);
-        true
-    }
-
     /// Sends `inputs` to the replica with the least outstanding work; the
     /// returned future waits for its answer (no allocation beyond the
     /// answer's oneshot). Dropping it drops the answer's receiver; the
@@ -386,6 +322,9 @@ impl<S: StepFn> Pool<S> {
         };
         let (reply, answer) = oneshot::channel();
         if let Err(e) = replica.mailbox.offer(name, Job { inputs, reply }) {
+            if let PipelineError::Overloaded { .. } = e {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+            }
             return Run::Done(Some(Err(e)));
         }
         Run::Answer { answer, step: name }
@@ -419,9 +358,7 @@ impl<S: StepFn> Pool<S> {
     pub(crate) fn close(&self) -> Threads {
         self.closed.store(true, Ordering::SeqCst);
         self.closing.close();
-        for p in lock(&self.pending).drain(..) {
-            p.cancelled.store(true, Ordering::SeqCst);
-        }
+        lock(&self.builds).give_up_all();
         if let Some(mut live) = self.scaled() {
             live.clear();
         }
@@ -463,58 +400,4 @@ impl Drop for Threads {
 enum Built<S: StepFn> {
     Now(Replica<S>),
     Later(std::sync::mpsc::Receiver<Result<(), BoxError>>, Replica<S>),
-}
-
-impl<S: StepFn> Scale for Pool<S> {
-    fn load(&self) -> usize {
-        self.with_live(|live| live.iter().map(Replica::outstanding).sum())
-    }
-
-    fn target(&self) -> usize {
-        self.target.load(Ordering::SeqCst)
-    }
-
-    fn scale_to(&self, target: usize) {
-        if self.closed.load(Ordering::SeqCst) {
-            return;
-        }
-        let target = target.max(1);
-        let mut pending = lock(&self.pending);
-        self.target.store(target, Ordering::SeqCst);
-        self.counters
-            .target_replicas
-            .store(target, Ordering::Relaxed);
-        let live = self.with_live(<[Replica<S>]>::len);
-        let have = live + pending.len();
-        if target > have {
-            for _ in have..target {
-                self.add(&mut pending);
-            }
-            return;
-        }
-        // Fewer: give up on replicas still being built first, then close
-        // the newest built ones' mailboxes (they drain, then stop).
-        let mut excess = have - target;
-        while excess > 0 {
-            let Some(p) = pending.pop() else { break };
-            p.cancelled.store(true, Ordering::SeqCst);
-            excess -= 1;
-        }
-        let Some(mut live) = self.scaled() else {
-            return;
-        };
-        while excess > 0 && live.len() > 1 {
-            if let Some(leaving) = live.pop() {
-                let left = leaving.mailbox.close();
-                let mut draining = lock(&self.draining);
-                draining.retain(Left::is_held);
-                draining.push(left);
-            }
-            excess -= 1;
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
 }
