@@ -69,6 +69,9 @@ pub struct Worker {
     in_flight: mpsc::Sender<()>,
     all_done: mpsc::Receiver<()>,
     leaving: Arc<AtomicBool>,
+    /// Notified when a subscription ends while the worker is not leaving:
+    /// its connection was closed for good (see [`Worker::run`]).
+    lost: Arc<tokio::sync::Notify>,
     runtimes: Runtimes,
 }
 
@@ -138,6 +141,7 @@ impl Worker {
             in_flight,
             all_done,
             leaving: Arc::new(AtomicBool::new(false)),
+            lost: Arc::new(tokio::sync::Notify::new()),
             runtimes: Runtimes::new(tokio::runtime::Handle::try_current().ok()),
         })
     }
@@ -249,6 +253,7 @@ impl Worker {
             cancels: Mutex::new(CancelBook::default()),
             in_flight: self.in_flight.clone(),
             leaving: Arc::clone(&self.leaving),
+            lost: Arc::clone(&self.lost),
             stop_taking: Arc::clone(&self.stop_taking),
         });
         self.serving
@@ -273,8 +278,18 @@ impl Worker {
     /// Serves until SIGTERM or Ctrl-C, then leaves without losing a call
     /// (see the module docs). A second signal while it leaves stops it at
     /// once.
+    ///
+    /// Fails at once if the connection to the NATS server is closed for
+    /// good (async-nats reconnects after network faults by itself, but its
+    /// reader stops on a message it cannot parse: 0.51 panics on a header
+    /// value holding a bare `\r`). Calls held then cannot be answered; run
+    /// workers under a supervisor that starts them again (systemd,
+    /// Kubernetes), as a pipeline's callers see `Unavailable` meanwhile.
     pub async fn run(mut self) -> Result<(), DeployError> {
-        stop_signal().await;
+        tokio::select! {
+            () = stop_signal() => {}
+            () = self.lost.notified() => return Err(self.lost_error()),
+        }
         tokio::select! {
             left = self.leave() => left,
             () = stop_signal() => {
@@ -284,10 +299,25 @@ impl Worker {
         }
     }
 
-    /// Serves until `stop` completes, then leaves without losing a call.
+    /// Serves until `stop` completes, then leaves without losing a call;
+    /// fails as [`run`](Self::run) does if the connection is lost.
     pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> Result<(), DeployError> {
-        stop.await;
+        tokio::select! {
+            () = stop => {}
+            () = self.lost.notified() => return Err(self.lost_error()),
+        }
         self.leave().await
+    }
+
+    fn lost_error(&self) -> DeployError {
+        tracing::error!(url = %self.url, "the connection to the NATS server was closed for good; stopping");
+        nats_error(
+            &self.url,
+            "the connection to the NATS server was closed for good (async-nats stopped \
+             reading it: see the log for its panic); start the worker again"
+                .into(),
+            "connection closed",
+        )
     }
 
     async fn leave(&mut self) -> Result<(), DeployError> {
@@ -416,6 +446,8 @@ struct Served<S: StepFn> {
     cancels: Mutex<CancelBook>,
     in_flight: mpsc::Sender<()>,
     leaving: Arc<AtomicBool>,
+    /// See `Worker::lost`.
+    lost: Arc<tokio::sync::Notify>,
     /// Notified: stop taking requests (see `Worker::stop_taking`).
     stop_taking: Arc<tokio::sync::Notify>,
 }
@@ -473,6 +505,14 @@ struct Started<O> {
 }
 
 impl<S: StepFn> Served<S> {
+    /// A subscription ended: unless the worker is leaving, its
+    /// connection is gone for good.
+    fn ended(&self) {
+        if !self.leaving.load(Ordering::SeqCst) {
+            self.lost.notify_one();
+        }
+    }
+
     async fn take_cancels(self: Arc<Self>, mut cancels: async_nats::Subscriber) {
         while let Some(message) = cancels.next().await {
             let Ok(call_id) = std::str::from_utf8(&message.payload) else {
@@ -491,6 +531,7 @@ impl<S: StepFn> Served<S> {
                 let _ = cancel.send(());
             }
         }
+        self.ended();
     }
 
     /// Takes requests in arrival order: each is decoded and handed to the
@@ -524,7 +565,10 @@ impl<S: StepFn> Served<S> {
                             .catch_unwind()
                             .map(drop),
                     ),
-                    Poll::Ready(None) => open = false,
+                    Poll::Ready(None) => {
+                        open = false;
+                        self.ended();
+                    }
                     Poll::Pending => break,
                 }
             }

@@ -102,6 +102,19 @@ impl WorkerProcess {
         executed
     }
 
+    /// Waits until it stops by itself (its `run` failed), then the
+    /// `work` calls it ran.
+    pub(crate) fn wait_stopped(mut self) -> u64 {
+        let line = self.next_line(true);
+        let executed = line
+            .strip_prefix("executed ")
+            .unwrap_or_else(|| panic!("unexpected worker output {line:?}"))
+            .parse()
+            .unwrap();
+        self.child.wait().unwrap();
+        executed
+    }
+
     /// SIGKILL: it answers nothing more.
     pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();

@@ -3,7 +3,7 @@
 //! deadlines and cancellation sent along.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ const DISCOVER_WAIT: Duration = Duration::from_millis(250);
 
 pub(crate) struct RemoteRunner<S: StepFn> {
     step: &'static str,
-    client: Client,
+    conn: Arc<Conn>,
     subject: async_nats::Subject,
     cancel_subject: async_nats::Subject,
     wire: Arc<Wire<S::Inputs, S::Output>>,
@@ -64,6 +64,71 @@ impl<S: StepFn> std::fmt::Debug for RemoteRunner<S> {
 impl<S: StepFn> Drop for RemoteRunner<S> {
     fn drop(&mut self) {
         self.watch.abort();
+    }
+}
+
+/// A remote step's connection to the NATS server, replaced when it is
+/// closed for good. async-nats reconnects by itself after a network
+/// fault, but its reader stops for good on a message it cannot parse
+/// (0.51 panics on a header value holding a bare `\r`, which anyone
+/// allowed to publish on a subject the pipeline listens to can send):
+/// every later request would then fail with "channel closed".
+struct Conn {
+    client: RwLock<Arc<Client>>,
+    /// The current client is known closed; a new one is being made.
+    lost: AtomicBool,
+    /// Notified when a new client is in place.
+    back: tokio::sync::Notify,
+    url: String,
+    step: &'static str,
+}
+
+impl Conn {
+    fn now(&self) -> Arc<Client> {
+        Arc::clone(&self.client.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The client to send on; while the connection is being replaced, the
+    /// new one, waiting for it until `deadline` (`None`: not in time).
+    async fn current(&self, deadline: Instant) -> Option<Arc<Client>> {
+        loop {
+            let back = self.back.notified();
+            if !self.lost.load(Ordering::SeqCst) {
+                return Some(self.now());
+            }
+            tokio::time::timeout_at(deadline.into(), back).await.ok()?;
+        }
+    }
+
+    async fn connect(url: &str, step: &'static str) -> Result<Client, async_nats::ConnectError> {
+        async_nats::ConnectOptions::new()
+            .name(format!("pipeline ({step})"))
+            .connect(url)
+            .await
+    }
+
+    /// The connection was closed for good: connects again (with backoff,
+    /// until it succeeds) and puts the new client in place.
+    async fn replace(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        tracing::error!(step = self.step, url = %self.url, "the connection to the NATS server was closed for good; connecting again");
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match Conn::connect(&self.url, self.step).await {
+                Ok(client) => {
+                    *self.client.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(client);
+                    self.lost.store(false, Ordering::SeqCst);
+                    self.back.notify_waiters();
+                    tracing::info!(step = self.step, url = %self.url, "connected to the NATS server again");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(step = self.step, url = %self.url, error = %e, ?backoff, "could not connect again; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 }
 
@@ -96,10 +161,7 @@ impl<S: StepFn> RemoteRunner<S> {
         let theirs = {
             let url = url.as_str();
             block_on_io(&io, async move {
-                let client = async_nats::ConnectOptions::new()
-                    .name(format!("pipeline ({step})"))
-                    .connect(url)
-                    .await?;
+                let client = Conn::connect(url, step).await?;
                 // The workers up now (each answers INFO with its direct
                 // subject and fingerprint); others are heard of as they join.
                 let theirs = discover(&client, &service, DEPLOY_WAIT).await;
@@ -132,10 +194,17 @@ impl<S: StepFn> RemoteRunner<S> {
             .collect();
         let registry = Arc::new(Registry::default());
         registry.set(theirs.into_iter().map(|w| w.direct).collect(), &counters);
+        let conn = Arc::new(Conn {
+            client: RwLock::new(Arc::new(client)),
+            lost: AtomicBool::new(false),
+            back: tokio::sync::Notify::new(),
+            url: url.as_str().to_string(),
+            step,
+        });
         let watch = {
             let _io = io.enter();
             tokio::spawn(watch(
-                client.clone(),
+                Arc::clone(&conn),
                 step,
                 fingerprint.clone(),
                 Arc::clone(&registry),
@@ -146,7 +215,7 @@ impl<S: StepFn> RemoteRunner<S> {
             step,
             subject: protocol::subject(step).into(),
             cancel_subject: protocol::cancel_subject(step).into(),
-            client,
+            conn,
             digest: wire.fingerprint_digest(),
             wire: Arc::new(wire),
             call_prefix,
@@ -168,7 +237,13 @@ impl<S: StepFn> RemoteRunner<S> {
         // The server's limit counts the headers too (sent with every try).
         // (`max_payload()` reads the negotiated limit; `server_info()`
         // would clone the server's whole INFO on every call.)
-        let limit = self.client.max_payload();
+        let started = Instant::now();
+        let deadline = meta.deadline.unwrap_or(started + DEFAULT_TIMEOUT);
+        let budget = deadline.saturating_duration_since(started);
+        let Some(client) = self.conn.current(deadline).await else {
+            return Err(PipelineError::DeadlineExceeded { after: budget });
+        };
+        let limit = client.max_payload();
         let size =
             payload.len() + HEADERS_AT_MOST + meta.request_id.as_ref().map_or(0, |id| id.len());
         if size > limit {
@@ -176,15 +251,12 @@ impl<S: StepFn> RemoteRunner<S> {
         }
         // With the server unreachable, a request would only wait in the
         // client's queue until the deadline (60 s with none): say so now.
-        if self.client.connection_state() != async_nats::connection::State::Connected {
+        if client.connection_state() != async_nats::connection::State::Connected {
             return Err(PipelineError::Unavailable {
                 step,
                 reason: "not connected to the NATS server (reconnecting)".into(),
             });
         }
-        let started = Instant::now();
-        let deadline = meta.deadline.unwrap_or(started + DEFAULT_TIMEOUT);
-        let budget = deadline.saturating_duration_since(started);
         // Workers that refused this call or are gone: not chosen again.
         let mut passed: Vec<Arc<Worker>> = Vec::new();
         let mut refusals = 0;
@@ -227,13 +299,13 @@ impl<S: StepFn> RemoteRunner<S> {
             // Dropped before the answer (the caller gave up, or the
             // deadline passed): the worker is told to skip the call.
             let mut cancel = CancelOnDrop {
-                client: &self.client,
+                client: &client,
                 io: &self.io,
                 subject: &self.cancel_subject,
                 prefix: &self.call_prefix,
                 number: Some(number),
             };
-            let answer = self.client.send_request(subject, request).await;
+            let answer = client.send_request(subject, request).await;
             let answer = match answer {
                 Ok(message) => {
                     cancel.number = None;
@@ -526,41 +598,52 @@ async fn discover(client: &Client, service: &str, wait: Duration) -> Vec<Found> 
 /// announce them, and a discovery about once a second (which also finds
 /// workers that died: they no longer answer).
 async fn watch(
-    client: Client,
+    conn: Arc<Conn>,
     node: &'static str,
     fingerprint: String,
     registry: Arc<Registry>,
     counters: Arc<StepCounters>,
 ) {
     let service = protocol::service(node);
-    let Ok(mut announces) = client.subscribe(protocol::announce_subject(node)).await else {
-        return;
-    };
-    let mut tick = tokio::time::interval(DISCOVER_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            announce = announces.next() => {
-                let Some(message) = announce else { return };
-                let Ok(a) = serde_json::from_slice::<protocol::Announce>(&message.payload) else {
-                    continue;
-                };
-                if a.fingerprint != fingerprint {
-                    tracing::warn!(step = node, worker = %a.direct, "a worker with other types joined; not sending it calls");
-                } else if a.leaving {
-                    tracing::info!(step = node, worker = %a.direct, "a worker is leaving");
-                    registry.leave(a.direct, &counters);
-                } else {
-                    tracing::info!(step = node, worker = %a.direct, "a worker joined");
-                    registry.join(a.direct, &counters);
+        let client = conn.now();
+        // Ends (`None`) when the connection is closed for good.
+        let mut announces = client
+            .subscribe(protocol::announce_subject(node))
+            .await
+            .ok();
+        let mut tick = tokio::time::interval(DISCOVER_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while let Some(subscribed) = announces.as_mut() {
+            tokio::select! {
+                announce = subscribed.next() => {
+                    let Some(message) = announce else { break };
+                    let Ok(a) = serde_json::from_slice::<protocol::Announce>(&message.payload) else {
+                        continue;
+                    };
+                    if a.fingerprint != fingerprint {
+                        tracing::warn!(step = node, worker = %a.direct, "a worker with other types joined; not sending it calls");
+                    } else if a.leaving {
+                        tracing::info!(step = node, worker = %a.direct, "a worker is leaving");
+                        registry.leave(a.direct, &counters);
+                    } else {
+                        tracing::info!(step = node, worker = %a.direct, "a worker joined");
+                        registry.join(a.direct, &counters);
+                    }
+                }
+                _ = tick.tick() => {
+                    let found = discover(&client, &service, DISCOVER_WAIT).await;
+                    let same = found.into_iter().filter(|f| f.fingerprint == fingerprint);
+                    registry.set(same.map(|f| f.direct).collect(), &counters);
                 }
             }
-            _ = tick.tick() => {
-                let found = discover(&client, &service, DISCOVER_WAIT).await;
-                let same = found.into_iter().filter(|f| f.fingerprint == fingerprint);
-                registry.set(same.map(|f| f.direct).collect(), &counters);
-            }
         }
+        // No worker is reachable until the new connection finds them.
+        registry.set(Vec::new(), &counters);
+        conn.replace().await;
+        let found = discover(&conn.now(), &service, DISCOVER_WAIT).await;
+        let same = found.into_iter().filter(|f| f.fingerprint == fingerprint);
+        registry.set(same.map(|f| f.direct).collect(), &counters);
     }
 }
 
