@@ -162,8 +162,13 @@ impl CallArena {
             let start = self.used.fetch_add(size, Ordering::Relaxed);
             if start.checked_add(size).is_some_and(|end| end <= BLOCK) {
                 // In bounds and aligned (`start` is a multiple of ALIGN);
-                // nobody else was handed these bytes.
-                let at = UnsafeCell::raw_get(&block[start / ALIGN]).cast::<F>();
+                // nobody else was handed these bytes. The pointer is made
+                // from the whole block's, not from a reference to the one
+                // unit at `start` (whose provenance would cover only those
+                // 16 bytes, under Stacked Borrows): `add` stays within the
+                // block, or one past its end for a zero-sized future.
+                let at = unsafe { block.as_ptr().add(start / ALIGN) };
+                let at = UnsafeCell::raw_get(at).cast::<F>();
                 unsafe { at.write(future) };
                 let at: *mut (dyn Future<Output = F::Output> + Send + 'a) = at;
                 return CxFuture(Placed::Arena(unsafe { NonNull::new_unchecked(at) }));
@@ -295,6 +300,39 @@ mod tests {
         for (i, f) in futures.into_iter().enumerate() {
             assert_eq!(futures::executor::block_on(f), i as u64);
         }
+    }
+
+    #[test]
+    fn a_zero_sized_future_fits_in_a_block_filled_exactly() {
+        struct Pad([u8; 256]);
+        impl Future for Pad {
+            type Output = u8;
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u8> {
+                Poll::Ready(self.0[255])
+            }
+        }
+        struct Zero;
+        impl Future for Zero {
+            type Output = u8;
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u8> {
+                Poll::Ready(7)
+            }
+        }
+        let arena = CallArena::new();
+        let full: Vec<_> = (0..BLOCK / 256)
+            .map(|i| arena.place(Pad([i as u8; 256])))
+            .collect();
+        assert!(full.iter().all(|f| matches!(f.0, Placed::Arena(_))));
+        assert_eq!(arena.used.load(Ordering::Relaxed), BLOCK);
+        // Placed one past the block's last byte, which holds nothing.
+        let zero = arena.place(Zero);
+        assert!(matches!(zero.0, Placed::Arena(_)));
+        assert_eq!(futures::executor::block_on(zero), 7);
+        let sum: u32 = full
+            .into_iter()
+            .map(|f| u32::from(futures::executor::block_on(f)))
+            .sum();
+        assert_eq!(sum, (0..16u32).sum::<u32>());
     }
 
     #[test]
