@@ -29,6 +29,9 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a refused call is sent again (to whichever worker the
 /// queue group picks).
 pub(crate) const RETRIES: usize = 3;
+/// How long a call waits for a connection closed for good to be made again
+/// before it fails with `Unavailable` (see `Conn`).
+const RECONNECT_WAIT: Duration = Duration::from_secs(1);
 /// How often the pipeline asks a remote step's workers for their INFO.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// How long it waits for their answers.
@@ -89,14 +92,30 @@ impl Conn {
     }
 
     /// The client to send on; while the connection is being replaced, the
-    /// new one, waiting for it until `deadline` (`None`: not in time).
-    async fn current(&self, deadline: Instant) -> Option<Arc<Client>> {
+    /// new one, waiting for it up to [`RECONNECT_WAIT`] (a server that
+    /// is up takes milliseconds) but not past `deadline`.
+    async fn current(
+        &self,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Arc<Client>, PipelineError> {
+        let until = deadline.min(Instant::now() + RECONNECT_WAIT);
         loop {
             let back = self.back.notified();
             if !self.lost.load(Ordering::SeqCst) {
-                return Some(self.now());
+                return Ok(self.now());
             }
-            tokio::time::timeout_at(deadline.into(), back).await.ok()?;
+            if tokio::time::timeout_at(until.into(), back).await.is_err() {
+                return Err(if until >= deadline {
+                    PipelineError::DeadlineExceeded { after: budget }
+                } else {
+                    PipelineError::Unavailable {
+                        step: self.step,
+                        reason: "the connection to the NATS server was closed; connecting again"
+                            .into(),
+                    }
+                });
+            }
         }
     }
 
@@ -240,9 +259,7 @@ impl<S: StepFn> RemoteRunner<S> {
         let started = Instant::now();
         let deadline = meta.deadline.unwrap_or(started + DEFAULT_TIMEOUT);
         let budget = deadline.saturating_duration_since(started);
-        let Some(client) = self.conn.current(deadline).await else {
-            return Err(PipelineError::DeadlineExceeded { after: budget });
-        };
+        let client = self.conn.current(deadline, budget).await?;
         let limit = client.max_payload();
         let size =
             payload.len() + HEADERS_AT_MOST + meta.request_id.as_ref().map_or(0, |id| id.len());
