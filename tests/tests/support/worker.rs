@@ -92,12 +92,7 @@ impl WorkerProcess {
             .status()
             .unwrap();
         assert!(status.success());
-        let line = self.next_line(true);
-        let executed = line
-            .strip_prefix("executed ")
-            .unwrap_or_else(|| panic!("unexpected worker output {line:?}"))
-            .parse()
-            .unwrap();
+        let executed = self.executed();
         assert!(self.child.wait().unwrap().success());
         executed
     }
@@ -105,14 +100,18 @@ impl WorkerProcess {
     /// Waits until it stops by itself (its `run` failed), then the
     /// `work` calls it ran.
     pub(crate) fn wait_stopped(mut self) -> u64 {
-        let line = self.next_line(true);
-        let executed = line
-            .strip_prefix("executed ")
-            .unwrap_or_else(|| panic!("unexpected worker output {line:?}"))
-            .parse()
-            .unwrap();
+        let executed = self.executed();
         self.child.wait().unwrap();
         executed
+    }
+
+    /// The `executed N` line a stopping worker prints last.
+    fn executed(&mut self) -> u64 {
+        let line = self.next_line(true);
+        line.strip_prefix("executed ")
+            .unwrap_or_else(|| panic!("unexpected worker output {line:?}"))
+            .parse()
+            .unwrap()
     }
 
     /// SIGKILL: it answers nothing more.
