@@ -204,13 +204,45 @@ fn worker_log() -> Capture {
     .clone()
 }
 
-/// Lines of `log` holding every one of `needles`.
-fn lines_with(log: &Capture, needles: &[&str]) -> usize {
-    let bytes = log.0.lock().unwrap();
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
+/// Counts the lines of a log holding every one of its needles, reading
+/// only what was written since it last looked. (Scanning the whole log at
+/// every look of `wait_until_async`, which spins, held the log's lock so
+/// much that the worker's own logging stalled behind it: with the other
+/// tests' lines in the log, about 800 KB, a wait took seconds, and now and
+/// then the kept calls of `calls_dropped_while_queued_..` ran past their
+/// 60 s deadline before the test opened the gate.)
+struct Lines<'a> {
+    log: &'a Capture,
+    needles: &'a [&'a str],
+    read: usize,
+    count: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(log: &'a Capture, needles: &'a [&'a str]) -> Self {
+        Lines {
+            log,
+            needles,
+            read: 0,
+            count: 0,
+        }
+    }
+
+    /// The lines holding every needle, up to the last whole line written.
+    fn count(&mut self) -> usize {
+        let bytes = self.log.0.lock().unwrap();
+        let new = &bytes[self.read..];
+        let Some(last) = new.iter().rposition(|&b| b == b'\n') else {
+            return self.count;
+        };
+        let whole = &new[..=last];
+        self.count += String::from_utf8_lossy(whole)
+            .lines()
+            .filter(|l| self.needles.iter().all(|n| l.contains(n)))
+            .count();
+        self.read += whole.len();
+        self.count
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -351,8 +383,8 @@ async fn a_header_value_with_a_bare_cr_and_the_pipeline_connects_again() {
     let _worker = WorkerProcess::start(&nats, "work");
     let p = remote_work(&nats);
     assert_eq!(p.call_async(job(0, 0)).await.unwrap().id, 0);
-    let again = || lines_with(&log, &["connected to the NATS server again", "work"]);
-    let before = again();
+    let mut again = Lines::new(&log, &["connected to the NATS server again", "work"]);
+    let before = again.count();
     raw_hpub(
         &nats,
         "pipeline.workers.work",
@@ -360,7 +392,7 @@ async fn a_header_value_with_a_bare_cr_and_the_pipeline_connects_again() {
         "Pipeline-Call: x\ry",
         b"{}",
     );
-    wait_until_async("the pipeline connected again", || again() > before).await;
+    wait_until_async("the pipeline connected again", || again.count() > before).await;
     let r = p
         .call_async_timeout(job(1, 0), Duration::from_secs(5))
         .await;
@@ -470,8 +502,8 @@ async fn calls_dropped_while_queued_never_run_and_kept_ones_answer_once() {
             }
         }
     }
-    let taken = || lines_with(&log, &["remote_step{step=\"gated\"", "new"]);
-    wait_until_async("the worker took every call", || taken() == 302).await;
+    let mut taken = Lines::new(&log, &["remote_step{step=\"gated\"", "new"]);
+    wait_until_async("the worker took every call", || taken.count() == 302).await;
     for call in &aborted {
         call.abort();
     }
@@ -482,8 +514,11 @@ async fn calls_dropped_while_queued_never_run_and_kept_ones_answer_once() {
     for call in selected {
         assert!(call.await.unwrap().is_none(), "answered with the gate shut");
     }
-    let cancelled = || lines_with(&log, &["gated", "the caller cancelled the call"]);
-    wait_until_async("the worker heard 200 cancellations", || cancelled() == 200).await;
+    let mut cancelled = Lines::new(&log, &["gated", "the caller cancelled the call"]);
+    wait_until_async("the worker heard 200 cancellations", || {
+        cancelled.count() == 200
+    })
+    .await;
     GATE.add_permits(10_000);
     for (i, call) in kept {
         assert_eq!(call.await.unwrap().unwrap(), i * 3);
