@@ -2,7 +2,8 @@
 //! `remote_worker NATS_URL STEP[,STEP..] [QUEUE_BOUND]` serves the named
 //! steps of `pipeline_examples::remote_steps`, prints `ready` once the
 //! server routes calls to it, `start ID` as each `work` call starts (with `REMOTE_WORKER_TRACE` set), and on SIGTERM drains, then prints
-//! `executed N` (the `work` calls it ran) and exits.
+//! `executed N` (the `work` calls it ran) and exits (with status 1 when
+//! its connection was lost for good rather than told to stop).
 
 use std::io::Write;
 
@@ -47,8 +48,12 @@ async fn main() {
     }
     println!("ready");
     std::io::stdout().flush().unwrap();
-    if let Err(e) = worker.run().await {
-        eprintln!("remote_worker: {e}");
-    }
+    let run = worker.run().await;
     println!("executed {}", executed());
+    // A worker whose connection was lost for good exits with an error, as
+    // a supervisor (systemd, Kubernetes) needs to see to restart it.
+    if let Err(e) = run {
+        eprintln!("remote_worker: {e}");
+        std::process::exit(1);
+    }
 }

@@ -101,7 +101,8 @@ impl WorkerProcess {
     /// `work` calls it ran.
     pub(crate) fn wait_stopped(mut self) -> u64 {
         let executed = self.executed();
-        self.child.wait().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), Some(1), "a worker whose run failed exits 1");
         executed
     }
 
