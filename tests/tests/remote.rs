@@ -351,6 +351,34 @@ fn a_dropped_call_does_not_run_on_the_worker() {
     assert_eq!(worker.terminate(), 2, "the dropped call never ran");
 }
 
+/// After a flood of cancellations naming calls that never came (more than
+/// the 4,096 a worker keeps for calls yet to come), a call its caller
+/// drops while it waits at the worker is still skipped.
+#[test]
+fn a_dropped_call_is_skipped_after_a_flood_of_cancellations_for_no_call() {
+    let nats = NatsServer::start();
+    let mut worker = WorkerProcess::start_with(&nats, "work", true);
+    let p = remote_work(&nats);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        for i in 0..5_000 {
+            client
+                .publish("pipeline.cancel.work", format!("ghost.{i}").into())
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+    });
+    let busy = occupy_both_replicas(&p, &mut worker);
+    let dropped = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(200), p.call_async(job(9, 0))).await
+    });
+    assert!(dropped.is_err(), "the call was still waiting");
+    busy.finish();
+    assert_eq!(worker.terminate(), 2, "the dropped call never ran");
+}
+
 #[test]
 fn payloads_over_the_servers_max_are_refused_before_sending() {
     let nats = NatsServer::start_with_config("max_payload: 65536\n");

@@ -11,14 +11,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::service::{self, ServiceExt};
 use async_nats::{Client, HeaderMap, HeaderName};
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::error::{DeployError, PipelineError};
@@ -250,7 +250,7 @@ impl Worker {
             fingerprint: fingerprint.clone(),
             replies: self.replies.clone(),
             max_payload: self.client.server_info().max_payload,
-            cancels: Mutex::new(CancelBook::default()),
+            cancels: Cancels::default(),
             in_flight: self.in_flight.clone(),
             leaving: Arc::clone(&self.leaving),
             lost: Arc::clone(&self.lost),
@@ -442,8 +442,8 @@ struct Served<S: StepFn> {
     digest: String,
     replies: Client,
     max_payload: usize,
-    /// Calls that may still be cancelled, by call id.
-    cancels: Mutex<CancelBook>,
+    /// Cancellations heard, not yet matched to a call.
+    cancels: Cancels,
     in_flight: mpsc::Sender<()>,
     leaving: Arc<AtomicBool>,
     /// See `Worker::lost`.
@@ -455,43 +455,99 @@ struct Served<S: StepFn> {
 /// What to answer: the output's bytes, or an error code and text.
 type Answer = Result<Vec<u8>, (usize, String)>;
 
-/// The calls that may still be cancelled, and cancellations that came
-/// before their call (requests and cancellations arrive on two
-/// subscriptions, so either may be seen first).
+/// Cancellations heard and not yet matched to a call, by call id, and a
+/// [`Notify`](tokio::sync::Notify) that wakes the calls waiting for an
+/// answer whenever one comes (each then looks for its own id).
+///
+/// Why not a book of the calls that may be cancelled: registering each
+/// call there (a `String` key, a hash on the way in and out, a lock each
+/// time) cost a call about 1,100 of the worker's instructions
+/// (`benches/remote.rs` under callgrind), for cancellations that are rare.
+/// Here a call only takes a [`Notified`](tokio::sync::futures::OwnedNotified)
+/// and, while any cancellation is unmatched, looks once for its id when it
+/// starts. Requests and cancellations arrive on two subscriptions, so a
+/// cancellation may come before its call: it waits here for it.
 #[derive(Default)]
-struct CancelBook {
-    waiting: HashMap<String, oneshot::Sender<()>>,
-    early: HashMap<String, Instant>,
+struct Cancels {
+    heard: Mutex<Heard>,
+    /// Ids held in `heard`, read without the lock: most often 0.
+    count: AtomicUsize,
+    /// Notified (all waiters) after each id is added.
+    added: Arc<tokio::sync::Notify>,
 }
 
-impl CancelBook {
-    /// Keeps `cancel` for call `id`; `false` if it was cancelled already.
-    fn wait(&mut self, id: &str, cancel: oneshot::Sender<()>) -> bool {
-        // (Checked first: most often there is none, and a lookup hashes.)
-        if !self.early.is_empty() && self.early.remove(id).is_some() {
+#[derive(Default)]
+struct Heard {
+    /// Ids heard, with when (forgotten after [`EARLY_CANCEL_TTL`]: most
+    /// name calls that had finished). At most [`EARLY_CANCELS`]; once
+    /// full, more go to `overflow`, for calls that already wait only.
+    early: HashMap<String, Instant>,
+    /// The last [`OVERFLOW`] ids that came while `early` was full (a
+    /// flood of ids no call has), so a call under way is still cancelled.
+    overflow: std::collections::VecDeque<String>,
+}
+
+impl Cancels {
+    /// Adds a cancellation and wakes the calls waiting for answers.
+    fn add(&self, id: &str) {
+        {
+            let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+            let early = &mut heard.early;
+            if early.len() >= EARLY_CANCELS {
+                early.retain(|_, at| at.elapsed() < EARLY_CANCEL_TTL);
+            }
+            if early.len() < EARLY_CANCELS {
+                early.insert(id.to_string(), Instant::now());
+            } else {
+                if heard.overflow.len() >= OVERFLOW {
+                    heard.overflow.pop_front();
+                }
+                heard.overflow.push_back(id.to_string());
+            }
+            self.count
+                .store(heard.early.len() + heard.overflow.len(), Ordering::SeqCst);
+        }
+        self.added.notify_waiters();
+    }
+
+    /// Whether call `id`, about to start, was cancelled before it came;
+    /// the cancellation is spent.
+    fn take_early(&self, id: &str) -> bool {
+        self.take(id, false)
+    }
+
+    /// Whether call `id`, under way, was cancelled; the cancellation is
+    /// spent.
+    fn take_waiting(&self, id: &str) -> bool {
+        self.take(id, true)
+    }
+
+    fn take(&self, id: &str, overflow_too: bool) -> bool {
+        if self.count.load(Ordering::SeqCst) == 0 {
             return false;
         }
-        self.waiting.insert(id.to_string(), cancel);
-        true
-    }
-
-    /// Call `id`'s canceller, or a note that it was cancelled before it
-    /// came (forgotten after a while: most such calls had simply finished).
-    fn cancel(&mut self, id: &str) -> Option<oneshot::Sender<()>> {
-        let cancel = self.waiting.remove(id);
-        if cancel.is_none() {
-            if self.early.len() >= EARLY_CANCELS {
-                self.early.retain(|_, at| at.elapsed() < EARLY_CANCEL_TTL);
-            }
-            if self.early.len() < EARLY_CANCELS {
-                self.early.insert(id.to_string(), Instant::now());
+        let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found = heard.early.remove(id).is_some();
+        if !found && overflow_too {
+            if let Some(at) = heard.overflow.iter().position(|o| o == id) {
+                heard.overflow.remove(at);
+                found = true;
             }
         }
-        cancel
+        self.count
+            .store(heard.early.len() + heard.overflow.len(), Ordering::SeqCst);
+        found
+    }
+
+    /// Completes once a cancellation is added after this call.
+    fn next(&self) -> tokio::sync::futures::OwnedNotified {
+        Arc::clone(&self.added).notified_owned()
     }
 }
 
-/// At most this many early cancellations are kept, each for at most
+/// Ids kept past [`EARLY_CANCELS`] for calls under way.
+const OVERFLOW: usize = 256;
+/// At most this many cancellations are kept, each for at most
 /// [`EARLY_CANCEL_TTL`].
 const EARLY_CANCELS: usize = 4096;
 const EARLY_CANCEL_TTL: Duration = Duration::from_secs(30);
@@ -500,8 +556,9 @@ const EARLY_CANCEL_TTL: Duration = Duration::from_secs(30);
 struct Started<O> {
     run: Run<'static, O>,
     deadline: Option<Instant>,
-    call_id: Option<String>,
-    cancelled: oneshot::Receiver<()>,
+    /// With a call id: completes when a cancellation comes (taken before
+    /// the call looked for its own, so none is missed).
+    cancelled: Option<tokio::sync::futures::OwnedNotified>,
 }
 
 impl<S: StepFn> Served<S> {
@@ -522,14 +579,7 @@ impl<S: StepFn> Served<S> {
             if call_id.len() > protocol::MAX_CALL_ID {
                 continue;
             }
-            let cancel = self
-                .cancels
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .cancel(call_id);
-            if let Some(cancel) = cancel {
-                let _ = cancel.send(());
-            }
+            self.cancels.add(call_id);
         }
         self.ended();
     }
@@ -607,7 +657,7 @@ impl<S: StepFn> Served<S> {
                     // the future of every call stays under the size
                     // glibc's malloc serves from its per-thread cache
                     // (848 bytes, from 1,760 with both inline).
-                    Ok(call) => Box::pin(step.finish(call)).await,
+                    Ok(call) => Box::pin(step.finish(&request, call)).await,
                     Err(answer) => answer,
                 };
                 if let Some(answer) = answer {
@@ -675,29 +725,26 @@ impl<S: StepFn> Served<S> {
             deadline,
             request_id: request_id.map(Arc::from),
         };
-        let (cancel, cancelled) = oneshot::channel();
-        let call_id = call.map(|c| c.call_id.to_string());
-        if let Some(id) = &call_id {
-            let waiting = self
-                .cancels
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .wait(id, cancel);
-            if !waiting {
-                // Its cancellation came first: the caller is gone.
-                return Err(None);
-            }
-        }
+        let cancelled = call.map(|call| {
+            // Taken first: a cancellation added after the look below
+            // still wakes this call.
+            let next = self.cancels.next();
+            (self.cancels.take_early(call.call_id), next)
+        });
+        let cancelled = match cancelled {
+            // Its cancellation came first: the caller is gone.
+            Some((true, _)) => return Err(None),
+            Some((false, next)) => Some(next),
+            None => None,
+        };
         let run = self.runner.run(inputs, RunCx::detached(&meta)).into_owned();
         let Ok(run) = run else {
-            self.forget(call_id.as_deref());
             return Err(Some(Err((
                 code::WORKER,
                 "the step's runner returned a borrowed call".into(),
             ))));
         };
         if let Run::Done(Some(Err(PipelineError::Overloaded { .. }))) = &run {
-            self.forget(call_id.as_deref());
             return Err(Some(Err((
                 code::REFUSED,
                 "the worker's queue is full".into(),
@@ -706,18 +753,16 @@ impl<S: StepFn> Served<S> {
         Ok(Started {
             run,
             deadline,
-            call_id,
             cancelled,
         })
     }
 
     /// Waits for a started call; `None` when its caller cancelled it.
-    async fn finish(&self, call: Started<S::Output>) -> Option<Answer> {
+    async fn finish(&self, request: &service::Request, call: Started<S::Output>) -> Option<Answer> {
         let Started {
-            run,
+            mut run,
             deadline,
-            call_id,
-            mut cancelled,
+            cancelled,
         } = call;
         let wait = async {
             match deadline {
@@ -725,26 +770,33 @@ impl<S: StepFn> Served<S> {
                 None => std::future::pending().await,
             }
         };
-        let outcome = tokio::select! {
-            result = run => Some(self.encode(result)),
-            Ok(()) = &mut cancelled => None,
-            () = wait => Some(Err((code::DEADLINE, "the deadline passed".into()))),
+        tokio::pin!(wait);
+        let cancel = async {
+            let Some(first) = cancelled else {
+                return std::future::pending().await;
+            };
+            tokio::pin!(first);
+            loop {
+                first.as_mut().await;
+                // Armed again before looking, so no later one is missed.
+                first.set(self.cancels.next());
+                let id = header(request.message.headers.as_ref(), &protocol::CALL)
+                    .and_then(protocol::CallHeader::parse)
+                    .map(|c| c.call_id);
+                if id.is_some_and(|id| self.cancels.take_waiting(id)) {
+                    return;
+                }
+            }
         };
-        self.forget(call_id.as_deref());
+        let outcome = tokio::select! {
+            result = &mut run => Some(self.encode(result)),
+            () = cancel => None,
+            () = &mut wait => Some(Err((code::DEADLINE, "the deadline passed".into()))),
+        };
         if outcome.is_none() {
             tracing::debug!(step = self.node, "the caller cancelled the call");
         }
         outcome
-    }
-
-    fn forget(&self, call_id: Option<&str>) {
-        if let Some(id) = call_id {
-            self.cancels
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .waiting
-                .remove(id);
-        }
     }
 
     fn encode(&self, result: Result<S::Output, PipelineError>) -> Answer {
