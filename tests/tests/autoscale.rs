@@ -269,18 +269,55 @@ async fn a_constructor_failing_while_scaling_up_reports_degraded_and_retries() {
     assert_eq!(answered_by.into_iter().collect::<Vec<_>>(), [0, 1]);
 }
 
-/// A thread-placed model whose later replicas' constructors wait until the
-/// test lets them finish.
-struct Slow {
-    index: usize,
-}
-
 #[derive(Clone)]
 struct SlowInit {
     building: std::sync::mpsc::SyncSender<usize>,
     holding: std::sync::mpsc::SyncSender<usize>,
     finish: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
     hold: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+    /// Models built, and alive now.
+    built: Arc<AtomicUsize>,
+    live: Arc<AtomicUsize>,
+}
+
+impl SlowInit {
+    /// The init, the `building` and `holding` receivers, and the senders
+    /// that let a constructor finish and a held call go.
+    #[allow(clippy::type_complexity)]
+    fn new() -> (
+        SlowInit,
+        std::sync::mpsc::Receiver<usize>,
+        std::sync::mpsc::Receiver<usize>,
+        std::sync::mpsc::Sender<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (building_tx, building) = std::sync::mpsc::sync_channel(4);
+        let (holding_tx, holding) = std::sync::mpsc::sync_channel(8);
+        let (finish, finish_rx) = std::sync::mpsc::channel();
+        let (release, hold_rx) = std::sync::mpsc::channel();
+        let init = SlowInit {
+            building: building_tx,
+            holding: holding_tx,
+            finish: Arc::new(Mutex::new(finish_rx)),
+            hold: Arc::new(Mutex::new(hold_rx)),
+            built: Arc::default(),
+            live: Arc::default(),
+        };
+        (init, building, holding, finish, release)
+    }
+}
+
+/// A thread-placed model whose later replicas' constructors wait until the
+/// test lets them finish; counts itself out of `live` when dropped.
+struct Slow {
+    index: usize,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Slow {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[step(mode = "actors", placement = "thread")]
@@ -290,7 +327,12 @@ impl Slow {
             init.building.send(ctx.index()).unwrap();
             init.finish.lock().unwrap().recv().unwrap();
         }
-        Slow { index: ctx.index() }
+        init.built.fetch_add(1, Ordering::SeqCst);
+        init.live.fetch_add(1, Ordering::SeqCst);
+        Slow {
+            index: ctx.index(),
+            live: init.live,
+        }
     }
     fn call(&self, (hold, init): (bool, SlowInit)) -> usize {
         if hold {
@@ -303,16 +345,7 @@ impl Slow {
 
 #[test]
 fn a_new_replicas_constructor_never_stalls_calls() {
-    let (building_tx, building) = std::sync::mpsc::sync_channel(4);
-    let (holding_tx, holding) = std::sync::mpsc::sync_channel(8);
-    let (finish, finish_rx) = std::sync::mpsc::channel();
-    let (release, hold_rx) = std::sync::mpsc::channel();
-    let init = SlowInit {
-        building: building_tx,
-        holding: holding_tx,
-        finish: Arc::new(Mutex::new(finish_rx)),
-        hold: Arc::new(Mutex::new(hold_rx)),
-    };
+    let (init, building, holding, finish, release) = SlowInit::new();
     let options = DeployOptions::new().autoscale("Slow", policy(1, 2, 0, 60_000));
     let p = Slow::bind(init.clone(), Input::<(bool, SlowInit)>::new())
         .deploy_with(options)
@@ -356,6 +389,43 @@ fn a_new_replicas_constructor_never_stalls_calls() {
     let mut answered_by: Vec<usize> = held.into_iter().map(|h| h.join().unwrap()).collect();
     answered_by.sort_unstable();
     assert_eq!(answered_by, [0, 1]);
+}
+
+/// Dropping a pipeline does not wait for a constructor still running for
+/// the autoscaler (loading a model's weights may take minutes): the drop
+/// returns with the constructor still blocked, replica 0's model dropped;
+/// replica 1's model is dropped on its own thread once its constructor
+/// returns, and never serves.
+#[test]
+fn dropping_a_pipeline_does_not_wait_for_a_replica_being_built() {
+    let (init, building, _holding, finish, release) = SlowInit::new();
+    let options = DeployOptions::new().autoscale("Slow", policy(1, 2, 0, 60_000));
+    let p = Slow::bind(init.clone(), Input::<(bool, SlowInit)>::new())
+        .deploy_with(options)
+        .unwrap();
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (p, init) = (p.clone(), init.clone());
+            std::thread::spawn(move || p.call((true, init)).unwrap())
+        })
+        .collect();
+    assert_eq!(building.recv().unwrap(), 1, "replica 1 is being built");
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    for call in held {
+        assert_eq!(call.join().unwrap(), 0);
+    }
+    let dropping = std::thread::spawn(move || drop(p));
+    support::wait_until("the drop returned, replica 1 still being built", || {
+        dropping.is_finished()
+    });
+    dropping.join().unwrap();
+    assert_eq!(init.live.load(Ordering::SeqCst), 0, "replica 0 dropped");
+    assert_eq!(init.built.load(Ordering::SeqCst), 1);
+    finish.send(()).unwrap();
+    support::wait_until("replica 1 built, then dropped", || {
+        init.built.load(Ordering::SeqCst) == 2 && init.live.load(Ordering::SeqCst) == 0
+    });
 }
 
 /// Fails its constructor (for replicas after the first) while `FLAKY_FAIL`

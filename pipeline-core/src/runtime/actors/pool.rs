@@ -255,7 +255,7 @@ impl<S: StepFn> Pool<S> {
             return Ok(Built::Now(replica));
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.spawn_thread(index, async move {
+        let thread = self.spawn_thread(index, async move {
             match worker.build() {
                 Ok(state) => {
                     let _ = tx.send(Ok(()));
@@ -266,22 +266,31 @@ impl<S: StepFn> Pool<S> {
                 }
             }
         })?;
+        self.keep_thread(thread);
         Ok(Built::Later(rx, replica))
     }
 
+    /// A thread for replica `index` running `work`; see
+    /// [`keep_thread`](Self::keep_thread).
     fn spawn_thread(
         &self,
         index: usize,
         work: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), BoxError> {
+    ) -> Result<std::thread::JoinHandle<()>, BoxError> {
         let handle = self.handle.clone();
-        let thread = std::thread::Builder::new()
+        Ok(std::thread::Builder::new()
             .name(format!("{}-{index}", self.plan.node))
-            .spawn(move || handle.block_on(work))?;
+            .spawn(move || handle.block_on(work))?)
+    }
+
+    /// Keeps a replica's thread, to be joined when the pool closes. (The
+    /// thread of a replica still being built for the autoscaler is kept
+    /// with its build instead, and not joined if the pool closes first:
+    /// see `scaling.rs`.)
+    fn keep_thread(&self, thread: std::thread::JoinHandle<()>) {
         let mut threads = lock(&self.threads);
         threads.retain(|t| !t.is_finished());
         threads.push(thread);
-        Ok(())
     }
 
     /// Lets the router send calls to `replica`.

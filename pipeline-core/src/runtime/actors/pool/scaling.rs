@@ -15,6 +15,12 @@ pub(super) struct Pending {
     id: u64,
     index: usize,
     cancelled: Arc<AtomicBool>,
+    /// A thread-placed replica's thread, running its constructor: kept
+    /// with the pool's once it joins. Dropped unjoined if the build is
+    /// given up on for good (the pool closes): a constructor cannot be
+    /// stopped, and dropping a pipeline must not wait for one loading
+    /// weights; the thread drops what it built when it returns.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Replicas being built off the request path.
@@ -36,7 +42,8 @@ impl Builds {
     }
 
     /// The pool closes: every build still running stops at its next
-    /// failure, and none joins.
+    /// failure, and none joins (nor is its thread joined: see
+    /// [`Pending::thread`]).
     pub(super) fn give_up_all(&mut self) {
         for p in self.pending.drain(..) {
             p.cancelled.store(true, Ordering::SeqCst);
@@ -70,6 +77,7 @@ impl<S: StepFn> Pool<S> {
             id,
             index,
             cancelled: Arc::clone(&cancelled),
+            thread: None,
         });
         let (worker, replica) = self.worker(index);
         let me = self.me.clone();
@@ -94,9 +102,20 @@ impl<S: StepFn> Pool<S> {
         };
         if self.plan.placement == Placement::Task {
             self.handle.spawn(work);
-        } else if let Err(e) = self.spawn_thread(index, work) {
-            tracing::error!(step = self.plan.node, error = %e, "could not start a replica thread");
-            builds.pending.retain(|p| p.id != id);
+            return;
+        }
+        // (The build cannot join before this returns: joining takes the
+        // builds' lock, held by our caller.)
+        match self.spawn_thread(index, work) {
+            Ok(thread) => {
+                if let Some(at) = Builds::position(&builds.pending, id) {
+                    builds.pending[at].thread = Some(thread);
+                }
+            }
+            Err(e) => {
+                tracing::error!(step = self.plan.node, error = %e, "could not start a replica thread");
+                builds.pending.retain(|p| p.id != id);
+            }
         }
     }
 
@@ -128,7 +147,10 @@ impl<S: StepFn> Pool<S> {
             builds.given_up.retain(|p| p.id != id);
             return false;
         };
-        builds.pending.swap_remove(at);
+        let joined = builds.pending.swap_remove(at);
+        if let Some(thread) = joined.thread {
+            self.keep_thread(thread);
+        }
         if self.closed.load(Ordering::SeqCst) {
             return false;
         }
