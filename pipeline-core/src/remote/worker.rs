@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -455,100 +455,168 @@ struct Served<S: StepFn> {
 /// What to answer: the output's bytes, or an error code and text.
 type Answer = Result<Vec<u8>, (usize, String)>;
 
-/// Cancellations heard and not yet matched to a call, by call id, and a
-/// [`Notify`](tokio::sync::Notify) that wakes the calls waiting for an
-/// answer whenever one comes (each then looks for its own id).
+/// What a worker knows of cancellations: the calls under way, by a
+/// fingerprint of their call id (a count each: a plain client may send two
+/// calls with one id), cancellations naming one of them until that call
+/// looks, and cancellations naming none (yet: requests and cancellations
+/// arrive on two subscriptions, so a cancellation may come before its
+/// call) for a while.
 ///
-/// Why not a book of the calls that may be cancelled: registering each
-/// call there (a `String` key, a hash on the way in and out, a lock each
-/// time) cost a call about 1,100 of the worker's instructions
-/// (`benches/remote.rs` under callgrind), for cancellations that are rare.
-/// Here a call only takes a [`Notified`](tokio::sync::futures::OwnedNotified)
-/// and, while any cancellation is unmatched, looks once for its id when it
-/// starts. Requests and cancellations arrive on two subscriptions, so a
-/// cancellation may come before its call: it waits here for it.
+/// Why fingerprints: a book of the calls under way keyed by their id (a
+/// `String` key, a oneshot channel, a SipHash on the way in and out) cost
+/// a call about 1,100 of the worker's instructions (`benches/remote.rs`
+/// under callgrind), for cancellations that are rare. A call now adds its
+/// fingerprint (FNV-1a of the id, in a map that does not hash again) and
+/// takes a [`Notified`](tokio::sync::futures::OwnedNotified); a
+/// cancellation whose fingerprint is under way is kept for the calls to
+/// look for (each woken call re-reads its own id from its header). Keeping
+/// those apart from the ones naming no call keeps a flood of ids no call
+/// has from pushing out a real cancellation.
+#[derive(Clone, Default)]
+struct Cancels(Arc<CancelsInner>);
+
 #[derive(Default)]
-struct Cancels {
-    heard: Mutex<Heard>,
-    /// Ids held in `heard`, read without the lock: most often 0.
-    count: AtomicUsize,
-    /// Notified (all waiters) after each id is added.
-    added: Arc<tokio::sync::Notify>,
+struct CancelsInner {
+    state: Mutex<CancelState>,
+    /// Notified (all waiters) when a cancellation names a call under way.
+    targeted: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
-struct Heard {
-    /// Ids heard, with when (forgotten after [`EARLY_CANCEL_TTL`]: most
-    /// name calls that had finished). At most [`EARLY_CANCELS`]; once
-    /// full, more go to `overflow`, for calls that already wait only.
+struct CancelState {
+    /// Calls under way, by fingerprint: how many.
+    under_way: HashMap<u64, u32, std::hash::BuildHasherDefault<Fingerprinted>>,
+    /// Cancellations naming a call under way, until it looks (at most one
+    /// per call under way, and [`EARLY_CANCELS`] more).
+    targeted: std::collections::HashSet<String>,
+    /// Cancellations naming no call under way, with when: a call with
+    /// that id never starts. Forgotten after [`EARLY_CANCEL_TTL`] (most
+    /// name calls that had finished); at most [`EARLY_CANCELS`], past
+    /// which new ones are not kept.
     early: HashMap<String, Instant>,
-    /// The last [`OVERFLOW`] ids that came while `early` was full (a
-    /// flood of ids no call has), so a call under way is still cancelled.
-    overflow: std::collections::VecDeque<String>,
+}
+
+/// FNV-1a of a call id.
+fn fingerprint(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A `Hasher` for keys that are fingerprints already: it keeps the `u64`.
+#[derive(Default)]
+struct Fingerprinted(u64);
+
+impl std::hash::Hasher for Fingerprinted {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; any other key is folded in.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A call under way, counted in its worker's [`Cancels`] until dropped.
+struct UnderWay {
+    cancels: Cancels,
+    fingerprint: u64,
+    /// Completes when a cancellation names a call under way (taken before
+    /// the call was counted, so none is missed); taken by the wait.
+    targeted: Option<tokio::sync::futures::OwnedNotified>,
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        let mut state = self.cancels.lock();
+        let state = &mut *state;
+        if let Some(n) = state.under_way.get_mut(&self.fingerprint) {
+            *n -= 1;
+            if *n == 0 {
+                state.under_way.remove(&self.fingerprint);
+                // A cancellation that came as the call ended is forgotten.
+                if !state.targeted.is_empty() {
+                    let fp = self.fingerprint;
+                    state.targeted.retain(|id| fingerprint(id) != fp);
+                }
+            }
+        }
+    }
 }
 
 impl Cancels {
-    /// Adds a cancellation and wakes the calls waiting for answers.
-    fn add(&self, id: &str) {
-        {
-            let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
-            let early = &mut heard.early;
-            if early.len() >= EARLY_CANCELS {
-                early.retain(|_, at| at.elapsed() < EARLY_CANCEL_TTL);
-            }
-            if early.len() < EARLY_CANCELS {
-                early.insert(id.to_string(), Instant::now());
-            } else {
-                if heard.overflow.len() >= OVERFLOW {
-                    heard.overflow.pop_front();
-                }
-                heard.overflow.push_back(id.to_string());
-            }
-            self.count
-                .store(heard.early.len() + heard.overflow.len(), Ordering::SeqCst);
-        }
-        self.added.notify_waiters();
+    fn lock(&self) -> std::sync::MutexGuard<'_, CancelState> {
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether call `id`, about to start, was cancelled before it came;
-    /// the cancellation is spent.
-    fn take_early(&self, id: &str) -> bool {
-        self.take(id, false)
+    /// Takes a cancellation for call `id`: kept for the call if one with
+    /// its fingerprint is under way (and the calls under way are woken to
+    /// look), else for a while for a call yet to come.
+    fn add(&self, id: &str) {
+        let fp = fingerprint(id);
+        let woken = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            if state.under_way.contains_key(&fp) {
+                if state.targeted.len() < state.under_way.len() + EARLY_CANCELS {
+                    state.targeted.insert(id.to_string());
+                }
+                true
+            } else {
+                let early = &mut state.early;
+                if early.len() >= EARLY_CANCELS {
+                    early.retain(|_, at| at.elapsed() < EARLY_CANCEL_TTL);
+                }
+                if early.len() < EARLY_CANCELS {
+                    early.insert(id.to_string(), Instant::now());
+                }
+                false
+            }
+        };
+        if woken {
+            self.0.targeted.notify_waiters();
+        }
+    }
+
+    /// Counts call `id` as under way; `None` if it was cancelled before it
+    /// came (the cancellation is spent).
+    fn start(&self, id: &str) -> Option<UnderWay> {
+        let fingerprint = fingerprint(id);
+        // Taken first: a cancellation added once the call is counted
+        // wakes it.
+        let targeted = Arc::clone(&self.0.targeted).notified_owned();
+        let mut state = self.lock();
+        if !state.early.is_empty() && state.early.remove(id).is_some() {
+            return None;
+        }
+        *state.under_way.entry(fingerprint).or_default() += 1;
+        drop(state);
+        Some(UnderWay {
+            cancels: self.clone(),
+            fingerprint,
+            targeted: Some(targeted),
+        })
     }
 
     /// Whether call `id`, under way, was cancelled; the cancellation is
     /// spent.
-    fn take_waiting(&self, id: &str) -> bool {
-        self.take(id, true)
+    fn take(&self, id: &str) -> bool {
+        self.lock().targeted.remove(id)
     }
 
-    fn take(&self, id: &str, overflow_too: bool) -> bool {
-        if self.count.load(Ordering::SeqCst) == 0 {
-            return false;
-        }
-        let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut found = heard.early.remove(id).is_some();
-        if !found && overflow_too {
-            if let Some(at) = heard.overflow.iter().position(|o| o == id) {
-                heard.overflow.remove(at);
-                found = true;
-            }
-        }
-        self.count
-            .store(heard.early.len() + heard.overflow.len(), Ordering::SeqCst);
-        found
-    }
-
-    /// Completes once a cancellation is added after this call.
+    /// Completes when a cancellation next names a call under way.
     fn next(&self) -> tokio::sync::futures::OwnedNotified {
-        Arc::clone(&self.added).notified_owned()
+        Arc::clone(&self.0.targeted).notified_owned()
     }
 }
 
-/// Ids kept past [`EARLY_CANCELS`] for calls under way.
-const OVERFLOW: usize = 256;
-/// At most this many cancellations are kept, each for at most
-/// [`EARLY_CANCEL_TTL`].
+/// At most this many cancellations naming no call under way are kept,
+/// each for at most [`EARLY_CANCEL_TTL`].
 const EARLY_CANCELS: usize = 4096;
 const EARLY_CANCEL_TTL: Duration = Duration::from_secs(30);
 
@@ -556,9 +624,8 @@ const EARLY_CANCEL_TTL: Duration = Duration::from_secs(30);
 struct Started<O> {
     run: Run<'static, O>,
     deadline: Option<Instant>,
-    /// With a call id: completes when a cancellation comes (taken before
-    /// the call looked for its own, so none is missed).
-    cancelled: Option<tokio::sync::futures::OwnedNotified>,
+    /// With a call id: counted as under way, for cancellations.
+    under_way: Option<UnderWay>,
 }
 
 impl<S: StepFn> Served<S> {
@@ -725,16 +792,10 @@ impl<S: StepFn> Served<S> {
             deadline,
             request_id: request_id.map(Arc::from),
         };
-        let cancelled = call.map(|call| {
-            // Taken first: a cancellation added after the look below
-            // still wakes this call.
-            let next = self.cancels.next();
-            (self.cancels.take_early(call.call_id), next)
-        });
-        let cancelled = match cancelled {
+        let under_way = match call.map(|call| self.cancels.start(call.call_id)) {
             // Its cancellation came first: the caller is gone.
-            Some((true, _)) => return Err(None),
-            Some((false, next)) => Some(next),
+            Some(None) => return Err(None),
+            Some(Some(under_way)) => Some(under_way),
             None => None,
         };
         let run = self.runner.run(inputs, RunCx::detached(&meta)).into_owned();
@@ -753,7 +814,7 @@ impl<S: StepFn> Served<S> {
         Ok(Started {
             run,
             deadline,
-            cancelled,
+            under_way,
         })
     }
 
@@ -762,7 +823,7 @@ impl<S: StepFn> Served<S> {
         let Started {
             mut run,
             deadline,
-            cancelled,
+            under_way,
         } = call;
         let wait = async {
             match deadline {
@@ -772,18 +833,22 @@ impl<S: StepFn> Served<S> {
         };
         tokio::pin!(wait);
         let cancel = async {
-            let Some(first) = cancelled else {
+            // (Held until the call ends: it counts the call as under way.)
+            let Some(mut under_way) = under_way else {
                 return std::future::pending().await;
             };
-            tokio::pin!(first);
+            let Some(first) = under_way.targeted.take() else {
+                return std::future::pending().await;
+            };
+            let mut targeted = std::pin::pin!(first);
             loop {
-                first.as_mut().await;
+                targeted.as_mut().await;
                 // Armed again before looking, so no later one is missed.
-                first.set(self.cancels.next());
+                targeted.set(under_way.cancels.next());
                 let id = header(request.message.headers.as_ref(), &protocol::CALL)
                     .and_then(protocol::CallHeader::parse)
                     .map(|c| c.call_id);
-                if id.is_some_and(|id| self.cancels.take_waiting(id)) {
+                if id.is_some_and(|id| under_way.cancels.take(id)) {
                     return;
                 }
             }
