@@ -1,4 +1,3 @@
-#![cfg(feature = "http")]
 //! An outsider's second round of hostile tests, aimed at the ingress's
 //! body reading (the size limit, the body timeout, the lingering close
 //! after a refusal, `Expect: 100-continue`), at what a refused request
@@ -9,6 +8,8 @@
 //! No sleeps wait for work: every wait is on the thing itself (an answer,
 //! a close, a thread), with a guard that fails instead of hanging. The
 //! only sleeps are a slow client's pauses between the bytes it sends.
+
+#![cfg(feature = "http")]
 
 mod support;
 

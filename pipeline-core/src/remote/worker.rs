@@ -591,8 +591,14 @@ impl Cancels {
         // wakes it.
         let targeted = Arc::clone(&self.0.targeted).notified_owned();
         let mut state = self.lock();
-        if !state.early.is_empty() && state.early.remove(id).is_some() {
-            return None;
+        if !state.early.is_empty() {
+            // (One past its time names an earlier call with this id: a
+            // plain client may reuse ids.)
+            if let Some(at) = state.early.remove(id) {
+                if at.elapsed() < EARLY_CANCEL_TTL {
+                    return None;
+                }
+            }
         }
         *state.under_way.entry(fingerprint).or_default() += 1;
         drop(state);
@@ -994,3 +1000,75 @@ fn one_line(text: &str, max_payload: usize) -> String {
 
 /// The longest error text a worker sends back.
 const MAX_ERROR_TEXT: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_early_cancellation_skips_its_call_once_and_only_within_its_time() {
+        let cancels = Cancels::default();
+        cancels.add("p.1");
+        cancels.add("p.1");
+        assert!(cancels.start("p.1").is_none(), "cancelled before it came");
+        assert!(cancels.start("p.1").is_some(), "spent once");
+        cancels.add("p.2");
+        cancels.lock().early.insert(
+            "p.2".into(),
+            Instant::now() - EARLY_CANCEL_TTL - Duration::from_millis(1),
+        );
+        assert!(cancels.start("p.2").is_some(), "past its time");
+    }
+
+    #[test]
+    fn a_cancellation_of_a_call_under_way_is_kept_for_it_past_a_flood() {
+        let cancels = Cancels::default();
+        let under_way = cancels.start("p.7").unwrap();
+        for i in 0..2 * EARLY_CANCELS {
+            cancels.add(&format!("ghost.{i}"));
+        }
+        assert_eq!(cancels.lock().early.len(), EARLY_CANCELS, "bounded");
+        assert!(!cancels.take("p.7"));
+        cancels.add("p.7");
+        assert!(cancels.take("p.7"));
+        assert!(!cancels.take("p.7"), "spent once");
+        // Ended: nothing kept for it, and a later cancellation waits for a
+        // call yet to come (the set is full: it is not kept).
+        cancels.add("p.7");
+        drop(under_way);
+        let state = cancels.lock();
+        assert!(state.under_way.is_empty() && state.targeted.is_empty());
+    }
+
+    #[test]
+    fn a_call_under_way_is_woken_by_its_cancellation() {
+        let cancels = Cancels::default();
+        let mut under_way = cancels.start("p.3").unwrap();
+        let woken = under_way.targeted.take().unwrap();
+        let mut woken = std::pin::pin!(woken);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(woken.as_mut().poll(&mut cx).is_pending());
+        cancels.add("other.9");
+        assert!(
+            woken.as_mut().poll(&mut cx).is_pending(),
+            "names no call under way"
+        );
+        cancels.add("p.3");
+        assert!(woken.as_mut().poll(&mut cx).is_ready());
+        assert!(cancels.take("p.3"));
+    }
+
+    #[test]
+    fn two_calls_with_one_id_one_cancellation_skips_one() {
+        let cancels = Cancels::default();
+        let (a, b) = (cancels.start("x").unwrap(), cancels.start("x").unwrap());
+        cancels.add("x");
+        assert!(cancels.take("x"));
+        assert!(!cancels.take("x"));
+        drop(a);
+        assert_eq!(cancels.lock().under_way.len(), 1);
+        drop(b);
+        assert!(cancels.lock().under_way.is_empty());
+    }
+}

@@ -203,14 +203,7 @@ impl<S: StepFn> RemoteRunner<S> {
                 source: None,
             });
         }
-        let call_prefix: String = client
-            .new_inbox()
-            .rsplit('.')
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(10)
-            .collect();
+        let call_prefix = call_prefix();
         let registry = Arc::new(Registry::default());
         registry.set(theirs.into_iter().map(|w| w.direct).collect(), &counters);
         let conn = Arc::new(Conn {
@@ -422,6 +415,31 @@ impl<S: StepFn> RemoteRunner<S> {
             }
         }
     }
+}
+
+/// Ten random characters (`0-9A-Za-z`, about 60 bits) starting the call
+/// ids of one remote runner, so that two pipelines calling one worker
+/// never name the same call. (Taken from `Client::new_inbox` before: with
+/// async-nats' `nuid` feature on in a user's build, its first characters
+/// are the same for a whole process.)
+fn call_prefix() -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static RUNNERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    // std's `RandomState` keys are random per process and differ for
+    // each one made; the count and the time set runners apart besides.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    RUNNERS.fetch_add(1, Ordering::Relaxed).hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    std::time::SystemTime::now().hash(&mut hasher);
+    let mut n = hasher.finish();
+    (0..10)
+        .map(|_| {
+            let digit = DIGITS[(n % 62) as usize];
+            n /= 62;
+            char::from(digit)
+        })
+        .collect()
 }
 
 /// Tells the step's workers to skip attempt `number` if it is dropped
@@ -696,6 +714,17 @@ mod tests {
             (Duration::from_secs(30), 30_000),
         ] {
             assert_eq!(budget_ms(left), ms, "{left:?}");
+        }
+    }
+
+    #[test]
+    fn each_runner_names_its_calls_apart() {
+        let prefixes: std::collections::HashSet<String> =
+            (0..1_000).map(|_| call_prefix()).collect();
+        assert_eq!(prefixes.len(), 1_000);
+        for p in &prefixes {
+            assert_eq!(p.len(), 10, "{p}");
+            assert!(p.chars().all(|c| c.is_ascii_alphanumeric()), "{p}");
         }
     }
 }
