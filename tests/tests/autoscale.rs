@@ -343,14 +343,18 @@ impl Slow {
     }
 }
 
-#[test]
-fn a_new_replicas_constructor_never_stalls_calls() {
-    let (init, building, holding, finish, release) = SlowInit::new();
+/// A `Slow` pipeline (min 1, max 2) whose replica 1 is being built: two
+/// held calls at replica 0 made the autoscaler want it; they are answered
+/// (by replica 0) before this returns, its constructor still blocked.
+fn building_replica_1(
+    init: &SlowInit,
+    building: &std::sync::mpsc::Receiver<usize>,
+    release: &std::sync::mpsc::Sender<()>,
+) -> Pipeline<(bool, SlowInit), usize> {
     let options = DeployOptions::new().autoscale("Slow", policy(1, 2, 0, 60_000));
     let p = Slow::bind(init.clone(), Input::<(bool, SlowInit)>::new())
         .deploy_with(options)
         .unwrap();
-    // Two held calls at replica 0 make the autoscaler want a second one.
     let held: Vec<_> = (0..2)
         .map(|_| {
             let (p, init) = (p.clone(), init.clone());
@@ -363,6 +367,13 @@ fn a_new_replicas_constructor_never_stalls_calls() {
     for call in held {
         assert_eq!(call.join().unwrap(), 0);
     }
+    p
+}
+
+#[test]
+fn a_new_replicas_constructor_never_stalls_calls() {
+    let (init, building, holding, finish, release) = SlowInit::new();
+    let p = building_replica_1(&init, &building, &release);
     // Its constructor is still running; calls go on, answered by replica 0.
     for _ in 0..10 {
         assert_eq!(p.call((false, init.clone())).unwrap(), 0);
@@ -399,22 +410,7 @@ fn a_new_replicas_constructor_never_stalls_calls() {
 #[test]
 fn dropping_a_pipeline_does_not_wait_for_a_replica_being_built() {
     let (init, building, _holding, finish, release) = SlowInit::new();
-    let options = DeployOptions::new().autoscale("Slow", policy(1, 2, 0, 60_000));
-    let p = Slow::bind(init.clone(), Input::<(bool, SlowInit)>::new())
-        .deploy_with(options)
-        .unwrap();
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let (p, init) = (p.clone(), init.clone());
-            std::thread::spawn(move || p.call((true, init)).unwrap())
-        })
-        .collect();
-    assert_eq!(building.recv().unwrap(), 1, "replica 1 is being built");
-    release.send(()).unwrap();
-    release.send(()).unwrap();
-    for call in held {
-        assert_eq!(call.join().unwrap(), 0);
-    }
+    let p = building_replica_1(&init, &building, &release);
     let dropping = std::thread::spawn(move || drop(p));
     support::wait_until("the drop returned, replica 1 still being built", || {
         dropping.is_finished()

@@ -9,7 +9,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -18,7 +18,7 @@ use pipeline_core::StepFn;
 use pipeline_examples::remote_steps::{inc, work, Done, Job};
 use support::nats::NatsServer;
 use support::worker::{InProcess, WorkerProcess};
-use support::{metric, wait_until_async, Capture, GUARD};
+use support::{metric, wait_until_async, Capture, Lines, GUARD};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -187,62 +187,9 @@ fn assert_once(starts: &[u64]) {
 /// event for each call it skips because its caller cancelled it; and the
 /// pipelines' remote-step events (a connection made again).
 fn worker_log() -> Capture {
-    static LOG: OnceLock<Capture> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                "pipeline_core::remote::worker=debug,pipeline_core::runtime::remote::client=info",
-            )
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        capture
-    })
-    .clone()
-}
-
-/// Counts the lines of a log holding every one of its needles, reading
-/// only what was written since it last looked. (Scanning the whole log at
-/// every look of `wait_until_async`, which spins, held the log's lock so
-/// much that the worker's own logging stalled behind it: with the other
-/// tests' lines in the log, about 800 KB, a wait took seconds, and now and
-/// then the kept calls of `calls_dropped_while_queued_..` ran past their
-/// 60 s deadline before the test opened the gate.)
-struct Lines<'a> {
-    log: &'a Capture,
-    needles: &'a [&'a str],
-    read: usize,
-    count: usize,
-}
-
-impl<'a> Lines<'a> {
-    fn new(log: &'a Capture, needles: &'a [&'a str]) -> Self {
-        Lines {
-            log,
-            needles,
-            read: 0,
-            count: 0,
-        }
-    }
-
-    /// The lines holding every needle, up to the last whole line written.
-    fn count(&mut self) -> usize {
-        let bytes = self.log.0.lock().unwrap();
-        let new = &bytes[self.read..];
-        let Some(last) = new.iter().rposition(|&b| b == b'\n') else {
-            return self.count;
-        };
-        let whole = &new[..=last];
-        self.count += String::from_utf8_lossy(whole)
-            .lines()
-            .filter(|l| self.needles.iter().all(|n| l.contains(n)))
-            .count();
-        self.read += whole.len();
-        self.count
-    }
+    support::log_capture(
+        "pipeline_core::remote::worker=debug,pipeline_core::runtime::remote::client=info",
+    )
 }
 
 // ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use futures::{FutureExt, StreamExt};
 use pipeline_core::prelude::*;
@@ -23,7 +23,7 @@ use pipeline_examples::remote_steps::{work, Done, Job};
 use serde::{Deserialize, Serialize};
 use support::nats::NatsServer;
 use support::worker::WorkerProcess;
-use support::{wait_until_async, Capture, GUARD};
+use support::{wait_until_async, Capture, Lines, GUARD};
 use tokio::sync::Semaphore;
 
 // ---------------------------------------------------------------------------
@@ -312,41 +312,10 @@ impl Drop for Snoop {
 /// `remote_step` span as each request is taken, and the debug event for
 /// each waiting call skipped because its caller cancelled it.
 fn worker_log() -> Capture {
-    static LOG: OnceLock<Capture> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("pipeline_core::remote::worker=debug")
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        capture
-    })
-    .clone()
-}
-
-/// Counts the lines of the log holding every one of its needles, reading
-/// only what was written since it last looked (as `outsider_remote3.rs`
-/// does: a whole-log scan at every look stalls the workers' logging).
-struct Lines {
-    log: Capture,
-    needles: Vec<String>,
-    read: usize,
-    count: usize,
+    support::log_capture("pipeline_core::remote::worker=debug")
 }
 
 impl Lines {
-    fn new(log: &Capture, needles: &[&str]) -> Self {
-        Lines {
-            log: log.clone(),
-            needles: needles.iter().map(|n| n.to_string()).collect(),
-            read: 0,
-            count: 0,
-        }
-    }
-
     /// Requests step `name`'s workers took.
     fn taken(log: &Capture, name: &str) -> Self {
         Lines::new(log, &[&format!("remote_step{{step=\"{name}\""), " new"])
@@ -358,26 +327,6 @@ impl Lines {
             log,
             &[&format!("step=\"{name}\""), "the caller cancelled the call"],
         )
-    }
-
-    fn count(&mut self) -> usize {
-        let bytes = self.log.0.lock().unwrap();
-        let new = &bytes[self.read..];
-        let Some(last) = new.iter().rposition(|&b| b == b'\n') else {
-            return self.count;
-        };
-        let whole = &new[..=last];
-        self.count += String::from_utf8_lossy(whole)
-            .lines()
-            .filter(|l| self.needles.iter().all(|n| l.contains(n.as_str())))
-            .count();
-        self.read += whole.len();
-        self.count
-    }
-
-    async fn wait_for(&mut self, what: &str, n: usize) {
-        wait_until_async(what, || self.count() >= n).await;
-        assert_eq!(self.count(), n, "{what}: more than expected");
     }
 }
 

@@ -42,6 +42,71 @@ impl Write for Capture {
     }
 }
 
+/// A capture of this test binary's tracing, at `filter`, installed once
+/// (the subscriber is process-wide: the first caller's filter holds).
+/// Spans are written when they open (`FmtSpan::NEW`).
+pub(crate) fn log_capture(filter: &str) -> Capture {
+    static LOG: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        capture
+    })
+    .clone()
+}
+
+/// Counts the lines of a captured log holding every one of its needles,
+/// reading only what was written since it last looked. (Scanning the whole
+/// log at every look of `wait_until_async`, which spins, held the log's
+/// lock so much that the workers' own logging stalled behind it: with the
+/// other tests' lines in the log, about 800 KB, a wait took seconds, and
+/// now and then calls waiting on it ran past a 60 s deadline.)
+pub(crate) struct Lines {
+    log: Capture,
+    needles: Vec<String>,
+    read: usize,
+    count: usize,
+}
+
+impl Lines {
+    pub(crate) fn new(log: &Capture, needles: &[&str]) -> Self {
+        Lines {
+            log: log.clone(),
+            needles: needles.iter().map(|n| n.to_string()).collect(),
+            read: 0,
+            count: 0,
+        }
+    }
+
+    /// The lines holding every needle, up to the last whole line written.
+    pub(crate) fn count(&mut self) -> usize {
+        let bytes = self.log.0.lock().unwrap();
+        let new = &bytes[self.read..];
+        let Some(last) = new.iter().rposition(|&b| b == b'\n') else {
+            return self.count;
+        };
+        let whole = &new[..=last];
+        self.count += String::from_utf8_lossy(whole)
+            .lines()
+            .filter(|l| self.needles.iter().all(|n| l.contains(n.as_str())))
+            .count();
+        self.read += whole.len();
+        self.count
+    }
+
+    /// Waits until exactly `n` lines hold the needles.
+    pub(crate) async fn wait_for(&mut self, what: &str, n: usize) {
+        wait_until_async(what, || self.count() >= n).await;
+        assert_eq!(self.count(), n, "{what}: more than expected");
+    }
+}
+
 /// Holds each call until the test hands out a permit.
 #[derive(Clone)]
 pub(crate) struct Gate(pub(crate) Arc<Semaphore>);
